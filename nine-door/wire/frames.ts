@@ -1,0 +1,183 @@
+/**
+ * Splits a byte stream into 9P frames by their size[4] prefix.
+ * @module
+ */
+import { InvalidError, TooBigError } from "../errors.ts";
+
+/** Why the splitter stopped: the error to answer, and the frame's tag if known. */
+export interface FrameRefusal {
+  /** TooBigError (size above the cap) or InvalidError (size below 7). */
+  readonly error: TooBigError | InvalidError;
+  /** The size field that was refused. */
+  readonly size: number;
+  /** The refused frame's tag, if its header could be read (never for size < 7). */
+  readonly tag: number | undefined;
+  /** The refused frame's type number, when known. */
+  readonly typeId: number | undefined;
+}
+
+const HEADER = 7;
+
+/**
+ * Cuts incoming chunks into whole frames. A frame that lies inside one chunk
+ * is returned as a view of that chunk (no copy); a frame spread over chunks
+ * is assembled into one buffer of exactly its size.
+ *
+ * A size field below 7 or above `maxFrame` leaves the stream unsynchronised,
+ * so the splitter refuses for good: `next()` throws the refusal's error
+ * (TooBigError or InvalidError) now and on every later call, `refusal` holds
+ * the tag to answer (the splitter waits for the 7-byte header of an
+ * oversize frame so the tag is known), and `push()` discards further input.
+ * The caller answers that tag, then disconnects.
+ *
+ * @example
+ * ```ts
+ * const frames = new FrameSplitter(msize);
+ * socket.on("data", (chunk) => {
+ *   frames.push(chunk);
+ *   try {
+ *     for (let f = frames.next(); f !== undefined; f = frames.next()) handle(f);
+ *   } catch (err) {
+ *     const r = frames.refusal!;
+ *     answerError(r.tag ?? NOTAG, r.error);
+ *     socket.end();
+ *   }
+ * });
+ * ```
+ */
+export class FrameSplitter {
+  #max: number;
+  // Chunks not yet consumed; the first one is read from #head on.
+  #chunks: Uint8Array[] = [];
+  #head = 0;
+  #queued = 0;
+  // A frame spread over chunks, filled as bytes arrive.
+  #asm: Buffer | undefined = undefined;
+  #asmFill = 0;
+  #refusal: FrameRefusal | undefined = undefined;
+
+  constructor(maxFrame: number) {
+    this.#max = checkMax(maxFrame);
+  }
+
+  /** The largest frame accepted. */
+  get maxFrame(): number {
+    return this.#max;
+  }
+
+  /** Bytes held: queued chunks plus a partly assembled frame. */
+  get buffered(): number {
+    return this.#queued + this.#asmFill;
+  }
+
+  /** Set once a size field was refused; see the class doc. */
+  get refusal(): FrameRefusal | undefined {
+    return this.#refusal;
+  }
+
+  /**
+   * Changes the cap for frames whose header has not been read yet (the server
+   * lowers it to the negotiated msize). A frame already being assembled
+   * is kept.
+   */
+  setMaxFrame(n: number): void {
+    this.#max = checkMax(n);
+  }
+
+  /** Queues bytes from the stream. The chunk must not be modified afterwards. */
+  push(chunk: Uint8Array): void {
+    if (this.#refusal !== undefined || chunk.length === 0) return;
+    this.#chunks.push(chunk);
+    this.#queued += chunk.length;
+  }
+
+  /**
+   * The next complete frame (size[4] included), or undefined until more bytes
+   * arrive. Throws TooBigError / InvalidError once a size field is refused.
+   */
+  next(): Uint8Array | undefined {
+    if (this.#refusal !== undefined) throw this.#refusal.error;
+    if (this.#asm !== undefined) return this.#fillAssembly();
+    if (this.#queued < 4) return undefined;
+    const size = this.#peekU32();
+    if (size < HEADER) {
+      this.#refuse(size, new InvalidError(`frame size ${size} is below the 7-byte header`));
+    }
+    if (size > this.#max) {
+      if (this.#queued < HEADER) return undefined;
+      this.#refuse(size, new TooBigError(`frame of ${size} bytes exceeds the ${this.#max}-byte limit`));
+    }
+    const first = this.#chunks[0]!;
+    if (first.length - this.#head >= size) {
+      const frame = first.subarray(this.#head, this.#head + size);
+      this.#advance(size);
+      return frame;
+    }
+    this.#asm = Buffer.allocUnsafe(size);
+    this.#asmFill = 0;
+    return this.#fillAssembly();
+  }
+
+  #fillAssembly(): Uint8Array | undefined {
+    const asm = this.#asm!;
+    while (this.#asmFill < asm.length && this.#queued > 0) {
+      const chunk = this.#chunks[0]!;
+      const take = Math.min(chunk.length - this.#head, asm.length - this.#asmFill);
+      asm.set(chunk.subarray(this.#head, this.#head + take), this.#asmFill);
+      this.#asmFill += take;
+      this.#advance(take);
+    }
+    if (this.#asmFill < asm.length) return undefined;
+    this.#asm = undefined;
+    this.#asmFill = 0;
+    return asm;
+  }
+
+  #advance(n: number): void {
+    this.#queued -= n;
+    this.#head += n;
+    // Drop used-up chunks so their memory can be reclaimed.
+    while (this.#chunks.length > 0 && this.#head >= this.#chunks[0]!.length) {
+      this.#head -= this.#chunks[0]!.length;
+      this.#chunks.shift();
+    }
+  }
+
+  /** Byte `i` past the read position, across chunk boundaries. */
+  #peek(i: number): number {
+    let off = this.#head + i;
+    for (const c of this.#chunks) {
+      if (off < c.length) return c[off]!;
+      off -= c.length;
+    }
+    return 0;
+  }
+
+  #peekU32(): number {
+    const c = this.#chunks[0]!;
+    const h = this.#head;
+    if (c.length - h >= 4) return (c[h]! | (c[h + 1]! << 8) | (c[h + 2]! << 16)) + c[h + 3]! * 0x1000000;
+    return (this.#peek(0) | (this.#peek(1) << 8) | (this.#peek(2) << 16)) + this.#peek(3) * 0x1000000;
+  }
+
+  #refuse(size: number, error: TooBigError | InvalidError): never {
+    const known = size >= HEADER && this.#queued >= HEADER;
+    this.#refusal = {
+      error,
+      size,
+      tag: known ? this.#peek(5) | (this.#peek(6) << 8) : undefined,
+      typeId: this.#queued >= 5 ? this.#peek(4) : undefined,
+    };
+    this.#chunks = [];
+    this.#head = 0;
+    this.#queued = 0;
+    throw error;
+  }
+}
+
+function checkMax(n: number): number {
+  if (!Number.isInteger(n) || n < HEADER || n > 0xffffffff) {
+    throw new RangeError(`FrameSplitter: maxFrame must be an integer from 7 to 2^32-1, got ${n}`);
+  }
+  return n;
+}
