@@ -1,0 +1,531 @@
+/**
+ * The NineDoor client: a promise API over one connection, pipelined (many
+ * requests outstanding, replies matched by tag), speaking either dialect.
+ * Used by the CLI, the workers, remote mounts and the benchmarks.
+ * @module
+ */
+import type { Duplex } from "node:stream";
+import {
+  ClosedError,
+  InvalidError,
+  NineError,
+  fromLerror,
+  fromRerror,
+} from "../errors.ts";
+import { decodeDirents, decodeMessage, encodeMessageChunks, FrameSplitter, unpackStats } from "../wire/index.ts";
+import {
+  IOHDRSZ,
+  MAXWELEM,
+  NOFID,
+  NOTAG,
+  QidType,
+  GETATTR_BASIC,
+  type Dialect,
+  type MessageOf,
+  type Qid,
+  type RMessage,
+  type TMessage,
+} from "../wire/index.ts";
+
+/** A request without its tag; the client assigns one. */
+type Untagged<T> = T extends unknown ? Omit<T, "tag"> : never;
+type Request = Untagged<TMessage>;
+type ReplyFor<T extends Request["type"]> = MessageOf<`R${T extends `T${infer R}` ? R : never}` & RMessage["type"]>;
+
+/** File metadata in a dialect-neutral shape. */
+export interface FileInfo {
+  readonly name: string;
+  readonly qid: Qid;
+  /** 9P2000 mode bits (DMDIR, DMAPPEND, permissions). */
+  readonly mode: number;
+  readonly length: number;
+  /** Seconds since the epoch. */
+  readonly mtime: number;
+  readonly isDir: boolean;
+  readonly isAppend: boolean;
+}
+
+/** Options of `NineClient.connect`. */
+export interface ConnectOptions {
+  /** Largest message the client wants; default 1 MiB + IOHDRSZ. */
+  readonly msize?: number;
+  /** Default "9P2000.L". */
+  readonly dialect?: Dialect;
+  readonly signal?: AbortSignal;
+}
+
+/** How a file is opened. */
+export type OpenAccess = "r" | "w" | "rw";
+
+interface Pending {
+  resolve(reply: RMessage): void;
+  reject(err: Error): void;
+}
+
+const O_RDONLY = 0;
+const O_WRONLY = 1;
+const O_RDWR = 2;
+
+/**
+ * A connected 9P client.
+ *
+ * @example
+ * ```ts
+ * const client = await NineClient.connect(await dial("tcp!127.0.0.1!5640"));
+ * const root = await client.attach({ uname: "queen", aname: ticket });
+ * console.log(await root.readText("proc/boot"));
+ * ```
+ */
+export class NineClient {
+  readonly dialect: Dialect;
+  readonly msize: number;
+  readonly #conn: Duplex;
+  readonly #splitter: FrameSplitter;
+  readonly #pending = new Map<number, Pending>();
+  readonly #freeTags: number[] = [];
+  #nextTag = 0;
+  readonly #freeFids: number[] = [];
+  #nextFid = 0;
+  #closed: Error | undefined;
+  readonly #closeListeners = new Set<(err: Error) => void>();
+
+  private constructor(conn: Duplex, splitter: FrameSplitter, dialect: Dialect, msize: number) {
+    this.#conn = conn;
+    this.#splitter = splitter;
+    this.dialect = dialect;
+    this.msize = msize;
+    conn.on("data", (chunk: Buffer) => this.#onData(chunk));
+    conn.on("close", () => this.#fail(new ClosedError("connection closed by server")));
+    conn.on("error", (err) => this.#fail(new ClosedError(`connection error: ${err.message}`)));
+  }
+
+  /** Negotiates a version on `conn` and returns the client. */
+  static async connect(conn: Duplex, options: ConnectOptions = {}): Promise<NineClient> {
+    const want = options.msize ?? (1 << 20) + IOHDRSZ;
+    const dialect = options.dialect ?? "9P2000.L";
+    const splitter = new FrameSplitter(want);
+    const reply = await new Promise<RMessage>((resolve, reject) => {
+      const onData = (chunk: Buffer) => {
+        splitter.push(chunk);
+        let frame: Uint8Array | undefined;
+        try {
+          frame = splitter.next();
+        } catch (err) {
+          return done(err as Error);
+        }
+        if (!frame) return;
+        const res = decodeMessage(frame);
+        if (!res.ok) return done(res.error);
+        done(undefined, res.message as RMessage);
+      };
+      const onClose = () => done(new ClosedError("connection closed during version negotiation"));
+      const onAbort = () => {
+        conn.destroy();
+        done(new ClosedError("version negotiation cancelled"));
+      };
+      const done = (err?: Error, msg?: RMessage) => {
+        conn.off("data", onData);
+        conn.off("close", onClose);
+        conn.off("error", onClose);
+        options.signal?.removeEventListener("abort", onAbort);
+        if (err) reject(err);
+        else resolve(msg!);
+      };
+      conn.on("data", onData);
+      conn.on("close", onClose);
+      conn.on("error", onClose);
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+      for (const c of encodeMessageChunks({ type: "Tversion", tag: NOTAG, msize: want, version: dialect })) conn.write(c);
+    });
+    if (reply.type === "Rerror") {
+      conn.destroy();
+      throw fromRerror(reply.ename);
+    }
+    if (reply.type !== "Rversion") {
+      conn.destroy();
+      throw new InvalidError(`server answered Tversion with ${reply.type}`);
+    }
+    if (reply.version !== dialect) {
+      conn.destroy();
+      throw new InvalidError(`server does not speak ${dialect} (answered ${JSON.stringify(reply.version)})`);
+    }
+    splitter.setMaxFrame(reply.msize);
+    const client = new NineClient(conn, splitter, dialect, reply.msize);
+    // Frames that arrived with Rversion (none expected) would be lost; none can, nothing else was sent.
+    return client;
+  }
+
+  /** Largest payload of one read or write. */
+  get iounit(): number {
+    return this.msize - IOHDRSZ;
+  }
+
+  get closed(): boolean {
+    return this.#closed !== undefined;
+  }
+
+  /** Calls `listener` once when the connection is lost. */
+  onClose(listener: (err: Error) => void): () => void {
+    if (this.#closed) {
+      listener(this.#closed);
+      return () => {};
+    }
+    this.#closeListeners.add(listener);
+    return () => this.#closeListeners.delete(listener);
+  }
+
+  /**
+   * Sends one request and resolves with its reply; error replies reject with
+   * a NineError. Aborting `signal` sends Tflush and rejects once the server
+   * has answered the flush, so the tag is never reused early.
+   */
+  rpc<T extends Request>(request: T, signal?: AbortSignal): Promise<ReplyFor<T["type"]>> {
+    if (this.#closed) return Promise.reject(this.#closed);
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    const tag = this.#allocTag();
+    return new Promise<ReplyFor<T["type"]>>((resolve, reject) => {
+      let flushed = false;
+      const onAbort = () => {
+        if (flushed) return;
+        flushed = true;
+        // The original tag stays reserved until Rflush (flush(5)).
+        this.#pending.set(tag, {
+          resolve: () => {},
+          reject: () => {},
+        });
+        this.rpc({ type: "Tflush", oldtag: tag } as Request).then(
+          () => this.#releaseTag(tag),
+          () => this.#releaseTag(tag),
+        );
+        reject(abortError(signal!));
+      };
+      this.#pending.set(tag, {
+        resolve: (reply) => {
+          signal?.removeEventListener("abort", onAbort);
+          this.#releaseTag(tag);
+          if (reply.type === "Rerror") reject(fromRerror(reply.ename));
+          else if (reply.type === "Rlerror") reject(fromLerror(reply.ecode));
+          else resolve(reply as ReplyFor<T["type"]>);
+        },
+        reject: (err) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(err);
+        },
+      });
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#write({ ...request, tag } as TMessage);
+    });
+  }
+
+  /** Attaches to the server's tree; the ticket goes in `aname`. */
+  async attach(options: { uname?: string; aname: string; nUname?: number }): Promise<Fid> {
+    const fid = this.allocFid();
+    try {
+      const r = await this.rpc({
+        type: "Tattach",
+        fid,
+        afid: NOFID,
+        uname: options.uname ?? "",
+        aname: options.aname,
+        ...(this.dialect === "9P2000.L" ? { nUname: options.nUname ?? NOFID } : {}),
+      });
+      return new Fid(this, fid, r.qid, "/");
+    } catch (err) {
+      this.releaseFid(fid);
+      throw err;
+    }
+  }
+
+  /** Closes the connection; pending requests reject with `closed:`. */
+  close(): void {
+    this.#conn.destroy();
+    this.#fail(new ClosedError("client closed"));
+  }
+
+  /** @internal Fid numbers are recycled after clunk. */
+  allocFid(): number {
+    return this.#freeFids.pop() ?? this.#nextFid++;
+  }
+
+  /** @internal */
+  releaseFid(fid: number): void {
+    this.#freeFids.push(fid);
+  }
+
+  #allocTag(): number {
+    const tag = this.#freeTags.pop();
+    if (tag !== undefined) return tag;
+    if (this.#nextTag >= NOTAG) throw new InvalidError("too many requests outstanding (65535 tags)");
+    return this.#nextTag++;
+  }
+
+  #releaseTag(tag: number): void {
+    this.#pending.delete(tag);
+    this.#freeTags.push(tag);
+  }
+
+  #write(msg: TMessage): void {
+    for (const c of encodeMessageChunks(msg)) this.#conn.write(c);
+  }
+
+  #onData(chunk: Buffer): void {
+    this.#splitter.push(chunk);
+    for (;;) {
+      let frame: Uint8Array | undefined;
+      try {
+        frame = this.#splitter.next();
+      } catch (err) {
+        this.#fail(new InvalidError(`bad frame from server: ${(err as Error).message}`));
+        this.#conn.destroy();
+        return;
+      }
+      if (!frame) return;
+      const res = decodeMessage(frame);
+      if (!res.ok) {
+        // A reply we cannot read still answers its tag.
+        if (res.tag !== undefined) this.#pending.get(res.tag)?.reject(res.error);
+        continue;
+      }
+      const reply = res.message as RMessage;
+      this.#pending.get(reply.tag)?.resolve(reply);
+    }
+  }
+
+  #fail(err: Error): void {
+    if (this.#closed) return;
+    this.#closed = err;
+    for (const p of this.#pending.values()) p.reject(err);
+    this.#pending.clear();
+    for (const l of this.#closeListeners) l(err);
+    this.#closeListeners.clear();
+  }
+}
+
+function abortError(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  if (reason instanceof Error) return reason;
+  return new ClosedError("request cancelled");
+}
+
+function splitPath(path: string): string[] {
+  return path.split("/").filter((p) => p !== "" && p !== ".");
+}
+
+/**
+ * A fid on the server: a place in the tree, optionally open. Methods that
+ * take a path walk a fresh fid and clunk it afterwards.
+ */
+export class Fid {
+  readonly client: NineClient;
+  readonly fid: number;
+  qid: Qid;
+  /** The path this fid was walked to, relative to the attach root. */
+  readonly path: string;
+  #open: OpenAccess | undefined;
+  #clunked = false;
+
+  /** @internal */
+  constructor(client: NineClient, fid: number, qid: Qid, path: string) {
+    this.client = client;
+    this.fid = fid;
+    this.qid = qid;
+    this.path = path;
+  }
+
+  get isDir(): boolean {
+    return (this.qid.type & QidType.DIR) !== 0;
+  }
+
+  /**
+   * Walks to `path` (relative; `..` allowed) and returns a new fid. Paths of
+   * more than 16 names are walked in steps. A walk that stops short rejects
+   * with `not found:`.
+   */
+  async walk(path: string | readonly string[] = [], signal?: AbortSignal): Promise<Fid> {
+    const names = typeof path === "string" ? splitPath(path) : [...path];
+    const newfid = this.client.allocFid();
+    let from = this.fid;
+    let qid = this.qid;
+    let done = 0;
+    try {
+      do {
+        const step = names.slice(done, done + MAXWELEM);
+        const r = await this.client.rpc({ type: "Twalk", fid: from, newfid, names: step }, signal);
+        if (r.qids.length < step.length) {
+          if (from === newfid) await this.client.rpc({ type: "Tclunk", fid: newfid }).catch(() => {});
+          throw new NineError("not found", `${[...names.slice(0, done + r.qids.length + 1)].join("/")}`);
+        }
+        if (r.qids.length > 0) qid = r.qids[r.qids.length - 1]!;
+        done += step.length;
+        from = newfid;
+      } while (done < names.length);
+    } catch (err) {
+      this.client.releaseFid(newfid);
+      throw err;
+    }
+    const joined = [this.path === "/" ? "" : this.path, ...names].join("/") || "/";
+    return new Fid(this.client, newfid, qid, joined.startsWith("/") ? joined : `/${joined}`);
+  }
+
+  /** Opens this fid. */
+  async open(access: OpenAccess = "r", options: { truncate?: boolean; signal?: AbortSignal } = {}): Promise<this> {
+    if (this.client.dialect === "9P2000.L") {
+      const flags = (access === "r" ? O_RDONLY : access === "w" ? O_WRONLY : O_RDWR) | (options.truncate ? 0o1000 : 0);
+      const r = await this.client.rpc({ type: "Tlopen", fid: this.fid, flags }, options.signal);
+      this.qid = r.qid;
+    } else {
+      const mode = (access === "r" ? 0 : access === "w" ? 1 : 2) | (options.truncate ? 0x10 : 0);
+      const r = await this.client.rpc({ type: "Topen", fid: this.fid, mode }, options.signal);
+      this.qid = r.qid;
+    }
+    this.#open = access;
+    return this;
+  }
+
+  /** One Tread: at most `count` bytes (capped at the iounit) at `offset`. */
+  async read(offset: number, count = this.client.iounit, signal?: AbortSignal): Promise<Uint8Array> {
+    const r = await this.client.rpc({ type: "Tread", fid: this.fid, offset, count: Math.min(count, this.client.iounit) }, signal);
+    return r.data;
+  }
+
+  /** Reads from `offset` to end of file. */
+  async readAll(offset = 0, signal?: AbortSignal): Promise<Buffer> {
+    const parts: Uint8Array[] = [];
+    for (;;) {
+      const data = await this.read(offset, this.client.iounit, signal);
+      if (data.length === 0) break;
+      parts.push(data);
+      offset += data.length;
+    }
+    return Buffer.concat(parts);
+  }
+
+  /** One Twrite (data longer than the iounit is written in several). */
+  async write(data: Uint8Array | string, offset = 0, signal?: AbortSignal): Promise<number> {
+    const bytes = typeof data === "string" ? Buffer.from(data) : data;
+    const unit = this.client.iounit;
+    if (bytes.length <= unit) {
+      const r = await this.client.rpc({ type: "Twrite", fid: this.fid, offset, data: bytes }, signal);
+      return r.count;
+    }
+    let total = 0;
+    while (total < bytes.length) {
+      const r = await this.client.rpc(
+        { type: "Twrite", fid: this.fid, offset: offset + total, data: bytes.subarray(total, total + unit) },
+        signal,
+      );
+      if (r.count === 0) break;
+      total += r.count;
+    }
+    return total;
+  }
+
+  /** Metadata of this fid. */
+  async stat(signal?: AbortSignal): Promise<FileInfo> {
+    if (this.client.dialect === "9P2000.L") {
+      const r = await this.client.rpc({ type: "Tgetattr", fid: this.fid, requestMask: GETATTR_BASIC }, signal);
+      const a = r.attr;
+      const isDir = (a.qid.type & QidType.DIR) !== 0;
+      const isAppend = (a.qid.type & QidType.APPEND) !== 0;
+      const name = this.path === "/" ? "/" : this.path.slice(this.path.lastIndexOf("/") + 1);
+      return {
+        name,
+        qid: a.qid,
+        mode: (a.mode & 0o777) | (isDir ? 0x80000000 : 0) | (isAppend ? 0x40000000 : 0),
+        length: a.size,
+        mtime: a.mtimeSec,
+        isDir,
+        isAppend,
+      };
+    }
+    const r = await this.client.rpc({ type: "Tstat", fid: this.fid }, signal);
+    return statInfo(r.stat);
+  }
+
+  /** Entries of this directory (the fid must not be open yet; it is opened). */
+  async readdir(signal?: AbortSignal): Promise<FileInfo[]> {
+    if (!this.#open) await this.open("r", signal ? { signal } : {});
+    const out: FileInfo[] = [];
+    if (this.client.dialect === "9P2000.L") {
+      let offset = 0;
+      for (;;) {
+        const r = await this.client.rpc({ type: "Treaddir", fid: this.fid, offset, count: this.client.iounit - 4 }, signal);
+        const ents = decodeDirents(r.data);
+        if (ents.length === 0) break;
+        for (const e of ents) {
+          const isDir = (e.qid.type & QidType.DIR) !== 0;
+          const isAppend = (e.qid.type & QidType.APPEND) !== 0;
+          out.push({ name: e.name, qid: e.qid, mode: (isDir ? 0x80000000 : 0) | (isAppend ? 0x40000000 : 0), length: 0, mtime: 0, isDir, isAppend });
+        }
+        offset = ents[ents.length - 1]!.offset;
+      }
+      return out;
+    }
+    let offset = 0;
+    for (;;) {
+      const data = await this.read(offset, this.client.iounit, signal);
+      if (data.length === 0) break;
+      for (const st of unpackStats(data)) out.push(statInfo(st));
+      offset += data.length;
+    }
+    return out;
+  }
+
+  /** Releases the fid on the server. Safe to call twice. */
+  async clunk(): Promise<void> {
+    if (this.#clunked) return;
+    this.#clunked = true;
+    try {
+      await this.client.rpc({ type: "Tclunk", fid: this.fid });
+    } finally {
+      this.client.releaseFid(this.fid);
+    }
+  }
+
+  /** Walks to `path`, runs `fn` on the new fid, and clunks it. */
+  async with<T>(path: string, fn: (f: Fid) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const f = await this.walk(path, signal);
+    try {
+      return await fn(f);
+    } finally {
+      await f.clunk().catch(() => {});
+    }
+  }
+
+  /** The whole content of the file at `path`. */
+  readFile(path: string, signal?: AbortSignal): Promise<Buffer> {
+    return this.with(path, async (f) => (await f.open("r", signal ? { signal } : {})).readAll(0, signal), signal);
+  }
+
+  /** The content of the file at `path` as UTF-8. */
+  async readText(path: string, signal?: AbortSignal): Promise<string> {
+    return (await this.readFile(path, signal)).toString("utf8");
+  }
+
+  /** Opens `path` for writing and writes `data` once (one command for ctl files). */
+  writeFile(path: string, data: Uint8Array | string, signal?: AbortSignal): Promise<number> {
+    return this.with(path, async (f) => (await f.open("w", signal ? { signal } : {})).write(data, 0, signal), signal);
+  }
+
+  /** Entries of the directory at `path`. */
+  list(path: string, signal?: AbortSignal): Promise<FileInfo[]> {
+    return this.with(path, (f) => f.readdir(signal), signal);
+  }
+
+  /** Metadata of `path`. */
+  statPath(path: string, signal?: AbortSignal): Promise<FileInfo> {
+    return this.with(path, (f) => f.stat(signal), signal);
+  }
+}
+
+function statInfo(st: { name: string; qid: Qid; mode: number; length: number; mtime: number }): FileInfo {
+  return {
+    name: st.name,
+    qid: st.qid,
+    mode: st.mode,
+    length: st.length,
+    mtime: st.mtime,
+    isDir: (st.mode & 0x80000000) !== 0,
+    isAppend: (st.mode & 0x40000000) !== 0,
+  };
+}

@@ -1,0 +1,309 @@
+/**
+ * One client connection: the frame loop, version negotiation, the tag table,
+ * Tflush, limits and backpressure. This is the only place that writes
+ * replies to the wire. Requests run concurrently and are answered in
+ * whatever order they finish (DESIGN §3); each is answered exactly once.
+ * @module
+ */
+import type { Duplex } from "node:stream";
+import {
+  BusyError,
+  ClosedError,
+  InvalidError,
+  NineError,
+  PermissionError,
+  toNineError,
+} from "../errors.ts";
+import { decodeMessage, encodeMessageChunks, FrameSplitter } from "../wire/index.ts";
+import { NOTAG, type Dialect, type RMessage, type TMessage } from "../wire/index.ts";
+import { FidTable } from "./fids.ts";
+import { handlers, type HandlerScope } from "./handlers.ts";
+import { InFlight } from "./request.ts";
+import type { AccessOp, Attachment, CountedOp, ServerOptions, SessionLimits } from "./types.ts";
+
+/** Smallest msize we negotiate (DESIGN §3). */
+export const MIN_MSIZE = 4096;
+/** Frames accepted before Tversion: enough for any Tversion. */
+const PREVERSION_FRAME = 8192;
+/** A revoked client gets this long to read its `closed:` replies. */
+const REVOKE_GRACE_MS = 2000;
+
+/** A snapshot of a session for /proc/sessions. */
+export interface SessionInfo {
+  readonly id: number;
+  readonly peer: string;
+  readonly dialect: Dialect | "none";
+  readonly msize: number;
+  readonly fids: number;
+  readonly outstanding: number;
+  readonly callers: readonly string[];
+}
+
+/** One client connection. Created by `NineServer.accept`. */
+export class Session implements HandlerScope {
+  readonly id: number;
+  readonly peer: string;
+  readonly options: ServerOptions;
+  readonly fids: FidTable;
+  msize = 0;
+  dialect: Dialect = "9P2000";
+  #negotiated = false;
+  readonly #conn: Duplex;
+  readonly #limits: SessionLimits;
+  readonly #splitter: FrameSplitter;
+  readonly #inflight = new Map<number, InFlight>();
+  readonly #attachments = new Set<Attachment>();
+  #closed = false;
+  #revoked: ClosedError | undefined;
+  #paused = false;
+  #tornDown = false;
+  readonly #onClose: (s: Session) => void;
+
+  constructor(conn: Duplex, opts: { id: number; peer: string; options: ServerOptions; limits: SessionLimits; onClose: (s: Session) => void }) {
+    this.id = opts.id;
+    this.peer = opts.peer;
+    this.options = opts.options;
+    this.#limits = opts.limits;
+    this.#conn = conn;
+    this.#onClose = opts.onClose;
+    this.fids = new FidTable(opts.limits.maxFids);
+    this.#splitter = new FrameSplitter(PREVERSION_FRAME);
+    conn.on("data", (chunk: Buffer) => this.#onData(chunk));
+    conn.on("end", () => this.#conn.end());
+    conn.on("error", () => this.#teardown());
+    conn.on("close", () => this.#teardown());
+  }
+
+  /** The identities attached on this connection. */
+  get callers(): readonly Attachment[] {
+    return [...this.#attachments];
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  info(): SessionInfo {
+    return {
+      id: this.id,
+      peer: this.peer,
+      dialect: this.#negotiated ? this.dialect : "none",
+      msize: this.msize,
+      fids: this.fids.size,
+      outstanding: this.#inflight.size,
+      callers: this.callers.map((a) => `${a.caller.role}:${a.caller.subject}`),
+    };
+  }
+
+  /**
+   * Revokes the session: every request in flight and every later one is
+   * answered `closed: <reason>`, then the connection is dropped.
+   */
+  revoke(reason: string): void {
+    if (this.#closed || this.#revoked) return;
+    this.#revoked = new ClosedError(reason);
+    for (const req of this.#inflight.values()) req.abort(this.#revoked);
+    setTimeout(() => this.#conn.destroy(), REVOKE_GRACE_MS).unref();
+  }
+
+  /** Drops the connection now, cancelling everything in flight. */
+  close(): void {
+    this.#conn.destroy();
+    this.#teardown();
+  }
+
+  authorize(att: Attachment, path: string, op: AccessOp, req: InFlight): void {
+    if (!att.authorize) return;
+    try {
+      att.authorize(path, op);
+    } catch (err) {
+      const e = toNineError(err);
+      if (e instanceof PermissionError || e.errorClass === "permission") {
+        this.options.onRefusal?.({ session: this.id, peer: this.peer, caller: att.caller, request: req.type, path, error: e });
+      }
+      throw e;
+    }
+  }
+
+  account(att: Attachment, op: CountedOp): void {
+    att.account?.(op);
+  }
+
+  attached(att: Attachment): void {
+    this.#attachments.add(att);
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#closed) return;
+    this.#splitter.push(chunk);
+    for (;;) {
+      let frame: Uint8Array | undefined;
+      try {
+        frame = this.#splitter.next();
+      } catch (err) {
+        // The stream cannot be resynchronised after a bad size field.
+        this.#send(this.#errorReply(this.#splitter.refusal?.tag ?? NOTAG, toNineError(err)));
+        this.#conn.end();
+        this.#closed = true;
+        return;
+      }
+      if (!frame) return;
+      this.#onFrame(frame);
+      if (this.#closed) return;
+    }
+  }
+
+  #onFrame(frame: Uint8Array): void {
+    const res = decodeMessage(frame);
+    if (!res.ok) {
+      this.#send(this.#errorReply(res.tag ?? NOTAG, res.error));
+      return;
+    }
+    const msg = res.message;
+    if (msg.type[0] !== "T") {
+      this.#send(this.#errorReply(msg.tag, new InvalidError(`${msg.type} is a reply: servers take requests only`)));
+      return;
+    }
+    this.#dispatch(msg as TMessage);
+  }
+
+  #dispatch(msg: TMessage): void {
+    if (msg.type === "Tversion") return this.#version(msg);
+    if (this.#revoked) return this.#send(this.#errorReply(msg.tag, this.#revoked));
+    if (!this.#negotiated) {
+      return this.#send(this.#errorReply(msg.tag, new InvalidError(`${msg.type} before Tversion: negotiate a version first`)));
+    }
+    if (msg.tag === NOTAG) return this.#send(this.#errorReply(msg.tag, new InvalidError("NOTAG is only for Tversion")));
+    if (this.#inflight.has(msg.tag)) {
+      return this.#send(this.#errorReply(msg.tag, new InvalidError(`duplicate tag ${msg.tag}: it is still in use`)));
+    }
+    if (this.#inflight.size >= this.#limits.maxOutstanding) {
+      return this.#send(this.#errorReply(msg.tag, new BusyError(`too many outstanding requests (limit ${this.#limits.maxOutstanding})`)));
+    }
+    if (msg.type === "Tflush") return this.#flush(msg);
+
+    const req = new InFlight(msg.tag, msg.type, "fid" in msg ? msg.fid : undefined);
+    const handler = handlers[msg.type];
+    if (!handler) return this.#send(this.#errorReply(msg.tag, new InvalidError(`${msg.type} is not a request`)));
+    if (msg.type === "Tclunk" || msg.type === "Tremove") this.#abortFid(msg.fid);
+    this.#inflight.set(msg.tag, req);
+    let result: RMessage | Promise<RMessage>;
+    try {
+      result = handler(this, msg as never, req);
+    } catch (err) {
+      return this.#finish(req, undefined, err);
+    }
+    if (result instanceof Promise) {
+      result.then(
+        (reply) => this.#finish(req, reply, undefined),
+        (err: unknown) => this.#finish(req, undefined, err),
+      );
+    } else {
+      this.#finish(req, result, undefined);
+    }
+  }
+
+  /** Answers a request exactly once, then any Tflush waiting on it. */
+  #finish(req: InFlight, reply: RMessage | undefined, err: unknown): void {
+    if (this.#inflight.get(req.tag) === req) this.#inflight.delete(req.tag);
+    if (this.#closed) return;
+    if (reply === undefined) {
+      let e = toNineError(err);
+      if (this.#revoked && req.aborted) e = this.#revoked;
+      if (!(err instanceof NineError) && e.errorClass === "io") {
+        this.options.onInternalError?.({ session: this.id, peer: this.peer, caller: req.caller, request: req.type, error: e });
+      } else if (e.errorClass === "permission" && req.type === "Tattach") {
+        this.options.onRefusal?.({ session: this.id, peer: this.peer, request: req.type, error: e });
+      }
+      // flush(5): a cancelled request is not answered; Rflush stands for it.
+      if (!(req.flushed && req.aborted)) this.#send(this.#errorReply(req.tag, e));
+    } else {
+      this.#send(reply);
+    }
+    for (const flusher of req.flushers) flusher();
+  }
+
+  #flush(msg: Extract<TMessage, { type: "Tflush" }>): void {
+    const old = this.#inflight.get(msg.oldtag);
+    if (!old) return this.#send({ type: "Rflush", tag: msg.tag });
+    // Hold the Tflush's own tag until its Rflush is out.
+    const marker = new InFlight(msg.tag, "Tflush", undefined);
+    this.#inflight.set(msg.tag, marker);
+    old.flushed = true;
+    old.flushers.push(() => {
+      if (this.#inflight.get(msg.tag) === marker) this.#inflight.delete(msg.tag);
+      if (!this.#closed) this.#send({ type: "Rflush", tag: msg.tag });
+      for (const f of marker.flushers) f();
+    });
+    old.abort(new ClosedError(`request ${old.type} tag ${old.tag} flushed`));
+  }
+
+  #abortFid(fid: number): void {
+    for (const req of this.#inflight.values()) {
+      if (req.fid === fid) req.abort(new ClosedError(`fid ${fid} clunked`));
+    }
+  }
+
+  #version(msg: Extract<TMessage, { type: "Tversion" }>): void {
+    // version(5): Tversion aborts everything outstanding and clunks all fids.
+    for (const req of this.#inflight.values()) {
+      req.flushed = true;
+      req.abort(new ClosedError("session reset by Tversion"));
+    }
+    this.#inflight.clear();
+    this.fids.clear();
+    this.#attachments.clear();
+    if (msg.msize < MIN_MSIZE) {
+      this.#negotiated = false;
+      return this.#send({ type: "Rerror", tag: msg.tag, ename: `invalid: msize ${msg.msize} below ${MIN_MSIZE}` });
+    }
+    const msize = Math.min(msg.msize, this.#limits.msize);
+    let version: string;
+    if (msg.version.startsWith("9P2000.L")) {
+      this.dialect = "9P2000.L";
+      version = "9P2000.L";
+    } else if (msg.version === "9P2000" || msg.version.startsWith("9P2000.")) {
+      this.dialect = "9P2000";
+      version = "9P2000";
+    } else {
+      this.#negotiated = false;
+      return this.#send({ type: "Rversion", tag: msg.tag, msize, version: "unknown" });
+    }
+    this.msize = msize;
+    this.#negotiated = true;
+    this.#splitter.setMaxFrame(msize);
+    this.#send({ type: "Rversion", tag: msg.tag, msize, version });
+  }
+
+  #errorReply(tag: number, err: NineError): RMessage {
+    if (this.#negotiated && this.dialect === "9P2000.L") return { type: "Rlerror", tag, ecode: err.errno };
+    return { type: "Rerror", tag, ename: err.message };
+  }
+
+  #send(reply: RMessage): void {
+    if (this.#closed || this.#conn.destroyed) return;
+    const chunks = encodeMessageChunks(reply);
+    for (const c of chunks) this.#conn.write(c);
+    // Backpressure: a client that stops reading stops being read from, so
+    // the server holds at most maxOutstanding replies plus this buffer.
+    if (!this.#paused && this.#conn.writableLength > this.#limits.maxBufferedBytes) {
+      this.#paused = true;
+      this.#conn.pause();
+      this.#conn.once("drain", () => {
+        this.#paused = false;
+        if (!this.#closed) this.#conn.resume();
+      });
+    }
+  }
+
+  #teardown(): void {
+    if (this.#tornDown) return;
+    this.#tornDown = true;
+    this.#closed = true;
+    const gone = new ClosedError("connection closed");
+    for (const req of this.#inflight.values()) req.abort(gone);
+    this.#inflight.clear();
+    this.fids.clear();
+    this.#onClose(this);
+  }
+}
