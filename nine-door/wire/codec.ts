@@ -35,7 +35,7 @@ const STAT_FIXED = 2 + 2 + 4 + QID_SIZE + 4 + 4 + 4 + 8 + 4 * 2;
 // qid[13] offset[8] type[1] name-length[2].
 const DIRENT_FIXED = QID_SIZE + 8 + 1 + 2;
 const GETATTR_SIZE = 8 + QID_SIZE + 4 * 3 + 8 * 15;
-const SETATTR_SIZE = 4 * 5 + 8 * 5;
+const SETATTR_SIZE = 4 * 4 + 8 * 5;
 
 /** Encoder and decoder of one message type; `size` counts the body only. */
 interface Codec<N extends MessageName> {
