@@ -1,0 +1,53 @@
+/**
+ * The root task's identity and authority: Ed25519 keys and key files,
+ * capability tickets, and the appliance's access policy (DESIGN §4, §5).
+ * This entry only documents and re-exports; other folders import from here.
+ *
+ * - `keys.ts` — {@link generateKeyPair}, {@link writeKeyPair},
+ *   {@link readPrivateKey}, {@link readPublicKey}, {@link keyId}, signing.
+ * - `ticket.ts` — {@link mintTicket}, {@link verifyTicket},
+ *   {@link decodeTicketUnverified}.
+ * - `policy.ts` — {@link authorize}, {@link visibleChildren},
+ *   {@link normalisePath}.
+ *
+ * @example
+ * ```ts
+ * import { generateKeyPair, mintTicket, verifyTicket, authorize } from "../root-task/index.ts";
+ * const boot = await generateKeyPair();
+ * const token = mintTicket({ role: "worker-heartbeat", sub: "worker-1" }, boot.privateKey);
+ * const t = verifyTicket(token, { keys: [boot.publicKey] });
+ * authorize({ role: t.role, subject: t.sub }, "/worker/worker-1/telemetry", "write");
+ * ```
+ * @module
+ */
+export {
+  KEY_BYTES,
+  SIGNATURE_BYTES,
+  formatPrivateKey,
+  formatPublicKey,
+  generateKeyPair,
+  keyId,
+  parsePrivateKey,
+  parsePublicKey,
+  publicKeyOf,
+  readPrivateKey,
+  readPublicKey,
+  sign,
+  verifySignature,
+  writeKeyPair,
+} from "./keys.ts";
+export type { KeyFileOptions, KeyPair, ParsedKey, WriteKeyPairOptions, WrittenKeyPair } from "./keys.ts";
+export {
+  DEFAULT_SKEW_S,
+  DEFAULT_TICKET_TTL_S,
+  MAX_TICKET_LENGTH,
+  NONCE_BYTES,
+  TICKET_LIMITS,
+  TICKET_VERSION,
+  decodeTicketUnverified,
+  mintTicket,
+  verifyTicket,
+} from "./ticket.ts";
+export type { MintOptions, Ticket, TicketBudget, TicketClaims, TicketKeys, VerifyOptions } from "./ticket.ts";
+export { ACCESS_OPS, authorize, isAuthorized, isWorkerRole, normalisePath, visibleChildren } from "./policy.ts";
+export type { AccessOp, PolicyCaller } from "./policy.ts";
