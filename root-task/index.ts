@@ -51,3 +51,12 @@ export {
 export type { MintOptions, Ticket, TicketBudget, TicketClaims, TicketKeys, VerifyOptions } from "./ticket.ts";
 export { ACCESS_OPS, authorize, isAuthorized, isWorkerRole, normalisePath, visibleChildren } from "./policy.ts";
 export type { AccessOp, PolicyCaller } from "./policy.ts";
+export {
+  Appliance,
+  VERSION,
+  type ApplianceOptions,
+  type LifecycleState,
+  type QueenControl,
+} from "./appliance.ts";
+export { serveAppliance, type RunningAppliance, type ServeOptions } from "./serve.ts";
+export { parseQueenCommand, parseBudget, type Budget, type LeaseRequest, type ParseOptions, type QueenCommand } from "./queen-command.ts";

@@ -1,0 +1,59 @@
+/**
+ * Command-line parsing shared by every `cohesix` command: one `UsageError`
+ * (exit 2) and a thin wrapper over node:util's parseArgs.
+ * @module
+ */
+import { parseArgs } from "node:util";
+
+/** A usage mistake: the CLI prints it with the command's usage and exits 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** Option specs in node:util's parseArgs form. */
+export type OptionSpecs = Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }>;
+
+/** Parsed options and positionals. */
+export interface Parsed {
+  readonly values: Record<string, string | boolean | string[] | boolean[] | undefined>;
+  readonly positionals: string[];
+}
+
+/**
+ * Parses `argv` strictly: unknown options are usage errors.
+ *
+ * @example
+ * ```ts
+ * const { values, positionals } = parse(["--addr", "tcp!h!1", "/proc"], { addr: { type: "string" } });
+ * ```
+ */
+export function parse(argv: readonly string[], options: OptionSpecs, limits: { min?: number; max?: number } = {}): Parsed {
+  let parsed: Parsed;
+  try {
+    parsed = parseArgs({ args: [...argv], options, allowPositionals: true, strict: true }) as Parsed;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const n = parsed.positionals.length;
+  if (limits.min !== undefined && n < limits.min) throw new UsageError(`expected at least ${limits.min} argument(s), got ${n}`);
+  if (limits.max !== undefined && n > limits.max) throw new UsageError(`expected at most ${limits.max} argument(s), got ${n}`);
+  return parsed;
+}
+
+/** A string option's value, or the fallback; refuses an empty string. */
+export function str(p: Parsed, name: string, fallback?: string): string | undefined {
+  const v = p.values[name];
+  if (v === undefined) return fallback;
+  if (typeof v !== "string" || v === "") throw new UsageError(`--${name} needs a value`);
+  return v;
+}
+
+/** Like `str`, but the option is required. */
+export function required(p: Parsed, name: string, fallback?: string, hint = ""): string {
+  const v = str(p, name, fallback);
+  if (v === undefined) throw new UsageError(`--${name} is required${hint ? `: ${hint}` : ""}`);
+  return v;
+}

@@ -1,0 +1,72 @@
+/**
+ * The commands that work on this machine: keygen, ticket, serve.
+ * @module
+ */
+import { once } from "node:events";
+import { existsSync } from "node:fs";
+import { serveAppliance, mintTicket, readPrivateKey, writeKeyPair } from "../root-task/index.ts";
+import { parse, required, str, UsageError } from "./args.ts";
+import { configDir, defaultQueenKey, defaultQueenPub } from "./paths.ts";
+
+type Out = (text: string | Uint8Array) => void;
+
+/** `keygen [--out DIR] [--force]`: writes DIR/queen.key (0600) and DIR/queen.pub. */
+export async function keygen(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
+  const p = parse(argv, { out: { type: "string" }, force: { type: "boolean" } }, { max: 0 });
+  const dir = str(p, "out", configDir(env))!;
+  const written = await writeKeyPair(dir, { name: "queen", force: p.values.force === true });
+  out(`${written.privatePath}\n${written.publicPath}\nkey id ${written.id}\n`);
+}
+
+/** `ticket --role queen [--key FILE] [--ttl S]`: prints a signed ticket. */
+export async function ticket(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
+  const p = parse(argv, { role: { type: "string" }, key: { type: "string" }, ttl: { type: "string" }, subject: { type: "string" } }, { max: 0 });
+  const role = required(p, "role", undefined, "e.g. --role queen");
+  const keyPath = str(p, "key", env.COHESIX_KEY ?? defaultQueenKey(env))!;
+  const ttl = Number(str(p, "ttl", "3600"));
+  if (!Number.isSafeInteger(ttl) || ttl <= 0) throw new UsageError("--ttl must be a positive number of seconds");
+  const sub = str(p, "subject", role === "queen" ? "queen" : undefined);
+  if (sub === undefined) throw new UsageError("--subject is required for roles other than queen");
+  const key = await readPrivateKey(keyPath);
+  out(`${mintTicket({ role, sub }, key, { ttlS: ttl })}\n`);
+}
+
+/**
+ * `serve --board host --listen HOST:PORT --state DIR [--queen-pub FILE]`:
+ * prints `READY tcp!HOST!PORT` once accepting, serves until SIGTERM/SIGINT.
+ */
+export async function serve(argv: readonly string[], io: { env: NodeJS.ProcessEnv; out: Out; err: (text: string) => void; signal?: AbortSignal }): Promise<void> {
+  const { env, out, signal } = io;
+  const p = parse(argv, { board: { type: "string" }, listen: { type: "string" }, state: { type: "string" }, "queen-pub": { type: "string" } }, { max: 0 });
+  const board = str(p, "board", "host")!;
+  if (board !== "host") throw new UsageError(`board ${JSON.stringify(board)} is not served directly: use --board host (QEMU boards boot with cohesix boot)`);
+  const running = await serveAppliance({
+    board,
+    listen: required(p, "listen", undefined, "e.g. --listen 127.0.0.1:5640 (port 0 picks a free port)"),
+    stateDir: required(p, "state", undefined, "a directory for the appliance's state, e.g. --state .cohesix/state"),
+    queenPub: str(p, "queen-pub") ?? (await ensureDefaultQueenKey(env, io.err)),
+  });
+  out(`READY ${running.dialString}\n`);
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  process.once("SIGTERM", onSignal);
+  process.once("SIGINT", onSignal);
+  signal?.addEventListener("abort", onSignal, { once: true });
+  await once(stop.signal, "abort");
+  process.off("SIGTERM", onSignal);
+  process.off("SIGINT", onSignal);
+  await running.stop("SIGTERM");
+}
+
+/**
+ * The default queen public key, made on first use (with its private half
+ * beside it) so that `npm start` and the CLI's default `--key` pair up.
+ */
+async function ensureDefaultQueenKey(env: NodeJS.ProcessEnv, say: (text: string) => void): Promise<string> {
+  const pub = defaultQueenPub(env);
+  if (!existsSync(pub)) {
+    const written = await writeKeyPair(configDir(env), { name: "queen" });
+    say(`made queen key ${written.privatePath} (key id ${written.id})\n`);
+  }
+  return pub;
+}

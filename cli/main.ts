@@ -1,0 +1,75 @@
+/**
+ * `cohesix`: the host command. Dispatches to one function per command and
+ * maps failures to exit codes: 0 success, 1 a 9P or runtime error printed
+ * as one `class: message` line, 2 a usage error.
+ * @module
+ */
+import { NineError } from "../nine-door/index.ts";
+import { UsageError } from "./args.ts";
+import { keygen, serve, ticket } from "./local.ts";
+import { cat, ctl, ls, stat, tail, write } from "./remote.ts";
+
+/** Where a command writes; tests pass their own. */
+export interface Io {
+  readonly out: (text: string | Uint8Array) => void;
+  readonly err: (text: string) => void;
+  readonly env: NodeJS.ProcessEnv;
+  /** Aborts long-running commands (serve, tail -f). */
+  readonly signal?: AbortSignal;
+}
+
+type Command = (argv: readonly string[], io: Io) => Promise<void>;
+
+const commands: Record<string, { run: Command; usage: string }> = {
+  keygen: { run: (a, io) => keygen(a, io.env, io.out), usage: "keygen [--out DIR] [--force]" },
+  serve: { run: (a, io) => serve(a, io), usage: "serve --board host --listen HOST:PORT --state DIR [--queen-pub FILE]" },
+  ticket: { run: (a, io) => ticket(a, io.env, io.out), usage: "ticket --role queen [--key FILE] [--ttl SECONDS]" },
+  ls: { run: (a, io) => ls(a, io.env, io.out), usage: "ls [-l] [PATH] [--addr DIAL] [--key FILE]" },
+  cat: { run: (a, io) => cat(a, io.env, io.out), usage: "cat PATH... [--addr DIAL] [--key FILE]" },
+  tail: { run: (a, io) => tail(a, io.env, io.out, io.signal), usage: "tail [-f] [-n N] PATH [--addr DIAL] [--key FILE]" },
+  write: { run: (a, io) => write(a, io.env, io.out), usage: "write PATH TEXT [--addr DIAL] [--key FILE]" },
+  stat: { run: (a, io) => stat(a, io.env, io.out), usage: "stat PATH [--addr DIAL] [--key FILE]" },
+  ctl: { run: (a, io) => ctl(a, io.env, io.out), usage: "ctl JSON [--addr DIAL] [--key FILE]" },
+};
+
+/** The usage text. */
+export function usage(): string {
+  return ["usage: cohesix COMMAND [OPTIONS]", "", ...Object.values(commands).map((c) => `  cohesix ${c.usage}`), ""].join("\n");
+}
+
+/**
+ * Runs one command line; resolves with the exit code.
+ *
+ * @example
+ * ```ts
+ * const code = await main(["ls", "/"], { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t), env: process.env });
+ * ```
+ */
+export async function main(argv: readonly string[], io: Io): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
+    io.out(usage());
+    return name === undefined ? 2 : 0;
+  }
+  const command = commands[name];
+  if (!command) {
+    io.err(`cohesix: unknown command ${JSON.stringify(name)}\n${usage()}`);
+    return 2;
+  }
+  try {
+    await command.run(rest, io);
+    return 0;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(`cohesix ${name}: ${err.message}\nusage: cohesix ${command.usage}\n`);
+      return 2;
+    }
+    if (err instanceof NineError) {
+      io.err(`${err.message}\n`);
+      return 1;
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    io.err(`io: ${message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,21 @@
+/**
+ * Per-user default locations (XDG): keys in ~/.config/cohesix.
+ * @module
+ */
+import { homedir } from "node:os";
+import { join } from "node:path";
+
+/** `$XDG_CONFIG_HOME/cohesix` or `~/.config/cohesix`. */
+export function configDir(env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.XDG_CONFIG_HOME || join(homedir(), ".config"), "cohesix");
+}
+
+/** The default queen private key: `~/.config/cohesix/queen.key`. */
+export function defaultQueenKey(env: NodeJS.ProcessEnv = process.env): string {
+  return join(configDir(env), "queen.key");
+}
+
+/** The default queen public key: `~/.config/cohesix/queen.pub`. */
+export function defaultQueenPub(env: NodeJS.ProcessEnv = process.env): string {
+  return join(configDir(env), "queen.pub");
+}

@@ -1,0 +1,182 @@
+/**
+ * The commands that talk to a running appliance over 9P: ls, cat, tail,
+ * write, stat, ctl. Each dials `--addr`, mints a queen ticket from `--key`,
+ * attaches, does one thing, and clunks what it walked.
+ * @module
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { NineClient, dialWithRetry, type Dialect, type Fid, type FileInfo } from "../nine-door/index.ts";
+import { mintTicket, readPrivateKey } from "../root-task/index.ts";
+import { parse, required, str, UsageError, type OptionSpecs, type Parsed } from "./args.ts";
+import { defaultQueenKey } from "./paths.ts";
+
+/** Options every remote command takes. */
+export const remoteOptions: OptionSpecs = {
+  addr: { type: "string" },
+  key: { type: "string" },
+  dialect: { type: "string" },
+};
+
+/** Connects and attaches as the queen. */
+export async function connectQueen(p: Parsed, env: NodeJS.ProcessEnv): Promise<{ client: NineClient; root: Fid }> {
+  const addr = required(p, "addr", env.COHESIX_ADDR, "give --addr tcp!HOST!PORT or set COHESIX_ADDR");
+  const keyPath = str(p, "key", env.COHESIX_KEY ?? defaultQueenKey());
+  if (keyPath === undefined) throw new UsageError("--key is required: give --key FILE or set COHESIX_KEY");
+  const dialectArg = str(p, "dialect", "9P2000");
+  if (dialectArg !== "9P2000" && dialectArg !== "9P2000.L") throw new UsageError("--dialect must be 9P2000 or 9P2000.L");
+  const dialect: Dialect = dialectArg;
+  const key = await readPrivateKey(keyPath);
+  const ticket = mintTicket({ role: "queen", sub: "queen" }, key, { ttlS: 300 });
+  const conn = await dialWithRetry(addr, { attempts: 5, delayMs: 100, timeoutMs: 10_000 });
+  const client = await NineClient.connect(conn, { dialect });
+  const root = await client.attach({ uname: "queen", aname: ticket });
+  return { client, root };
+}
+
+type Out = (text: string | Uint8Array) => void;
+
+async function withQueen<T>(argv: readonly string[], extra: OptionSpecs, limits: { min?: number; max?: number }, env: NodeJS.ProcessEnv, fn: (root: Fid, p: Parsed) => Promise<T>): Promise<T> {
+  const p = parse(argv, { ...remoteOptions, ...extra }, limits);
+  const { client, root } = await connectQueen(p, env);
+  try {
+    return await fn(root, p);
+  } finally {
+    client.close();
+  }
+}
+
+function rel(path: string): string {
+  if (!path.startsWith("/")) throw new UsageError(`path ${JSON.stringify(path)} must be absolute, e.g. /proc/boot`);
+  return path.slice(1);
+}
+
+function formatMode(info: FileInfo): string {
+  const kind = info.isDir ? "d" : info.isAppend ? "a" : "-";
+  const bits = info.mode & 0o777;
+  const rwx = (n: number) => `${n & 4 ? "r" : "-"}${n & 2 ? "w" : "-"}${n & 1 ? "x" : "-"}`;
+  return kind + rwx(bits >> 6) + rwx((bits >> 3) & 7) + rwx(bits & 7);
+}
+
+/** `ls [-l] PATH`: one name per line, directories with a trailing `/`. */
+export function ls(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
+  return withQueen(argv, { long: { type: "boolean", short: "l" } }, { max: 1 }, env, async (root, p) => {
+    const path = p.positionals[0] ?? "/";
+    const f = await root.walk(rel(path));
+    try {
+      if (!f.isDir) {
+        const st = await f.stat();
+        out(p.values.long ? `${formatMode(st)} ${st.length} ${path}\n` : `${path}\n`);
+        return;
+      }
+      const entries = (await f.readdir()).sort((a, b) => a.name.localeCompare(b.name));
+      for (const e of entries) {
+        if (!p.values.long) {
+          out(`${e.name}${e.isDir ? "/" : ""}\n`);
+          continue;
+        }
+        const st = await root.statPath(`${rel(path)}/${e.name}`);
+        out(`${formatMode(st)} ${String(st.length).padStart(8)} ${new Date(st.mtime * 1000).toISOString()} ${e.name}${e.isDir ? "/" : ""}\n`);
+      }
+    } finally {
+      await f.clunk();
+    }
+  });
+}
+
+/** `cat PATH...`: contents to stdout. */
+export function cat(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
+  return withQueen(argv, {}, { min: 1 }, env, async (root, p) => {
+    for (const path of p.positionals) out(await root.readFile(rel(path)));
+  });
+}
+
+/** `tail [-f] [-n N] PATH`: the last lines; with -f, follow appends until interrupted. */
+export function tail(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out, signal?: AbortSignal): Promise<void> {
+  return withQueen(argv, { follow: { type: "boolean", short: "f" }, lines: { type: "string", short: "n" }, interval: { type: "string" } }, { min: 1, max: 1 }, env, async (root, p) => {
+    const lines = Number(str(p, "lines", "10"));
+    if (!Number.isSafeInteger(lines) || lines < 0) throw new UsageError("-n must be a non-negative integer");
+    const intervalMs = Number(str(p, "interval", "250"));
+    const f = await root.walk(rel(p.positionals[0]!));
+    try {
+      await f.open("r");
+      const text = (await f.readAll(0)).toString("utf8");
+      let offset = Buffer.byteLength(text);
+      const all = text.split("\n");
+      if (all[all.length - 1] === "") all.pop();
+      const shown = lines === 0 ? [] : all.slice(-lines);
+      if (shown.length > 0) out(shown.join("\n") + "\n");
+      if (!p.values.follow) return;
+      while (!signal?.aborted) {
+        const data = await f.read(offset, undefined, signal).catch((err: unknown) => {
+          if (signal?.aborted) return new Uint8Array(0);
+          throw err;
+        });
+        if (data.length > 0) {
+          out(data);
+          offset += data.length;
+          continue;
+        }
+        // Append logs answer empty at the end; poll gently.
+        await sleep(intervalMs, undefined, signal ? { signal } : {}).catch(() => {});
+      }
+    } finally {
+      await f.clunk().catch(() => {});
+    }
+  });
+}
+
+/** `write PATH TEXT`: one write of TEXT (a newline is not added). */
+export function write(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
+  return withQueen(argv, {}, { min: 2, max: 2 }, env, async (root, p) => {
+    const [path, text] = p.positionals as [string, string];
+    await root.with(rel(path), async (f) => {
+      await f.open("w");
+      await f.write(text);
+    });
+    void out;
+  });
+}
+
+/** `stat PATH`: key=value lines. */
+export function stat(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
+  return withQueen(argv, {}, { min: 1, max: 1 }, env, async (root, p) => {
+    const path = p.positionals[0]!;
+    const st = await root.statPath(rel(path));
+    out(
+      [
+        `name=${st.name}`,
+        `path=${path}`,
+        `mode=${formatMode(st)}`,
+        `length=${st.length}`,
+        `mtime=${new Date(st.mtime * 1000).toISOString()}`,
+        `qid.path=${st.qid.path}`,
+        `qid.version=${st.qid.version}`,
+        `qid.type=0x${st.qid.type.toString(16)}`,
+        "",
+      ].join("\n"),
+    );
+  });
+}
+
+/**
+ * `ctl JSON`: writes one command to /queen/ctl and reads the reply on the
+ * same fid. Prints the worker id when the reply names one, else the reply.
+ */
+export function ctl(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
+  return withQueen(argv, { file: { type: "string" } }, { min: 1, max: 1 }, env, async (root, p) => {
+    const path = str(p, "file", "/queen/ctl")!;
+    await root.with(rel(path), async (f) => {
+      await f.open("rw");
+      await f.write(p.positionals[0]!);
+      const reply = (await f.readAll(0)).toString("utf8").trim();
+      let printed = reply;
+      try {
+        const obj = JSON.parse(reply) as { worker?: unknown };
+        if (typeof obj.worker === "string") printed = obj.worker;
+      } catch {
+        // Not JSON: print as is.
+      }
+      if (printed) out(`${printed}\n`);
+    });
+  });
+}

@@ -1,0 +1,51 @@
+/**
+ * Runs the appliance on a listening address: what `cohesix serve` and the
+ * guest's init program call.
+ * @module
+ */
+import { listen, type Listener } from "../nine-door/index.ts";
+import { Appliance, type ApplianceOptions } from "./appliance.ts";
+import { readPublicKey } from "./keys.ts";
+
+/** Options of `serveAppliance`. */
+export interface ServeOptions extends Omit<ApplianceOptions, "queenPublicKey"> {
+  /** `HOST:PORT` or a dial string; port 0 picks a free port. */
+  readonly listen: string;
+  /** Path of the queen's public key file. */
+  readonly queenPub: string;
+}
+
+/** A running appliance and the address it serves on. */
+export interface RunningAppliance {
+  readonly app: Appliance;
+  readonly listener: Listener;
+  /** `tcp!HOST!PORT` with the real port. */
+  readonly dialString: string;
+  /** Stops accepting, drops sessions, marks the lifecycle OFFLINE. */
+  stop(reason?: string): Promise<void>;
+}
+
+/**
+ * Boots the appliance and starts serving NineDoor.
+ *
+ * @example
+ * ```ts
+ * const running = await serveAppliance({ board: "host", listen: "127.0.0.1:0", stateDir, queenPub });
+ * console.log(`READY ${running.dialString}`);
+ * ```
+ */
+export async function serveAppliance(options: ServeOptions): Promise<RunningAppliance> {
+  const queenPublicKey = await readPublicKey(options.queenPub);
+  const app = await Appliance.boot({ ...options, queenPublicKey });
+  const listener = await listen(options.listen, (conn, peer) => app.server.accept(conn, peer.remote));
+  app.audit(`listening on ${listener.dialString}`);
+  return {
+    app,
+    listener,
+    dialString: listener.dialString,
+    async stop(reason = "stopped") {
+      await listener.close();
+      app.shutdown(reason);
+    },
+  };
+}
