@@ -76,8 +76,12 @@ async function attach(s: HandlerScope, m: Extract<TMessage, { type: "Tattach" }>
   return { type: "Rattach", tag: m.tag, qid: fid.node.qid };
 }
 
-function auth(_s: HandlerScope, m: Extract<TMessage, { type: "Tauth" }>): RMessage {
-  throw new NotSupportedError(`authentication not required (tag ${m.tag}): put the ticket in aname`);
+/**
+ * No auth protocol: the ticket travels in aname. Stock .L clients (diod's
+ * libnpclient) read ENOENT from Tauth as "authentication not required".
+ */
+function auth(): RMessage {
+  throw new NotFoundError("authentication not required: attach with afid NOFID and the ticket in aname");
 }
 
 /** Path of `name` below `path`; `..` goes up, refused above the root. */
@@ -202,7 +206,8 @@ async function lopen(s: HandlerScope, m: Extract<TMessage, { type: "Tlopen" }>, 
 
 /** A snapshot of a directory, filtered by what the caller may see. */
 async function listDir(s: HandlerScope, fid: Fid, req: InFlight): Promise<readonly Node[]> {
-  const entries = await fid.node.list(req);
+  const ns = fid.attachment.namespace;
+  const entries = ns?.list ? await ns.list({ node: fid.node, path: fid.path }, req) : await fid.node.list(req);
   const visible = fid.attachment.visible;
   if (!visible) return entries;
   const names = new Set(visible(fid.path, entries.map((e) => e.name)));

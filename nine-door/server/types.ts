@@ -54,6 +54,8 @@ export interface Place {
 /** Walks one name from a place; `..` goes to the parent, refused at the root. */
 export interface Walker {
   step(at: Place, name: string, ctx: RequestContext): MaybePromise<Place>;
+  /** The entries of the directory at `at`, with the walker's binds applied. */
+  list?(at: Place, ctx: RequestContext): MaybePromise<readonly Node[]>;
 }
 
 /** Per-session limits (DESIGN §3; issue: fids, outstanding tags, buffered bytes). */
