@@ -1,8 +1,7 @@
 // Runs a TypeScript entry (bench, fuzz campaign) by bundling it with esbuild
 // into a temporary file first, so no TypeScript loader is needed at run time.
 import { build } from "esbuild";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 
@@ -11,7 +10,12 @@ if (!entry) {
   console.error("usage: node scripts/run-ts.mjs FILE.ts [ARGS...]");
   process.exit(2);
 }
-const dir = mkdtempSync(join(tmpdir(), "cohesix-run-"));
+// The bundle lives under the project's node_modules so that its bare imports
+// (packages stay external) resolve from the project, as Node's ESM resolver
+// ignores NODE_PATH and would look beside a temp folder instead.
+const cache = resolve("node_modules", ".cache");
+mkdirSync(cache, { recursive: true });
+const dir = mkdtempSync(join(cache, "cohesix-run-"));
 const out = join(dir, "main.mjs");
 await build({
   entryPoints: [resolve(entry)],
@@ -23,8 +27,6 @@ await build({
   packages: "external",
   sourcemap: "inline",
   logLevel: "warning",
-  // Resolve bare imports from the project, not from the temp folder.
-  nodePaths: [resolve("node_modules")],
 });
 process.argv = [process.argv[0], resolve(entry), ...rest];
 process.on("exit", () => rmSync(dir, { recursive: true, force: true }));

@@ -1,0 +1,44 @@
+/**
+ * `npm run bench -- NAME [OPTIONS]`: runs one benchmark by name. Each
+ * benchmark is a module exporting `run(argv)`, which prints its figures and
+ * resolves with an exit code. Add a benchmark by adding a row to `benches`.
+ *
+ * @example
+ * ```sh
+ * npm run bench -- 9p --duration 3 --outstanding 32
+ * ```
+ * @module
+ */
+
+/** A benchmark: a one-line summary and the function that runs it. */
+interface Bench {
+  readonly summary: string;
+  run(argv: readonly string[]): Promise<number>;
+}
+
+const benches: Record<string, Bench> = {
+  "9p": {
+    summary: "9P2000.L metadata ops/s, bulk read MB/s and ctl round trip; NineDoor vs diod",
+    run: async (argv) => (await import("./9p.ts")).run(argv),
+  },
+};
+
+function usage(): string {
+  const rows = Object.entries(benches).map(([name, b]) => `  ${name.padEnd(8)} ${b.summary}`);
+  return ["usage: npm run bench -- NAME [OPTIONS]   (NAME --help for its options)", "", "benchmarks:", ...rows, ""].join("\n");
+}
+
+const [name, ...rest] = process.argv.slice(2);
+const bench = name === undefined ? undefined : benches[name];
+if (!bench) {
+  if (name !== undefined && name !== "--help" && name !== "-h") process.stderr.write(`bench: unknown benchmark ${JSON.stringify(name)}\n`);
+  process.stderr.write(usage());
+  process.exitCode = name === "--help" || name === "-h" ? 0 : 2;
+} else {
+  try {
+    process.exitCode = await bench.run(rest);
+  } catch (err) {
+    process.stderr.write(`bench ${name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  }
+}
