@@ -265,8 +265,21 @@ export class NineClient {
   }
 
   #write(msg: TMessage): void {
+    // Requests issued in one tick (pipelined lanes resuming after a batch of
+    // replies) are corked and leave in one writev instead of a syscall each.
+    if (!this.#corked) {
+      this.#corked = true;
+      this.#conn.cork();
+      process.nextTick(this.#uncork);
+    }
     for (const c of encodeMessageChunks(msg)) this.#conn.write(c);
   }
+
+  #corked = false;
+  readonly #uncork = (): void => {
+    this.#corked = false;
+    this.#conn.uncork();
+  };
 
   #onData(chunk: Buffer): void {
     this.#splitter.push(chunk);
