@@ -80,7 +80,13 @@ export class StaticFile extends BaseNode {
       this.markWritten(ctx.caller.subject);
     }
     return {
-      read: (offset, count) => readAt(this.#data, offset, count).slice(),
+      // A read-only file's bytes change only through set(), which swaps in a
+      // new array, so a view stays valid while the reply is sent: no copy
+      // (bulk reads, bench/9p.ts). A writable file's bytes change in place.
+      read: (offset, count) => {
+        const view = readAt(this.#data, offset, count);
+        return this.#writable ? view.slice() : view;
+      },
       write: (offset, data, wctx) => {
         if (!flags.write) throw new PermissionError(`write: ${this.name} is not open for writing`);
         return this.#write(offset, data, wctx);
