@@ -25,7 +25,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir, cpus } from "node:os";
 import { join, resolve } from "node:path";
@@ -45,6 +45,7 @@ const USAGE = `usage: npm run bench -- 9p [OPTIONS]
   --read-path FILE     large file for bulk reads (default "big")
   --ctl                with --addr: also measure /queen/ctl round trips (needs a queen ticket)
   --targets LIST       without --addr: which to start, "ours,diod" (default both)
+  --figures LIST       which figures to take, "meta,bulk,ctl" (default all)
   --outstanding N      requests kept in flight (default 32)
   --duration S         seconds per measurement (default 3)
   --msize LIST         bulk read msizes in KiB (default "64,1024"; IOHDRSZ is added)
@@ -63,17 +64,26 @@ interface Target {
   readonly path: string;
   readonly readPath: string;
   /** Where to measure ctl round trips (our appliance), if anywhere. */
-  readonly ctl?: { readonly addr: string; readonly aname: string };
+  readonly ctl?: { readonly addr: string; readonly aname: string; readonly pid?: number };
+  /** The server's process, when the bench started it: its CPU time is reported. */
+  readonly pid?: number;
 }
 
 /** Figures of one target. */
 interface Figures {
-  meta?: { opsPerS: number; cyclesPerS: number };
-  bulk: Map<number, { mbPerS: number; msize: number }>;
-  ctl?: { p50Ms: number; p99Ms: number; perS: number; n: number };
+  meta?: { opsPerS: number; cyclesPerS: number } & Cpu;
+  bulk: Map<number, { mbPerS: number; msize: number } & Cpu>;
+  ctl?: { p50Ms: number; p99Ms: number; perS: number; n: number } & Cpu;
+}
+
+/** Share of one core used during a figure (1 = one core busy). */
+interface Cpu {
+  serverCpu?: number;
+  clientCpu?: number;
 }
 
 interface Options {
+  readonly figures: ReadonlySet<string>;
   readonly outstanding: number;
   readonly durationS: number;
   readonly msizes: readonly number[];
@@ -98,6 +108,7 @@ export async function run(argv: readonly string[]): Promise<number> {
       "read-path": { type: "string", default: "big" },
       ctl: { type: "boolean", default: false },
       targets: { type: "string", default: "ours,diod" },
+      figures: { type: "string", default: "meta,bulk,ctl" },
       outstanding: { type: "string", default: "32" },
       duration: { type: "string", default: "3" },
       msize: { type: "string", default: "64,1024" },
@@ -112,6 +123,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const opts: Options = {
+    figures: new Set(values.figures!.split(",")),
     outstanding: positive("--outstanding", values.outstanding!),
     durationS: positive("--duration", values.duration!),
     msizes: values.msize!.split(",").map((k) => positive("--msize", k) * 1024 + IOHDRSZ),
@@ -160,6 +172,38 @@ function positive(name: string, text: string): number {
 
 // ---- measurements ----
 
+/** CPU seconds (user + system, all threads) a process has used so far; undefined if unknown. */
+function cpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // Fields 14 and 15 of proc(5) (utime, stime), counted after "pid (comm) ".
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
+}
+const CLOCK_TICKS = 100;
+
+/** Runs `fn` and reports the share of one core `pid` used meanwhile. */
+async function withCpu<T extends { seconds: number }>(pid: number | undefined, fn: () => Promise<T>): Promise<T & Cpu> {
+  const before = cpuSeconds(pid);
+  const clientBefore = process.cpuUsage();
+  const r = await fn();
+  const after = cpuSeconds(pid);
+  const c = process.cpuUsage(clientBefore);
+  const clientCpu = (c.user + c.system) / 1e6 / r.seconds;
+  return { ...r, clientCpu, ...(before !== undefined && after !== undefined ? { serverCpu: (after - before) / r.seconds } : {}) };
+}
+
+function cpuNote(r: { serverCpu?: number; clientCpu?: number }): string {
+  const parts = [];
+  if (r.serverCpu !== undefined) parts.push(`server ${(r.serverCpu * 100).toFixed(0)}% cpu`);
+  if (r.clientCpu !== undefined) parts.push(`client ${(r.clientCpu * 100).toFixed(0)}% cpu`);
+  return parts.length ? `  [${parts.join(", ")}]` : "";
+}
+
 async function connect(addr: string, msize: number, t: { aname: string; uname: string; nUname: number }): Promise<{ client: NineClient; root: Fid }> {
   const client = await NineClient.connect(await dial(addr), { msize, dialect: "9P2000.L" });
   const root = await client.attach({ aname: t.aname, uname: t.uname, nUname: t.nUname });
@@ -168,30 +212,30 @@ async function connect(addr: string, msize: number, t: { aname: string; uname: s
 
 async function measure(t: Target, o: Options): Promise<Figures> {
   const figures: Figures = { bulk: new Map() };
-  {
+  if (o.figures.has("meta")) {
     const { client, root } = await connect(t.addr, 8192 + IOHDRSZ, t);
     try {
-      figures.meta = await metadata(client, root, t.path, o);
-      console.log(`metadata   ${fmt(figures.meta.opsPerS)} ops/s  (${fmt(figures.meta.cyclesPerS)} walk+getattr+clunk cycles/s)`);
+      figures.meta = await metadata(client, root, t.path, o, t.pid);
+      console.log(`metadata   ${fmt(figures.meta.opsPerS)} ops/s  (${fmt(figures.meta.cyclesPerS)} walk+getattr+clunk cycles/s)${cpuNote(figures.meta)}`);
     } finally {
       client.close();
     }
   }
-  for (const msize of o.msizes) {
+  for (const msize of o.figures.has("bulk") ? o.msizes : []) {
     const { client, root } = await connect(t.addr, msize, t);
     try {
-      const r = await bulkRead(client, root, t.readPath, o);
+      const r = await bulkRead(client, root, t.readPath, o, t.pid);
       figures.bulk.set(msize, r);
-      console.log(`bulk read  ${fmt(r.mbPerS)} MB/s  at msize ${kib(msize)} (negotiated ${kib(r.msize)})`);
+      console.log(`bulk read  ${fmt(r.mbPerS)} MB/s  at msize ${kib(msize)} (negotiated ${kib(r.msize)})${cpuNote(r)}`);
     } finally {
       client.close();
     }
   }
-  if (t.ctl) {
+  if (t.ctl && o.figures.has("ctl")) {
     const { client, root } = await connect(t.ctl.addr, 8192 + IOHDRSZ, { ...t, aname: t.ctl.aname, uname: "queen" });
     try {
-      figures.ctl = await ctlRoundTrip(client, root, o);
-      console.log(`ctl        p50 ${figures.ctl.p50Ms.toFixed(3)} ms  p99 ${figures.ctl.p99Ms.toFixed(3)} ms  (${fmt(figures.ctl.perS)} commands/s, n=${figures.ctl.n})`);
+      figures.ctl = await ctlRoundTrip(client, root, o, t.ctl.pid);
+      console.log(`ctl        p50 ${figures.ctl.p50Ms.toFixed(3)} ms  p99 ${figures.ctl.p99Ms.toFixed(3)} ms  (${fmt(figures.ctl.perS)} commands/s, n=${figures.ctl.n})${cpuNote(figures.ctl)}`);
     } finally {
       client.close();
     }
@@ -204,7 +248,7 @@ function names(path: string): string[] {
 }
 
 /** Runs `lanes` copies of `step` until the deadline; warms up first. */
-async function timed(o: Options, lanes: number, step: () => Promise<number>): Promise<{ units: number; seconds: number }> {
+async function timed(o: Options, lanes: number, step: () => Promise<number>, pid?: number, onStart?: () => void): Promise<{ units: number; seconds: number } & Cpu> {
   const warmup = Math.min(1, o.durationS / 4) * 1000;
   let counting = false;
   let units = 0;
@@ -217,13 +261,16 @@ async function timed(o: Options, lanes: number, step: () => Promise<number>): Pr
   };
   await Promise.all(Array.from({ length: lanes }, lane));
   counting = true;
-  const start = performance.now();
-  deadline = start + o.durationS * 1000;
-  await Promise.all(Array.from({ length: lanes }, lane));
-  return { units, seconds: (performance.now() - start) / 1000 };
+  onStart?.();
+  return withCpu(pid, async () => {
+    const start = performance.now();
+    deadline = start + o.durationS * 1000;
+    await Promise.all(Array.from({ length: lanes }, lane));
+    return { units, seconds: (performance.now() - start) / 1000 };
+  });
 }
 
-async function metadata(client: NineClient, root: Fid, path: string, o: Options): Promise<{ opsPerS: number; cyclesPerS: number }> {
+async function metadata(client: NineClient, root: Fid, path: string, o: Options, pid?: number): Promise<NonNullable<Figures["meta"]>> {
   const wnames = names(path);
   const step = async (): Promise<number> => {
     const fid = client.allocFid();
@@ -237,11 +284,11 @@ async function metadata(client: NineClient, root: Fid, path: string, o: Options)
     }
     return 1;
   };
-  const { units, seconds } = await timed(o, o.outstanding, step);
-  return { opsPerS: (units * 3) / seconds, cyclesPerS: units / seconds };
+  const { units, seconds, ...cpu } = await timed(o, o.outstanding, step, pid);
+  return { opsPerS: (units * 3) / seconds, cyclesPerS: units / seconds, ...cpu };
 }
 
-async function bulkRead(client: NineClient, root: Fid, path: string, o: Options): Promise<{ mbPerS: number; msize: number }> {
+async function bulkRead(client: NineClient, root: Fid, path: string, o: Options, pid?: number): Promise<{ mbPerS: number; msize: number } & Cpu> {
   const file = await root.walk(path);
   await file.open("r");
   const st = await file.stat();
@@ -256,14 +303,14 @@ async function bulkRead(client: NineClient, root: Fid, path: string, o: Options)
     if (r.data.length === 0) throw new Error(`read of ${path} at ${offset} returned nothing`);
     return r.data.length;
   };
-  const { units, seconds } = await timed(o, o.outstanding, step);
+  const { units, seconds, ...cpu } = await timed(o, o.outstanding, step, pid);
   await file.clunk();
-  return { mbPerS: units / seconds / 1e6, msize: client.msize };
+  return { mbPerS: units / seconds / 1e6, msize: client.msize, ...cpu };
 }
 
 const CTL_COMMAND = '{"budget":{"ttl_s":120,"ops":1000}}';
 
-async function ctlRoundTrip(client: NineClient, root: Fid, o: Options): Promise<{ p50Ms: number; p99Ms: number; perS: number; n: number }> {
+async function ctlRoundTrip(client: NineClient, root: Fid, o: Options, pid?: number): Promise<NonNullable<Figures["ctl"]>> {
   const ctl = await root.walk("queen/ctl");
   await ctl.open("rw");
   const command = Buffer.from(CTL_COMMAND);
@@ -279,14 +326,11 @@ async function ctlRoundTrip(client: NineClient, root: Fid, o: Options): Promise<
     return 1;
   };
   // Latency, not throughput: one command at a time.
-  const warm = timed({ ...o, durationS: 0 }, 1, step);
-  await warm;
-  recording = true;
-  const { units, seconds } = await timed({ ...o, durationS: o.durationS }, 1, step);
+  const { units, seconds, ...cpu } = await timed(o, 1, step, pid, () => (recording = true));
   await ctl.clunk();
   samples.sort((a, b) => a - b);
   const pct = (p: number) => samples[Math.min(samples.length - 1, Math.floor((p / 100) * samples.length))]!;
-  return { p50Ms: pct(50), p99Ms: pct(99), perS: units / seconds, n: samples.length };
+  return { p50Ms: pct(50), p99Ms: pct(99), perS: units / seconds, n: samples.length, ...cpu };
 }
 
 // ---- report ----
@@ -387,7 +431,7 @@ async function startChild(cmd: string, args: readonly string[], ready: RegExp | 
 /** Our bench server (bulk + metadata) and the real appliance (ctl). */
 async function startOurs(size: number, profDir: string | undefined, children: Child[], scratch: string[]): Promise<Target> {
   const prof = profDir ? ["--cpu-prof", "--cpu-prof-dir", resolve(profDir)] : [];
-  const { match } = await startChild(process.execPath, [...prof, "scripts/run-ts.mjs", "bench/serve-target.ts", "--size", String(size)], /^READY (\S+)/, children);
+  const { child, match } = await startChild(process.execPath, [...prof, "scripts/run-ts.mjs", "bench/serve-target.ts", "--size", String(size)], /^READY (\S+)/, children);
   const addr = match![1]!;
 
   const dir = mkdtempSync(join(tmpdir(), "cohesix-bench-"));
@@ -410,7 +454,8 @@ async function startOurs(size: number, profDir: string | undefined, children: Ch
     nUname: 0,
     path: "meta",
     readPath: "big",
-    ctl: { addr: app.match![1]!, aname: ticket },
+    ctl: { addr: app.match![1]!, aname: ticket, pid: app.child.pid },
+    pid: child.pid,
   };
 }
 
@@ -439,6 +484,6 @@ async function startDiod(diod: string, size: number, children: Child[], scratch:
   const conn = await dialWithRetry(addr, { attempts: 50, delayMs: 100, timeoutMs: 2000 });
   conn.destroy();
   console.log(`started diod (pid ${child.pid}) on ${addr} exporting ${dir}`);
-  return { name: "diod", addr, aname: dir, uname: "root", nUname: 0, path: "meta", readPath: "big" };
+  return { name: "diod", addr, aname: dir, uname: "root", nUname: 0, path: "meta", readPath: "big", pid: child.pid };
 }
 
