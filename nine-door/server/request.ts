@@ -17,6 +17,11 @@ export class InFlight implements RequestContext {
   caller: Caller = nobody;
   /** Set by Tflush: the reply of a cancelled request is not sent. */
   flushed = false;
+  /**
+   * Set by Tversion: the session was reset and the tag may already name a
+   * new request, so nothing is sent for this one (not even its Rflush).
+   */
+  stale = false;
   /** Rflush replies waiting for this request to be answered. */
   readonly flushers: Array<() => void> = [];
   #controller: AbortController | undefined;

@@ -136,7 +136,17 @@ export class Session implements HandlerScope {
   #onData(chunk: Buffer): void {
     if (this.#closed) return;
     this.#splitter.push(chunk);
-    for (;;) {
+    this.#pump();
+  }
+
+  /**
+   * Handles queued frames until the splitter is empty or the session pauses.
+   * Fix: stopping at a pause (not only at the end of the chunk) keeps one
+   * chunk of small requests from queueing thousands of replies after the
+   * reply buffer is already over its limit.
+   */
+  #pump(): void {
+    while (!this.#paused && !this.#closed) {
       let frame: Uint8Array | undefined;
       try {
         frame = this.#splitter.next();
@@ -149,7 +159,6 @@ export class Session implements HandlerScope {
       }
       if (!frame) return;
       this.#onFrame(frame);
-      if (this.#closed) return;
     }
   }
 
@@ -207,6 +216,12 @@ export class Session implements HandlerScope {
   #finish(req: InFlight, reply: RMessage | undefined, err: unknown): void {
     if (this.#inflight.get(req.tag) === req) this.#inflight.delete(req.tag);
     if (this.#closed) return;
+    // Fix: a request reset by Tversion used to send its reply (a success
+    // arriving after the reset) under a tag the client may have reused.
+    if (req.stale) {
+      for (const flusher of req.flushers) flusher();
+      return;
+    }
     if (reply === undefined) {
       let e = toNineError(err);
       if (this.#revoked && req.aborted) e = this.#revoked;
@@ -232,7 +247,7 @@ export class Session implements HandlerScope {
     old.flushed = true;
     old.flushers.push(() => {
       if (this.#inflight.get(msg.tag) === marker) this.#inflight.delete(msg.tag);
-      if (!this.#closed) this.#send({ type: "Rflush", tag: msg.tag });
+      if (!this.#closed && !marker.stale) this.#send({ type: "Rflush", tag: msg.tag });
       for (const f of marker.flushers) f();
     });
     old.abort(new ClosedError(`request ${old.type} tag ${old.tag} flushed`));
@@ -248,6 +263,7 @@ export class Session implements HandlerScope {
     // version(5): Tversion aborts everything outstanding and clunks all fids.
     for (const req of this.#inflight.values()) {
       req.flushed = true;
+      req.stale = true;
       req.abort(new ClosedError("session reset by Tversion"));
     }
     this.#inflight.clear();
@@ -282,34 +298,33 @@ export class Session implements HandlerScope {
 
   #send(reply: RMessage): void {
     if (this.#closed || this.#conn.destroyed) return;
-    // Performance (bench/9p.ts): replies sent in one turn of the event loop
-    // (a batch of pipelined requests, and the promise replies they resolve)
-    // are corked and leave in one writev, not one syscall per reply (nor
-    // two for Rread's header and data). Order is unchanged; end() flushes.
-    if (!this.#corked) {
-      this.#corked = true;
-      this.#conn.cork();
-      setImmediate(this.#uncork);
-    }
     const chunks = encodeMessageChunks(reply);
-    for (const c of chunks) this.#conn.write(c);
+    let size = 0;
+    for (const c of chunks) size += c.length;
     // Backpressure: a client that stops reading stops being read from, so
     // the server holds at most maxOutstanding replies plus this buffer.
-    if (!this.#paused && this.#conn.writableLength > this.#limits.maxBufferedBytes) {
+    // Fix: resume from the write callback of the reply that crossed the
+    // limit rather than from "drain", which Node emits only after a write
+    // returned false; with a limit below the stream's highWaterMark it never
+    // came and the session stayed paused for good.
+    const over = !this.#paused && this.#conn.writableLength + size > this.#limits.maxBufferedBytes;
+    if (over) {
       this.#paused = true;
       this.#conn.pause();
-      this.#conn.once("drain", () => {
-        this.#paused = false;
-        if (!this.#closed) this.#conn.resume();
-      });
+    }
+    for (let i = 0; i < chunks.length; i++) {
+      if (over && i === chunks.length - 1) this.#conn.write(chunks[i], () => this.#unpause());
+      else this.#conn.write(chunks[i]);
     }
   }
 
-  #corked = false;
-  readonly #uncork = (): void => {
-    this.#corked = false;
-    this.#conn.uncork();
-  };
+  /** The reply that paused the session is on its way: read again. */
+  #unpause(): void {
+    this.#paused = false;
+    if (this.#closed || this.#conn.destroyed) return;
+    this.#pump();
+    if (!this.#paused) this.#conn.resume();
+  }
 
   #teardown(): void {
     if (this.#tornDown) return;
