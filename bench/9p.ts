@@ -197,9 +197,14 @@ async function withCpu<T extends { seconds: number }>(pid: number | undefined, f
   return { ...r, clientCpu, ...(before !== undefined && after !== undefined ? { serverCpu: (after - before) / r.seconds } : {}) };
 }
 
-function cpuNote(r: { serverCpu?: number; clientCpu?: number }): string {
+function cpuNote(r: { serverCpu?: number; clientCpu?: number }, rate?: { value: number; unit: string }): string {
   const parts = [];
-  if (r.serverCpu !== undefined) parts.push(`server ${(r.serverCpu * 100).toFixed(0)}% cpu`);
+  if (r.serverCpu !== undefined) {
+    parts.push(`server ${(r.serverCpu * 100).toFixed(0)}% cpu`);
+    // What one fully busy server core would do at this cost per op: a
+    // figure that holds up when the client or a loaded machine is the limit.
+    if (rate && r.serverCpu > 0.02) parts.push(`≈ ${fmt(rate.value / r.serverCpu)} ${rate.unit} per server core`);
+  }
   if (r.clientCpu !== undefined) parts.push(`client ${(r.clientCpu * 100).toFixed(0)}% cpu`);
   return parts.length ? `  [${parts.join(", ")}]` : "";
 }
@@ -216,7 +221,7 @@ async function measure(t: Target, o: Options): Promise<Figures> {
     const { client, root } = await connect(t.addr, 8192 + IOHDRSZ, t);
     try {
       figures.meta = await metadata(client, root, t.path, o, t.pid);
-      console.log(`metadata   ${fmt(figures.meta.opsPerS)} ops/s  (${fmt(figures.meta.cyclesPerS)} walk+getattr+clunk cycles/s)${cpuNote(figures.meta)}`);
+      console.log(`metadata   ${fmt(figures.meta.opsPerS)} ops/s  (${fmt(figures.meta.cyclesPerS)} walk+getattr+clunk cycles/s)${cpuNote(figures.meta, { value: figures.meta.opsPerS, unit: "ops/s" })}`);
     } finally {
       client.close();
     }
@@ -226,7 +231,7 @@ async function measure(t: Target, o: Options): Promise<Figures> {
     try {
       const r = await bulkRead(client, root, t.readPath, o, t.pid);
       figures.bulk.set(msize, r);
-      console.log(`bulk read  ${fmt(r.mbPerS)} MB/s  at msize ${kib(msize)} (negotiated ${kib(r.msize)})${cpuNote(r)}`);
+      console.log(`bulk read  ${fmt(r.mbPerS)} MB/s  at msize ${kib(msize)} (negotiated ${kib(r.msize)})${cpuNote(r, { value: r.mbPerS, unit: "MB/s" })}`);
     } finally {
       client.close();
     }
