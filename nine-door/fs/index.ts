@@ -27,8 +27,13 @@
  * log.append("spawned worker-1 role=heartbeat\n");
  * ```
  *
- * Remote subtrees (the GPU bridge's export mounted at `/gpu`) are meant to
- * plug in as a `Node` whose `walk`/`list`/`open` forward to a 9P client.
+ * Remote subtrees (the GPU bridge's export mounted at `/gpu`) plug in as a
+ * `RemoteMount`, whose `walk`/`list`/`open` forward to another 9P server
+ * through a reconnecting client:
+ *
+ * ```ts
+ * root.add(new RemoteMount("gpu", { dial: (signal) => dial(bridgeAddr, { signal }), attach: { aname: ticket } }));
+ * ```
  * @module
  */
 export type {
@@ -55,3 +60,5 @@ export { CtlFile } from "./ctl.ts";
 export type { CtlFileOptions, CtlHandler } from "./ctl.ts";
 export { Namespace } from "./namespace.ts";
 export type { Bind, Position } from "./namespace.ts";
+export { RemoteMount } from "./remote.ts";
+export type { RemoteMountOptions, RemoteState, Unsubscribe } from "./remote.ts";
