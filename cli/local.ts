@@ -4,6 +4,7 @@
  */
 import { once } from "node:events";
 import { existsSync } from "node:fs";
+import { parseListenAddress } from "../nine-door/index.ts";
 import { serveAppliance, mintTicket, readPrivateKey, writeKeyPair } from "../root-task/index.ts";
 import { parse, required, str, UsageError } from "./args.ts";
 import { configDir, defaultQueenKey, defaultQueenPub } from "./paths.ts";
@@ -40,22 +41,34 @@ export async function serve(argv: readonly string[], io: { env: NodeJS.ProcessEn
   const p = parse(argv, { board: { type: "string" }, listen: { type: "string" }, state: { type: "string" }, "queen-pub": { type: "string" } }, { max: 0 });
   const board = str(p, "board", "host")!;
   if (board !== "host") throw new UsageError(`board ${JSON.stringify(board)} is not served directly: use --board host (QEMU boards boot with cohesix boot)`);
-  const running = await serveAppliance({
-    board,
-    listen: required(p, "listen", undefined, "e.g. --listen 127.0.0.1:5640 (port 0 picks a free port)"),
-    stateDir: required(p, "state", undefined, "a directory for the appliance's state, e.g. --state .cohesix/state"),
-    queenPub: str(p, "queen-pub") ?? (await ensureDefaultQueenKey(env, io.err)),
-  });
-  out(`READY ${running.dialString}\n`);
+  const listen = required(p, "listen", undefined, "e.g. --listen 127.0.0.1:5640 (port 0 picks a free port)");
+  try {
+    parseListenAddress(listen);
+  } catch (err) {
+    // A malformed address is the user's typing: a usage error (exit 2).
+    throw new UsageError(`--listen ${(err as Error).message.replace(/^invalid: /, "")}`);
+  }
+  // Handle SIGTERM/SIGINT before READY is printed: a supervisor may signal
+  // the moment it reads READY, and without a listener Node would die of it.
   const stop = new AbortController();
   const onSignal = () => stop.abort();
   process.once("SIGTERM", onSignal);
   process.once("SIGINT", onSignal);
   signal?.addEventListener("abort", onSignal, { once: true });
-  await once(stop.signal, "abort");
-  process.off("SIGTERM", onSignal);
-  process.off("SIGINT", onSignal);
-  await running.stop("SIGTERM");
+  try {
+    const running = await serveAppliance({
+      board,
+      listen,
+      stateDir: required(p, "state", undefined, "a directory for the appliance's state, e.g. --state .cohesix/state"),
+      queenPub: str(p, "queen-pub") ?? (await ensureDefaultQueenKey(env, io.err)),
+    });
+    out(`READY ${running.dialString}\n`);
+    if (!stop.signal.aborted) await once(stop.signal, "abort");
+    await running.stop("SIGTERM");
+  } finally {
+    process.off("SIGTERM", onSignal);
+    process.off("SIGINT", onSignal);
+  }
 }
 
 /**

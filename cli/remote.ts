@@ -5,7 +5,7 @@
  * @module
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { NineClient, dialWithRetry, type Dialect, type Fid, type FileInfo } from "../nine-door/index.ts";
+import { InvalidError, NineClient, dialWithRetry, parseDialString, type DialAddress, type Dialect, type Fid, type FileInfo } from "../nine-door/index.ts";
 import { mintTicket, readPrivateKey } from "../root-task/index.ts";
 import { parse, required, str, UsageError, type OptionSpecs, type Parsed } from "./args.ts";
 import { defaultQueenKey } from "./paths.ts";
@@ -19,8 +19,8 @@ export const remoteOptions: OptionSpecs = {
 
 /** Connects and attaches as the queen. */
 export async function connectQueen(p: Parsed, env: NodeJS.ProcessEnv): Promise<{ client: NineClient; root: Fid }> {
-  const addr = required(p, "addr", env.COHESIX_ADDR, "give --addr tcp!HOST!PORT or set COHESIX_ADDR");
-  const keyPath = str(p, "key", env.COHESIX_KEY ?? defaultQueenKey());
+  const addr = dialAddress(required(p, "addr", env.COHESIX_ADDR, "give --addr tcp!HOST!PORT or set COHESIX_ADDR"));
+  const keyPath = str(p, "key", env.COHESIX_KEY ?? defaultQueenKey(env));
   if (keyPath === undefined) throw new UsageError("--key is required: give --key FILE or set COHESIX_KEY");
   const dialectArg = str(p, "dialect", "9P2000");
   if (dialectArg !== "9P2000" && dialectArg !== "9P2000.L") throw new UsageError("--dialect must be 9P2000 or 9P2000.L");
@@ -28,9 +28,29 @@ export async function connectQueen(p: Parsed, env: NodeJS.ProcessEnv): Promise<{
   const key = await readPrivateKey(keyPath);
   const ticket = mintTicket({ role: "queen", sub: "queen" }, key, { ttlS: 300 });
   const conn = await dialWithRetry(addr, { attempts: 5, delayMs: 100, timeoutMs: 10_000 });
-  const client = await NineClient.connect(conn, { dialect });
-  const root = await client.attach({ uname: "queen", aname: ticket });
-  return { client, root };
+  let client: NineClient;
+  try {
+    client = await NineClient.connect(conn, { dialect });
+  } catch (err) {
+    conn.destroy();
+    throw err;
+  }
+  try {
+    return { client, root: await client.attach({ uname: "queen", aname: ticket }) };
+  } catch (err) {
+    // A refused attach must not leave the socket holding the process open.
+    client.close();
+    throw err;
+  }
+}
+
+/** A malformed `--addr` is the user's typing, so a usage error (exit 2). */
+function dialAddress(text: string): DialAddress {
+  try {
+    return parseDialString(text);
+  } catch (err) {
+    throw new UsageError(`--addr ${(err as Error).message.replace(/^invalid: /, "")}`);
+  }
 }
 
 type Out = (text: string | Uint8Array) => void;
@@ -86,7 +106,14 @@ export function ls(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): P
 /** `cat PATH...`: contents to stdout. */
 export function cat(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
   return withQueen(argv, {}, { min: 1 }, env, async (root, p) => {
-    for (const path of p.positionals) out(await root.readFile(rel(path)));
+    for (const path of p.positionals) {
+      // A directory read answers packed stat records: never print those as text.
+      const data = await root.with(rel(path), async (f) => {
+        if (f.isDir) throw new InvalidError(`${path} is a directory: use cohesix ls ${path}`);
+        return (await f.open("r")).readAll(0);
+      });
+      out(data);
+    }
   });
 }
 
