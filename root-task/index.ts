@@ -60,3 +60,34 @@ export {
 } from "./appliance.ts";
 export { serveAppliance, type RunningAppliance, type ServeOptions } from "./serve.ts";
 export { parseQueenCommand, parseBudget, type Budget, type LeaseRequest, type ParseOptions, type QueenCommand } from "./queen-command.ts";
+export {
+  CommitLog,
+  LOG_FILE,
+  MIN_LOG_KEY_BYTES,
+  nodeCommitLogFs,
+  type CommitLogFile,
+  type CommitLogFs,
+  type CommitLogOptions,
+  type CommitLogStats,
+} from "./commit-log.ts";
+export { formatRecord, showLog, verifyLog, type ShowLogOptions, type VerifyReport } from "./commit-log-tools.ts";
+export {
+  FRAME_HEADER_BYTES,
+  FRAME_TAG_BYTES,
+  HASH_BYTES,
+  LogCorruptionError,
+  MAX_RECORD_BYTES,
+  encodeBody,
+  encodeFrame,
+  hex,
+  replay,
+  scanLog,
+  type CommitKind,
+  type CommitRecord,
+  type EncodedFrame,
+  type FrameInput,
+  type LogProblem,
+  type ScanResult,
+  type TornTail,
+} from "./commit-log-format.ts";
+export { LOCK_FILE, acquireLogLock, type LogLock } from "./commit-log-lock.ts";
