@@ -60,9 +60,20 @@ const errnoByClass: Record<ErrorClass, number> = {
   io: Errno.EIO,
 };
 
-const classByErrno = new Map<number, ErrorClass>(
-  Object.entries(errnoByClass).map(([k, v]) => [v, k as ErrorClass]),
-);
+const classByErrno = new Map<number, ErrorClass>([
+  ...Object.entries(errnoByClass).map(([k, v]) => [v, k as ErrorClass] as const),
+  // Precise errnos servers send for the same classes.
+  [Errno.EISDIR, "invalid"],
+  [Errno.ENOTDIR, "invalid"],
+  [Errno.EEXIST, "invalid"],
+  [Errno.ENAMETOOLONG, "invalid"],
+  [Errno.EBADF, "not found"],
+  [Errno.EPERM, "permission"],
+  [Errno.EROFS, "permission"],
+  [Errno.ENOSYS, "not supported"],
+  [Errno.ENOSPC, "too big"],
+  [Errno.EAGAIN, "busy"],
+]);
 
 /**
  * Base class of every error NineDoor answers on the wire. `detail` is the
