@@ -38,5 +38,5 @@ export {
   type SessionLimits,
   type Walker,
 } from "./server/types.ts";
-export { NineClient, Fid, type ConnectOptions, type FileInfo, type OpenAccess } from "./client/client.ts";
+export { NineClient, Fid, type ConnectOptions, type FileInfo, type OpenAccess, type RpcOptions } from "./client/client.ts";
 export { ReconnectingClient, type ReconnectOptions } from "./client/reconnect.ts";

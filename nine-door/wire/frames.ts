@@ -19,6 +19,13 @@ export interface FrameRefusal {
 const HEADER = 7;
 
 /**
+ * Chooses the memory a frame that spans chunks is assembled in: return a
+ * buffer of at least `size` bytes (the frame is assembled at its start), or
+ * undefined for a fresh allocation. `tag` is the frame's tag.
+ */
+export type FrameAllocator = (size: number, tag: number) => Uint8Array | undefined;
+
+/**
  * Cuts incoming chunks into whole frames. A frame that lies inside one chunk
  * is returned as a view of that chunk (no copy); a frame spread over chunks
  * is assembled into one buffer of exactly its size.
@@ -52,12 +59,28 @@ export class FrameSplitter {
   #head = 0;
   #queued = 0;
   // A frame spread over chunks, filled as bytes arrive.
-  #asm: Buffer | undefined = undefined;
+  #asm: Uint8Array | undefined = undefined;
   #asmFill = 0;
   #refusal: FrameRefusal | undefined = undefined;
+  #allocator: FrameAllocator | undefined = undefined;
 
   constructor(maxFrame: number) {
     this.#max = checkMax(maxFrame);
+  }
+
+  /**
+   * Lets the caller supply the memory of frames that span chunks (a client
+   * reading into its own reusable buffers avoids one allocation per large
+   * reply). With an allocator set, assembly waits for the 7-byte header so
+   * the tag is known.
+   *
+   * @example
+   * ```ts
+   * frames.setAllocator((size, tag) => (size <= lane.length && tag === laneTag ? lane : undefined));
+   * ```
+   */
+  setAllocator(allocator: FrameAllocator | undefined): void {
+    this.#allocator = allocator;
   }
 
   /** The largest frame accepted. */
@@ -113,7 +136,13 @@ export class FrameSplitter {
       this.#advance(size);
       return frame;
     }
-    this.#asm = Buffer.allocUnsafe(size);
+    let asm: Uint8Array | undefined;
+    if (this.#allocator !== undefined) {
+      if (this.#queued < HEADER) return undefined;
+      const own = this.#allocator(size, this.#peek(5) | (this.#peek(6) << 8));
+      if (own !== undefined && own.length >= size) asm = own.length === size ? own : own.subarray(0, size);
+    }
+    this.#asm = asm ?? Buffer.allocUnsafe(size);
     this.#asmFill = 0;
     return this.#fillAssembly();
   }

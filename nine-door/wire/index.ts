@@ -34,5 +34,5 @@ export {
   unpackStats,
   type DecodeResult,
 } from "./codec.ts";
-export { FrameSplitter, type FrameRefusal } from "./frames.ts";
+export { FrameSplitter, type FrameAllocator, type FrameRefusal } from "./frames.ts";
 export { WireReader, WireWriter, stringSize } from "./buffer.ts";

@@ -1,0 +1,65 @@
+import { describe, expect, test } from "vitest";
+import { FrameSplitter, NineClient, dial, encodeMessage } from "../../../nine-door/index.ts";
+import { startServer } from "../harness.ts";
+
+describe("FrameSplitter allocator", () => {
+  test("a frame that spans chunks is assembled in the memory the allocator gives for its tag", () => {
+    const frame = encodeMessage({ type: "Rread", tag: 9, data: Buffer.alloc(1000, 3) });
+    const mine = Buffer.alloc(4096);
+    const seen: Array<[number, number]> = [];
+    const s = new FrameSplitter(1 << 16);
+    s.setAllocator((size, tag) => {
+      seen.push([size, tag]);
+      return tag === 9 ? mine : undefined;
+    });
+    s.push(frame.subarray(0, 5));
+    expect(s.next()).toBeUndefined(); // waits for the tag before choosing memory
+    s.push(frame.subarray(5, 600));
+    expect(s.next()).toBeUndefined();
+    s.push(frame.subarray(600));
+    const out = s.next()!;
+    expect(seen).toEqual([[frame.length, 9]]);
+    expect(out.buffer).toBe(mine.buffer);
+    expect(Buffer.from(out).equals(frame)).toBe(true);
+  });
+
+  test("an allocator that declines (or offers too little) leaves a fresh allocation", () => {
+    const frame = encodeMessage({ type: "Rread", tag: 4, data: Buffer.alloc(100, 1) });
+    const small = Buffer.alloc(10);
+    const s = new FrameSplitter(1 << 16);
+    s.setAllocator(() => small);
+    s.push(frame.subarray(0, 50));
+    expect(s.next()).toBeUndefined();
+    s.push(frame.subarray(50));
+    const out = s.next()!;
+    expect(out.buffer).not.toBe(small.buffer);
+    expect(Buffer.from(out).equals(frame)).toBe(true);
+  });
+});
+
+describe("NineClient receiveBuffer", () => {
+  test("rpc() receives a large Rread into the caller's buffer, reusable for the next read", async () => {
+    const srv = await startServer();
+    const client = await NineClient.connect(await dial(srv.addr), { msize: (1 << 20) + 24, dialect: "9P2000.L" });
+    try {
+      srv.tree.big.set(Buffer.from(Array.from({ length: 3 << 20 }, (_, i) => i % 251)));
+      const root = await client.attach({ aname: "ok" });
+      const big = await (await root.walk("big")).open("r");
+      const buf = Buffer.alloc(client.msize);
+      for (const offset of [0, 1 << 20, 5]) {
+        const r = await client.rpc({ type: "Tread", fid: big.fid, offset, count: client.iounit }, undefined, { receiveBuffer: buf });
+        expect(r.data.length).toBe(client.iounit);
+        expect(r.data.buffer).toBe(buf.buffer);
+        expect(r.data[0]).toBe(offset % 251);
+        expect(r.data[r.data.length - 1]).toBe((offset + client.iounit - 1) % 251);
+      }
+      // Without the option, replies get their own memory as before.
+      const plain = await big.read(0);
+      expect(plain.buffer).not.toBe(buf.buffer);
+      expect(plain[1]).toBe(1);
+    } finally {
+      client.close();
+      await srv.close();
+    }
+  });
+});
