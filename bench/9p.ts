@@ -27,7 +27,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir, cpus } from "node:os";
+import { tmpdir, cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
@@ -130,7 +130,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   };
   const size = positive("--size", values.size!);
 
-  console.log(`9p bench: node ${process.version}, ${cpus().length} cpus (${cpus()[0]?.model ?? "?"}), outstanding ${opts.outstanding}, ${opts.durationS} s per figure`);
+  console.log(`9p bench: node ${process.version}, ${cpus().length} cpus (${cpus()[0]?.model ?? "?"}), outstanding ${opts.outstanding}, ${opts.durationS} s per figure, load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
   const children: Child[] = [];
   const scratch: string[] = [];
   const results: Array<{ target: Target; figures: Figures }> = [];
@@ -253,14 +253,14 @@ function names(path: string): string[] {
 }
 
 /** Runs `lanes` copies of `step` until the deadline; warms up first. */
-async function timed(o: Options, lanes: number, step: () => Promise<number>, pid?: number, onStart?: () => void): Promise<{ units: number; seconds: number } & Cpu> {
+async function timed(o: Options, lanes: number, step: (lane: number) => Promise<number>, pid?: number, onStart?: () => void): Promise<{ units: number; seconds: number } & Cpu> {
   const warmup = Math.min(1, o.durationS / 4) * 1000;
   let counting = false;
   let units = 0;
   let deadline = performance.now() + warmup;
-  const lane = async (): Promise<void> => {
+  const lane = async (_: unknown, i: number): Promise<void> => {
     while (performance.now() < deadline) {
-      const n = await step();
+      const n = await step(i);
       if (counting) units += n;
     }
   };
@@ -300,11 +300,13 @@ async function bulkRead(client: NineClient, root: Fid, path: string, o: Options,
   const unit = client.iounit;
   if (st.length < unit) throw new Error(`${path} is ${st.length} bytes: too small for reads of ${unit}`);
   let next = 0;
-  const step = async (): Promise<number> => {
+  // One reply buffer per lane, reused: a lane's data is consumed before its next read.
+  const buffers = Array.from({ length: o.outstanding }, () => Buffer.allocUnsafe(client.msize));
+  const step = async (lane: number): Promise<number> => {
     let offset = next;
     if (offset + unit > st.length) offset = 0;
     next = offset + unit;
-    const r = await client.rpc({ type: "Tread", fid: file.fid, offset, count: unit });
+    const r = await client.rpc({ type: "Tread", fid: file.fid, offset, count: unit }, undefined, { receiveBuffer: buffers[lane]! });
     if (r.data.length === 0) throw new Error(`read of ${path} at ${offset} returned nothing`);
     return r.data.length;
   };
