@@ -91,3 +91,4 @@ export {
   type TornTail,
 } from "./commit-log-format.ts";
 export { LOCK_FILE, acquireLogLock, type LogLock } from "./commit-log-lock.ts";
+export { Supervisor, type SpawnOptions, type StopWorkerOptions, type SupervisorOptions, type WorkerExit } from "./supervisor.ts";

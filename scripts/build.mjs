@@ -1,13 +1,36 @@
-// Builds the host CLI into dist/ with esbuild. npm dependencies stay external
-// on the host (they are installed beside the package); guest images bundle
-// everything themselves (see rootfs/).
+// Builds the host CLI into dist/ with esbuild, and each worker program
+// (workers/<name>/main.ts) into dist/workers/<name>.mjs, which the root task
+// runs as its own process. npm dependencies stay external on the host (they
+// are installed beside the package); guest images bundle everything
+// themselves (see rootfs/).
+//
+//   node scripts/build.mjs            CLI, worker API and worker programs
+//   node scripts/build.mjs --workers  worker programs only
 import { build } from "esbuild";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 
-const entries = { cohesix: "cli/index.ts" };
-if (existsSync("workers/index.ts")) entries.workers = "workers/index.ts";
+// Paths below are relative to the package root, wherever this runs from.
+const root = fileURLToPath(new URL("..", import.meta.url));
+process.chdir(root);
+
+const workersOnly = process.argv.includes("--workers");
+
+const entries = {};
+if (!workersOnly) {
+  entries.cohesix = "./cli/index.ts";
+  if (existsSync("workers/index.ts")) entries.workers = "./workers/index.ts";
+}
+if (existsSync("workers")) {
+  for (const d of readdirSync("workers", { withFileTypes: true })) {
+    const main = join("workers", d.name, "main.ts");
+    if (d.isDirectory() && existsSync(main)) entries[`workers/${d.name}`] = `./${main}`;
+  }
+}
 
 await build({
+  absWorkingDir: root,
   entryPoints: entries,
   outdir: "dist",
   outExtension: { ".js": ".mjs" },
