@@ -29,42 +29,32 @@
  *   local client as `busy:` (typed as `BusyError` and so on).
  * @module
  */
-import type { Duplex } from "node:stream";
 import { DirMode, GETATTR_BASIC, QidType, unpackStats, type Qid } from "../wire/index.ts";
-import {
-  BusyError,
-  ClosedError,
-  Errno,
-  InvalidError,
-  NineError,
-  NotFoundError,
-  NotSupportedError,
-  PermissionError,
-  TooBigError,
-  type ErrorClass,
-} from "../errors.ts";
-import { ReconnectingClient, type ReconnectOptions } from "../client/reconnect.ts";
+import { ClosedError, Errno, InvalidError, NotFoundError } from "../errors.ts";
 import type { Fid, OpenAccess } from "../client/client.ts";
 import { BaseNode, DEFAULT_OWNER, checkName } from "./base.ts";
 import type { NodeOptions } from "./base.ts";
 import type { MaybePromise, Node, NodeStat, OpenFile, OpenFlags, RequestContext } from "./node.ts";
+import {
+  RemoteLink,
+  UnavailableError,
+  abortReason,
+  messageOf,
+  retype,
+  withDeadline,
+  type RemoteLinkOptions,
+  type RemoteState,
+  type StateListener,
+  type Unsubscribe,
+} from "./remote-link.ts";
 
-/** The connection state a mount reports. */
-export type RemoteState = "connecting" | "connected" | "down";
+export type { RemoteState, Unsubscribe } from "./remote-link.ts";
 
 /** Options of `new RemoteMount(name, options)`. */
-export interface RemoteMountOptions extends NodeOptions, Omit<ReconnectOptions, "onState"> {
-  /**
-   * How long one connection attempt (dial, version, attach) may take, and how
-   * long a request waits for the first connection. Default 3000 ms.
-   */
-  readonly connectTimeoutMs?: number;
+export interface RemoteMountOptions extends NodeOptions, RemoteLinkOptions {
   /** How long walk, list and open wait for the remote's answer. Default 10 000 ms. */
   readonly requestTimeoutMs?: number;
 }
-
-/** Stops a listener registered with `onState`. */
-export type Unsubscribe = () => void;
 
 /** Remote metadata of one file, dialect-neutral. */
 interface RemoteInfo {
@@ -74,7 +64,6 @@ interface RemoteInfo {
   readonly stat: NodeStat;
 }
 
-const DEFAULT_CONNECT_TIMEOUT_MS = 3000;
 const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 /** Walks done at once when a 9P2000.L listing fetches each entry's attributes. */
 const LIST_CONCURRENCY = 16;
@@ -117,27 +106,29 @@ function nextMountNumber(): bigint {
  * ```
  */
 export class RemoteMount extends BaseNode {
-  readonly #remote: Remote;
+  readonly #remote: RemoteTree;
+  readonly #link: RemoteLink;
 
   constructor(name: string, options: RemoteMountOptions) {
     super(name, { ...options, mode: DirMode.DIR | (options.perm ?? 0o555) });
     checkName(name);
-    this.#remote = new Remote(name, options);
+    this.#link = new RemoteLink(name, options);
+    this.#remote = new RemoteTree(this.#link, options);
   }
 
   /** True while an attached connection to the remote is up. */
   get connected(): boolean {
-    return this.#remote.state === "connected";
+    return this.#link.state === "connected";
   }
 
   /** `connecting` (before the first attempt ends), `connected` or `down`. */
   get state(): RemoteState {
-    return this.#remote.state;
+    return this.#link.state;
   }
 
   /** Why the mount is not connected (the last failure), or `"attached"`. */
   get reason(): string {
-    return this.#remote.reason;
+    return this.#link.reason;
   }
 
   /**
@@ -149,8 +140,8 @@ export class RemoteMount extends BaseNode {
    * const stop = gpu.onState((state, detail) => console.log(`gpu ${state}: ${detail}`));
    * ```
    */
-  onState(listener: (state: "connected" | "down", detail: string) => void): Unsubscribe {
-    return this.#remote.onState(listener);
+  onState(listener: StateListener): Unsubscribe {
+    return this.#link.onState(listener);
   }
 
   /**
@@ -163,7 +154,7 @@ export class RemoteMount extends BaseNode {
    * ```
    */
   ready(timeoutMs?: number): Promise<void> {
-    return this.#remote.ready(timeoutMs);
+    return this.#link.ready(timeoutMs);
   }
 
   /**
@@ -177,7 +168,7 @@ export class RemoteMount extends BaseNode {
    * ```
    */
   close(): void {
-    this.#remote.close();
+    this.#link.close();
   }
 
   override walk(name: string, ctx: RequestContext): Promise<Node> {
@@ -193,10 +184,10 @@ export class RemoteMount extends BaseNode {
 class RemoteNode implements Node {
   readonly name: string;
   readonly names: readonly string[];
-  readonly #remote: Remote;
+  readonly #remote: RemoteTree;
   #info: RemoteInfo;
 
-  constructor(remote: Remote, names: readonly string[], info: RemoteInfo) {
+  constructor(remote: RemoteTree, names: readonly string[], info: RemoteInfo) {
     this.#remote = remote;
     this.names = names;
     this.name = names[names.length - 1]!;
@@ -243,12 +234,12 @@ class RemoteNode implements Node {
 /** One open remote file: owns a walked and opened remote fid until close(). */
 class RemoteFile implements OpenFile {
   readonly iounit: number;
-  readonly #remote: Remote;
+  readonly #remote: RemoteTree;
   readonly #node: RemoteNode;
   readonly #fid: Fid;
   #closed = false;
 
-  constructor(remote: Remote, node: RemoteNode, fid: Fid) {
+  constructor(remote: RemoteTree, node: RemoteNode, fid: Fid) {
     this.#remote = remote;
     this.#node = node;
     this.#fid = fid;
@@ -293,7 +284,7 @@ class RemoteFile implements OpenFile {
 
   #check(): void {
     if (this.#closed) throw new ClosedError(`${this.#remote.name}: file closed`);
-    if (this.#remote.closed) throw new ClosedError(`${this.#remote.name} unmounted`);
+    if (this.#remote.link.closed) throw this.#remote.link.unmounted();
   }
 }
 
@@ -307,83 +298,27 @@ function bumped(node: RemoteNode): RemoteInfo {
   };
 }
 
-type Listener = (state: "connected" | "down", detail: string) => void;
-
-/** The connection side of a mount, shared by all its nodes. */
-class Remote {
+/** The tree side of a mount: walks, lists, opens and qids over a link. */
+class RemoteTree {
   readonly name: string;
-  readonly #client: ReconnectingClient;
+  readonly link: RemoteLink;
   readonly #owner: string;
-  readonly #connectTimeoutMs: number;
   readonly #requestTimeoutMs: number;
   readonly #mountBits: bigint;
   readonly #folded = new Map<bigint, bigint>();
-  readonly #listeners = new Set<Listener>();
-  /** Requests waiting for the first connection; told when an attempt fails. */
-  readonly #downWaiters = new Set<(reason: string) => void>();
-  #state: RemoteState = "connecting";
-  #reason = "connecting";
-  #closed = false;
-  readonly #maxDelayMs: number;
-  #retry: NodeJS.Timeout | undefined;
-  /** The attempt in progress: its deadline and the stream it dialled. */
-  #attempt: { timer: NodeJS.Timeout; conn?: Duplex } | undefined;
 
-  constructor(name: string, options: RemoteMountOptions) {
-    this.name = name;
+  constructor(link: RemoteLink, options: RemoteMountOptions) {
+    this.name = link.name;
+    this.link = link;
     this.#owner = options.uid ?? DEFAULT_OWNER;
-    this.#connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.#requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-    this.#maxDelayMs = options.maxDelayMs ?? 5000;
     this.#mountBits = REMOTE_BIT | (nextMountNumber() << 48n);
-    this.#client = new ReconnectingClient({
-      dial: (signal) => this.#dial(options.dial, signal),
-      attach: options.attach,
-      // 9P2000 by default: Rerror carries the remote's error text, and one
-      // directory read carries every entry's full stat.
-      connect: { ...options.connect, dialect: options.connect?.dialect ?? "9P2000" },
-      ...(options.initialDelayMs === undefined ? {} : { initialDelayMs: options.initialDelayMs }),
-      ...(options.maxDelayMs === undefined ? {} : { maxDelayMs: options.maxDelayMs }),
-      onState: (state, detail) => this.#onClientState(state, detail),
-    });
-    this.#kick();
-  }
-
-  get state(): RemoteState {
-    return this.#state;
-  }
-
-  get reason(): string {
-    return this.#reason;
-  }
-
-  get closed(): boolean {
-    return this.#closed;
-  }
-
-  onState(listener: Listener): Unsubscribe {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
-  }
-
-  async ready(timeoutMs?: number): Promise<void> {
-    if (this.#closed) throw new ClosedError(`${this.name} unmounted`);
-    await withDeadline(this.#client.root(), undefined, timeoutMs, () => this.#unavailable(`not connected within ${timeoutMs} ms`));
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    clearTimeout(this.#retry);
-    this.#endAttempt();
-    this.#client.close();
-    this.#listeners.clear();
   }
 
   /** Walks `names` from the mount root and returns a node with fresh metadata. */
   async lookup(names: readonly string[], ctx: RequestContext): Promise<Node> {
     for (const n of names) checkName(n);
-    const root = await this.#root(ctx);
+    const root = await this.link.root(ctx);
     const work = (async () => {
       const fid = await root.walk(names);
       try {
@@ -401,7 +336,7 @@ class Remote {
 
   /** The entries of the remote directory at `names`, each with its metadata. */
   async list(names: readonly string[], ctx: RequestContext): Promise<readonly Node[]> {
-    const root = await this.#root(ctx);
+    const root = await this.link.root(ctx);
     const work = (async () => {
       const fid = await root.walk(names);
       try {
@@ -419,7 +354,7 @@ class Remote {
 
   /** Walks a fresh fid to `node` and opens it; the OpenFile owns the fid. */
   async open(node: RemoteNode, flags: OpenFlags, ctx: RequestContext): Promise<OpenFile> {
-    const root = await this.#root(ctx);
+    const root = await this.link.root(ctx);
     const access: OpenAccess = flags.write ? (flags.read ? "rw" : "w") : "r";
     const work = (async () => {
       const fid = await root.walk(node.names);
@@ -438,9 +373,9 @@ class Remote {
     } catch (err) {
       throw this.#requestError(err, root, ctx, node.names);
     }
-    if (this.#closed) {
+    if (this.link.closed) {
       void fid.clunk().catch(() => {});
-      throw new ClosedError(`${this.name} unmounted`);
+      throw this.link.unmounted();
     }
     return new RemoteFile(this, node, fid);
   }
@@ -470,7 +405,7 @@ class Remote {
   /** The error an open file's read or write answers. */
   fileError(err: unknown, fid: Fid, ctx: RequestContext): Error {
     if (ctx.signal.aborted) return abortReason(ctx.signal);
-    if (this.#closed) return new ClosedError(`${this.name} unmounted`);
+    if (this.link.closed) return this.link.unmounted();
     if (fid.client.closed) return new ClosedError(`${this.name}: remote file lost: ${messageOf(err)}`);
     return retype(err);
   }
@@ -529,131 +464,25 @@ class Remote {
     return { type: q.type, version: q.version, path: this.#mountBits | low };
   }
 
-  /** The attach root of a live connection, or `busy: <mount> unavailable`. */
-  async #root(ctx: RequestContext): Promise<Fid> {
-    if (this.#closed) throw new ClosedError(`${this.name} unmounted`);
-    if (ctx.signal.aborted) throw abortReason(ctx.signal);
-    // Known to be away: answer now; the redial goes on in the background.
-    if (this.#state === "down") throw this.#unavailable(this.#reason);
-    const root = this.#client.root();
-    root.catch(() => {});
-    // Connecting: wait, but give up as soon as an attempt fails.
-    const down = new AbortController();
-    const onDown = (reason: string) => down.abort(this.#unavailable(reason));
-    this.#downWaiters.add(onDown);
-    const stop = () => down.abort(abortReason(ctx.signal));
-    ctx.signal.addEventListener("abort", stop, { once: true });
-    try {
-      return await withDeadline(root, down.signal, this.#connectTimeoutMs, () => this.#unavailable(`no connection within ${this.#connectTimeoutMs} ms`));
-    } catch (err) {
-      if (err instanceof NineError && err.detail.startsWith(`${this.name} unavailable`)) throw err;
-      if (ctx.signal.aborted) throw abortReason(ctx.signal);
-      if (this.#closed) throw new ClosedError(`${this.name} unmounted`);
-      throw this.#unavailable(messageOf(err));
-    } finally {
-      this.#downWaiters.delete(onDown);
-      ctx.signal.removeEventListener("abort", stop);
-    }
-  }
-
   /** Waits for `work` within the request timeout and the request's signal. */
   #wait<T>(work: Promise<T>, ctx: RequestContext, abandoned?: (late: T) => void): Promise<T> {
-    return withDeadline(
-      work,
-      ctx.signal,
-      this.#requestTimeoutMs,
-      () => this.#unavailable(`no answer within ${this.#requestTimeoutMs} ms`),
-      abandoned,
-    );
+    return withDeadline(work, {
+      signal: ctx.signal,
+      timeoutMs: this.#requestTimeoutMs,
+      onTimeout: () => this.link.unavailable(`no answer within ${this.#requestTimeoutMs} ms`),
+      ...(abandoned === undefined ? {} : { abandoned }),
+    });
   }
 
   #requestError(err: unknown, root: Fid, ctx: RequestContext, names: readonly string[]): Error {
     if (ctx.signal.aborted) return abortReason(ctx.signal);
-    if (this.#closed) return new ClosedError(`${this.name} unmounted`);
-    if (err instanceof NineError && err.detail.startsWith(`${this.name} unavailable`)) return err;
-    if (root.client.closed) return this.#unavailable(messageOf(err));
+    if (this.link.closed) return this.link.unmounted();
+    if (err instanceof UnavailableError) return err;
+    if (root.client.closed) return this.link.unavailable(messageOf(err));
     const e = retype(err);
     // A 9P2000.L remote says only "ENOENT": name the path instead.
     if (e instanceof NotFoundError && /^E[A-Z]+$/.test(e.detail)) return new NotFoundError(names.join("/"));
     return e;
-  }
-
-  #unavailable(reason: string): BusyError {
-    return new BusyError(`${this.name} unavailable: ${reason}`);
-  }
-
-  /** Starts (or joins) a connection attempt in the background. */
-  #kick(): void {
-    if (this.#closed) return;
-    this.#client.root().catch(() => {});
-  }
-
-  async #dial(dial: ReconnectOptions["dial"], stop: AbortSignal): Promise<Duplex> {
-    this.#endAttempt();
-    const ac = new AbortController();
-    const onStop = () => ac.abort(stop.reason);
-    stop.addEventListener("abort", onStop, { once: true });
-    const attempt: { timer: NodeJS.Timeout; conn?: Duplex } = {
-      timer: setTimeout(() => {
-        const err = new BusyError(`${this.name}: connection attempt took over ${this.#connectTimeoutMs} ms`);
-        ac.abort(err);
-        attempt.conn?.destroy(err);
-      }, this.#connectTimeoutMs),
-    };
-    attempt.timer.unref();
-    this.#attempt = attempt;
-    try {
-      const conn = await withDeadline(dial(ac.signal), ac.signal, undefined, () => new BusyError("unreachable"), (late) => late.destroy());
-      if (ac.signal.aborted) {
-        conn.destroy();
-        throw abortReason(ac.signal);
-      }
-      attempt.conn = conn;
-      return conn;
-    } finally {
-      stop.removeEventListener("abort", onStop);
-    }
-  }
-
-  #endAttempt(): void {
-    if (this.#attempt) clearTimeout(this.#attempt.timer);
-    this.#attempt = undefined;
-  }
-
-  #onClientState(state: "connected" | "disconnected", detail: string): void {
-    if (this.#closed) return;
-    if (state === "connected") {
-      this.#endAttempt();
-      this.#set("connected", detail);
-      return;
-    }
-    this.#set("down", detail);
-    for (const w of this.#downWaiters) w(detail);
-    // The connection dropped (or an attempt failed): keep redialling even if
-    // nobody asks, so the state flips back as soon as the remote returns.
-    // During a redial loop this joins it; after a refusal (the loop gave up:
-    // a bad ticket does not heal by retrying) try again only after the
-    // longest backoff, never in a tight loop.
-    if (detail.startsWith("permission")) {
-      clearTimeout(this.#retry);
-      this.#retry = setTimeout(() => this.#kick(), this.#maxDelayMs);
-      this.#retry.unref();
-    } else {
-      setImmediate(() => this.#kick());
-    }
-  }
-
-  #set(state: "connected" | "down", detail: string): void {
-    this.#reason = detail;
-    if (this.#state === state) return;
-    this.#state = state;
-    for (const l of this.#listeners) {
-      try {
-        l(state, detail);
-      } catch {
-        // A listener's failure must not stop the others or the redial.
-      }
-    }
   }
 }
 
@@ -664,81 +493,6 @@ function modeOf(qid: Qid, mode: number): number {
   if (qid.type & QidType.APPEND) m |= DirMode.APPEND;
   if (qid.type & QidType.EXCL) m |= DirMode.EXCL;
   return m >>> 0;
-}
-
-const classes: Partial<Record<ErrorClass, new (detail: string, options?: { errno?: number }) => NineError>> = {
-  permission: PermissionError,
-  "not found": NotFoundError,
-  busy: BusyError,
-  invalid: InvalidError,
-  "too big": TooBigError,
-  closed: ClosedError,
-  "not supported": NotSupportedError,
-};
-
-/** A remote NineError as the typed class of its error class (errno kept). */
-function retype(err: unknown): Error {
-  if (!(err instanceof NineError)) return err instanceof Error ? err : new NineError("io", String(err));
-  const { detail, errno } = err;
-  const ctor = classes[err.errorClass];
-  if (ctor === undefined || err instanceof ctor) return err;
-  return new ctor(detail, { errno });
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-/** Why a request was cancelled, as a NineError (the server aborts with `closed:`). */
-function abortReason(signal: AbortSignal): Error {
-  const reason: unknown = signal.reason;
-  return reason instanceof NineError ? reason : new ClosedError("request cancelled");
-}
-
-/**
- * `work`, unless `signal` aborts or `timeoutMs` passes first (then the
- * rejection is `signal.reason` or `onTimeout()`). A result that arrives after
- * giving up goes to `abandoned` so it can be released.
- */
-function withDeadline<T>(
-  work: Promise<T>,
-  signal: AbortSignal | undefined,
-  timeoutMs: number | undefined,
-  onTimeout: () => Error,
-  abandoned?: (late: T) => void,
-): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    let done = false;
-    let timer: NodeJS.Timeout | undefined;
-    const giveUp = (err: Error) => {
-      if (done) return;
-      done = true;
-      cleanup();
-      reject(err);
-    };
-    const onAbort = () => giveUp(abortReason(signal!));
-    const cleanup = () => {
-      if (timer !== undefined) clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-    };
-    if (signal?.aborted) return onAbort();
-    signal?.addEventListener("abort", onAbort, { once: true });
-    if (timeoutMs !== undefined && timeoutMs > 0) timer = setTimeout(() => giveUp(onTimeout()), timeoutMs);
-    work.then(
-      (value) => {
-        if (done) return abandoned?.(value);
-        done = true;
-        cleanup();
-        resolve(value);
-      },
-      (err: unknown) => {
-        if (done) return;
-        done = true;
-        cleanup();
-        reject(err instanceof Error ? err : new Error(String(err)));
-      },
-    );
-  });
 }
 
 /** `fn` over `items` with at most `limit` calls running, results in order. */

@@ -89,7 +89,14 @@ async function startInner(port = 0): Promise<Inner> {
           new BusyFile(),
         ],
       }),
-      new Directory("GPU-1", { mtimeMs: 0, children: [new StaticFile("info", '{"id":"GPU-1"}\n')] }),
+      new Directory("GPU-1", {
+        mtimeMs: 0,
+        children: [
+          new StaticFile("info", '{"id":"GPU-1"}\n'),
+          // Walks below it take 600 ms to answer (a remote that stalls).
+          new Directory("stalled", { entries: () => new Promise((resolve) => setTimeout(() => resolve([]), 600)) }),
+        ],
+      }),
     ],
   });
   const server = new NineServer({ root, attach: () => ({ caller: { role: "bridge", subject: "bridge" } }) });
@@ -108,7 +115,12 @@ async function startInner(port = 0): Promise<Inner> {
   };
 }
 
-function mountOf(name: string, port: number, dialect: Dialect, extra: { connectTimeoutMs?: number; maxDelayMs?: number } = {}): RemoteMount {
+function mountOf(
+  name: string,
+  port: number,
+  dialect: Dialect,
+  extra: { connectTimeoutMs?: number; maxDelayMs?: number; requestTimeoutMs?: number } = {},
+): RemoteMount {
   return new RemoteMount(name, {
     dial: (signal) => dial(`tcp!127.0.0.1!${port}`, { signal, timeoutMs: 1000 }),
     attach: { uname: "bridge", aname: "bridge-ticket" },
@@ -116,6 +128,7 @@ function mountOf(name: string, port: number, dialect: Dialect, extra: { connectT
     initialDelayMs: 20,
     maxDelayMs: extra.maxDelayMs ?? 100,
     ...(extra.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: extra.connectTimeoutMs }),
+    ...(extra.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: extra.requestTimeoutMs }),
     mtimeMs: 0,
   });
 }
@@ -415,6 +428,26 @@ describe("a remote that goes away", () => {
       refusing.close();
       await l.close();
     }
+  });
+
+  it("gives up on a remote walk that stalls past the request timeout, or when the request is flushed", async () => {
+    const mount = mountOf("gpu", inner.port, "9P2000", { requestTimeoutMs: 150 });
+    mounts.push(mount);
+    await mount.ready(5000);
+    const stalled = await (await mount.walk("GPU-1", ctx())).walk("stalled", ctx());
+    let started = Date.now();
+    const err = await caught(() => stalled.walk("x", ctx()));
+    expect((err as Error).message).toBe("busy: gpu unavailable: no answer within 150 ms");
+    expect(Date.now() - started).toBeLessThan(500);
+    const ac = new AbortController();
+    started = Date.now();
+    setTimeout(() => ac.abort(new ClosedError("request Twalk flushed")), 30);
+    const flushed = await caught(() => stalled.walk("x", ctx({ signal: ac.signal })));
+    expect((flushed as Error).message).toBe("closed: request Twalk flushed");
+    expect(Date.now() - started).toBeLessThan(500);
+    // The abandoned walks finish on the remote and leave no fid behind.
+    await vi.waitFor(() => expect(innerFids(inner)).toBe(inner.server.sessionInfo().length), { timeout: 3000 });
+    mount.close();
   });
 
   it("answers closed: once unmounted", async () => {
