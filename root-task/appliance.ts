@@ -1,20 +1,23 @@
 /**
- * The appliance program on the host board: builds the namespace of DESIGN
- * §5, checks tickets at attach, applies the role policy, and keeps the
- * human audit log `/log/queen.log`. Queen commands are validated strictly;
- * what a valid command does is up to the `QueenControl` plugged in (the
- * default only records it).
+ * The root task: the appliance program. Boot opens the state directory,
+ * loads the boot key, verifies and replays the commit log, builds the
+ * namespace of DESIGN §5, and — once NineDoor listens — respawns the
+ * workers the log says are running and goes ONLINE. Every state change is
+ * committed before it takes effect (DESIGN §7); `/log/queen.log` is the
+ * human view.
  * @module
  */
-import { mkdir, access, constants } from "node:fs/promises";
-import { join } from "node:path";
+import { access, constants, mkdir } from "node:fs/promises";
+import { createHash } from "node:crypto";
 import os from "node:os";
+import { join } from "node:path";
 import {
   AppendLog,
   CtlFile,
   Directory,
   GeneratedFile,
   InvalidError,
+  Namespace,
   NineServer,
   PermissionError,
   toNineError,
@@ -24,48 +27,64 @@ import {
   type NineError,
   type Node,
 } from "../nine-door/index.ts";
-import { publicKeyOf, readPrivateKey, writeKeyPair, keyId } from "./keys.ts";
-import { authorize, visibleChildren, type PolicyCaller } from "./policy.ts";
-import { parseQueenCommand, type QueenCommand } from "./queen-command.ts";
+import { BUILTIN_WORKERS } from "../workers/index.ts";
+import { CommitLog } from "./commit-log.ts";
+import { runLifecycleCommand, runQueenCommand, type ControlHost } from "./control.ts";
+import { keyId, publicKeyOf, readPrivateKey, writeKeyPair } from "./keys.ts";
+import { authorize, isWorkerRole, visibleChildren, type PolicyCaller } from "./policy.ts";
+import { applyCommit, genesis, runningWorkers, type ApplianceState, type Commit, type LifecycleState, type WorkerState } from "./state.ts";
+import { Supervisor } from "./supervisor.ts";
 import { verifyTicket, type Ticket } from "./ticket.ts";
+import { WorkerPool } from "./worker-pool.ts";
 
 /** The package version, reported in /proc/boot. */
 export const VERSION = "0.1.0";
 
-/** Lifecycle states (DESIGN §5). */
-export type LifecycleState = "BOOTING" | "DEGRADED" | "ONLINE" | "DRAINING" | "QUIESCED" | "OFFLINE";
-
-/** What carries out valid queen commands. */
-export interface QueenControl {
-  /** Runs a validated command; returns the reply object (`ok` is added). */
-  run(cmd: QueenCommand, caller: Caller): Promise<Record<string, unknown>> | Record<string, unknown>;
-}
+export type { LifecycleState };
 
 /** Options of `Appliance.boot`. */
 export interface ApplianceOptions {
   /** Board name shown in /proc/boot, e.g. `host`. */
   readonly board: string;
-  /** Where the boot key (and later the commit log) lives. */
+  /** Boot key, commit log and NineDoor's Unix socket live here. */
   readonly stateDir: string;
-  /** The queen's public key: queen tickets must verify against it. */
+  /** The queen's public key: queen tickets and envelopes must verify against it. */
   readonly queenPublicKey: Uint8Array;
+  /** `signed-ctl` accepts only signed envelopes on /queen/ctl. Default `open`. */
+  readonly policy?: "open" | "signed-ctl";
   /** Digest of the image this appliance booted from; `none` on the host. */
   readonly imageDigest?: string;
   /** Retention of /log/queen.log in bytes (default 1 MiB). */
   readonly logRetainBytes?: number;
-  /** Carries out commands; default: record them only. */
-  readonly control?: QueenControl;
+  /** Worker programs by kind; default the built-in ones. */
+  readonly programs?: Readonly<Record<string, { readonly entry: string; readonly role: string }>>;
+  /** Telemetry interval handed to workers, ms; default 1000. */
+  readonly intervalMs?: number;
+  /** Grace between SIGTERM and SIGKILL for workers, ms; default 2000. */
+  readonly graceMs?: number;
 }
 
-const LIFECYCLE_WORDS = ["cordon", "drain", "resume", "quiesce", "reset"] as const;
+/** How long each boot stage took, for /proc/boot. */
+interface Stage {
+  readonly name: string;
+  readonly ms: number;
+}
+
+/** Derives the commit log's HMAC key from the boot key (never stored). */
+export function commitLogKey(bootKey: Uint8Array): Uint8Array {
+  return createHash("sha256").update("cohesix commit-log key v1\n").update(bootKey).digest();
+}
 
 /**
- * The appliance: namespace, policy, audit log and the NineDoor server.
+ * The appliance: state, namespace, policy, audit log, workers and the
+ * NineDoor server.
  *
  * @example
  * ```ts
  * const app = await Appliance.boot({ board: "host", stateDir: "/var/lib/cohesix", queenPublicKey });
- * const l = await listen("tcp!0.0.0.0!5640", (conn, peer) => app.server.accept(conn, peer.remote));
+ * const tcp = await listen("tcp!0.0.0.0!5640", (conn, peer) => app.server.accept(conn, peer.remote));
+ * const unix = await listen(`unix!${app.socketPath}`, (conn, peer) => app.server.accept(conn, peer.remote));
+ * await app.start({ workerAddr: unix.dialString });
  * ```
  */
 export class Appliance {
@@ -73,24 +92,51 @@ export class Appliance {
   readonly root: Directory;
   readonly queenLog: AppendLog;
   readonly workers: Directory;
+  readonly logs: Directory;
   readonly gpu: Directory;
+  readonly namespace: Namespace;
   readonly options: ApplianceOptions;
   readonly bootPublicKey: Uint8Array;
-  lifecycle: { state: LifecycleState; reason: string; since: number } = { state: "BOOTING", reason: "boot", since: Date.now() };
+  readonly supervisor: Supervisor;
   readonly #bootKey: Uint8Array;
-  readonly #banner: string;
-  #control: QueenControl;
+  readonly #log: CommitLog;
+  readonly #stages: Stage[];
+  readonly #startedMs: number;
+  readonly #uptimeAtStart: number;
+  #state: ApplianceState;
+  #booting = true;
+  #offline = false;
+  #degraded: string | undefined;
+  #pool: WorkerPool | undefined;
 
-  private constructor(options: ApplianceOptions, bootKey: Uint8Array, banner: string) {
-    this.options = options;
-    this.#bootKey = bootKey;
-    this.bootPublicKey = publicKeyOf(bootKey);
-    this.#banner = banner;
-    this.#control = options.control ?? { run: () => ({ applied: false }) };
-    this.queenLog = new AppendLog("queen.log", { retainBytes: options.logRetainBytes ?? 1 << 20 });
+  private constructor(init: {
+    options: ApplianceOptions;
+    bootKey: Uint8Array;
+    log: CommitLog;
+    state: ApplianceState;
+    stages: Stage[];
+    startedMs: number;
+    uptime: number;
+  }) {
+    this.options = init.options;
+    this.#bootKey = init.bootKey;
+    this.bootPublicKey = publicKeyOf(init.bootKey);
+    this.#log = init.log;
+    this.#state = init.state;
+    this.#stages = init.stages;
+    this.#startedMs = init.startedMs;
+    this.#uptimeAtStart = init.uptime;
+    this.queenLog = new AppendLog("queen.log", { retainBytes: init.options.logRetainBytes ?? 1 << 20 });
     this.workers = new Directory("worker", { perm: 0o555 });
+    this.logs = new Directory("log", { children: [this.queenLog] });
     this.gpu = new Directory("gpu", { perm: 0o555 });
     this.root = this.#tree();
+    this.namespace = new Namespace(this.root);
+    for (const b of this.#state.binds) this.namespace.bind(b.from, b.to);
+    this.supervisor = new Supervisor({
+      onStale: (id) => this.#pool?.onStale(id),
+      ...(init.options.programs ? { programs: init.options.programs } : {}),
+    });
     this.server = new NineServer({
       root: this.root,
       attach: (req) => this.#attach(req),
@@ -100,49 +146,47 @@ export class Appliance {
   }
 
   /**
-   * Boots the appliance: checks the state directory, loads or creates the
-   * boot key, builds the namespace, and moves the lifecycle to ONLINE.
+   * Boots to the point where NineDoor can serve: state directory, boot key,
+   * commit log verified and replayed, namespace built. Call `start` once
+   * listening to respawn workers and go ONLINE.
    */
   static async boot(options: ApplianceOptions): Promise<Appliance> {
-    const started = Date.now();
-    await mkdir(options.stateDir, { recursive: true, mode: 0o700 }).catch((err: Error) => {
-      throw new InvalidError(`state directory ${options.stateDir} cannot be created: ${err.message}`);
+    const startedMs = Date.now();
+    const uptime = os.uptime();
+    const stages: Stage[] = [];
+    const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+      const t = performance.now();
+      const out = await fn();
+      stages.push({ name, ms: performance.now() - t });
+      return out;
+    };
+    await timed("state", () => openStateDir(options.stateDir));
+    const { key: bootKey, created } = await timed("keys", () => loadBootKey(options.stateDir));
+    const early: string[] = [];
+    const log = await timed("log", () => CommitLog.open(options.stateDir, { key: commitLogKey(bootKey), onAudit: (l) => early.push(l) }));
+    let state = genesis;
+    await timed("replay", async () => {
+      for (const r of log.recovered) state = applyCommit(state, { kind: r.kind, body: r.body } as Commit);
     });
-    await access(options.stateDir, constants.W_OK).catch(() => {
-      throw new PermissionError(`state directory ${options.stateDir} is not writable: choose another --state DIR or fix its permissions`);
-    });
-    const bootKey = await loadBootKey(options.stateDir);
-    const banner = [
-      `cohesix ${VERSION}`,
-      `board=${options.board}`,
-      `node=${process.version}`,
-      `kernel=${os.type()} ${os.release()} ${os.arch()}`,
-      `kernel_uptime_at_start_s=${os.uptime().toFixed(1)}`,
-      `image=${options.imageDigest ?? "none"}`,
-      `boot_key=${keyId(publicKeyOf(bootKey))}`,
-      `queen_key=${keyId(options.queenPublicKey)}`,
-      `started=${new Date(started).toISOString()}`,
-      "",
-    ].join("\n");
-    const app = new Appliance(options, bootKey, banner);
-    app.audit(`boot board=${options.board} version=${VERSION}`);
-    app.setLifecycle("ONLINE", "booted");
+    const app = new Appliance({ options, bootKey, log, state, stages, startedMs, uptime });
+    app.audit(`boot board=${options.board} version=${VERSION} records=${log.recovered.length} head=${log.lastSeq}`);
+    for (const line of early) app.audit(line);
+    if (created) await app.commit({ kind: "key", body: { event: "boot key created", key_id: keyId(app.bootPublicKey) } });
     return app;
   }
 
-  /** Replaces what carries out queen commands. */
-  setControl(control: QueenControl): void {
-    this.#control = control;
+  /** The state as replayed from the log plus everything committed since. */
+  get state(): ApplianceState {
+    return this.#state;
   }
 
-  /** Appends one human line to /log/queen.log. */
-  audit(line: string): void {
-    this.queenLog.append(`${new Date().toISOString()} ${line.replace(/\n/g, " ")}\n`);
-  }
-
-  setLifecycle(state: LifecycleState, reason: string): void {
-    this.lifecycle = { state, reason, since: Date.now() };
-    this.audit(`lifecycle ${state} reason=${reason}`);
+  /** The lifecycle as shown in /proc/lifecycle. */
+  get lifecycle(): { state: LifecycleState; reason: string; since: number } {
+    const l = this.#state.lifecycle;
+    if (this.#offline) return { state: "OFFLINE", reason: "shutdown", since: Date.now() };
+    if (this.#booting) return { state: "BOOTING", reason: "boot", since: this.#startedMs };
+    if (this.#degraded && l.state === "ONLINE") return { state: "DEGRADED", reason: this.#degraded, since: l.sinceMs };
+    return { state: l.state, reason: l.reason, since: l.sinceMs || this.#startedMs };
   }
 
   /** The boot signing key's private half, for minting worker tickets. */
@@ -150,17 +194,107 @@ export class Appliance {
     return this.#bootKey;
   }
 
-  /** Stops serving: every session is dropped. */
-  shutdown(reason: string): void {
-    this.setLifecycle("OFFLINE", reason);
+  /** Where NineDoor's Unix socket for workers goes. */
+  get socketPath(): string {
+    return join(this.options.stateDir, "nine-door.sock");
+  }
+
+  /**
+   * Respawns the workers the log says are running (same ids, fresh
+   * tickets) and moves BOOTING → ONLINE (or the replayed lifecycle).
+   */
+  async start(options: { workerAddr: string }): Promise<void> {
+    const t = performance.now();
+    this.#pool = new WorkerPool(
+      {
+        server: this.server,
+        workers: this.workers,
+        logs: this.logs,
+        supervisor: this.supervisor,
+        bootKey: this.#bootKey,
+        audit: (l) => this.audit(l),
+        commit: (c) => this.commit(c),
+        worker: (id) => this.#state.workers[id],
+      },
+      {
+        addr: options.workerAddr,
+        ...(this.options.intervalMs !== undefined ? { intervalMs: this.options.intervalMs } : {}),
+        ...(this.options.graceMs !== undefined ? { graceMs: this.options.graceMs } : {}),
+      },
+    );
+    for (const w of runningWorkers(this.#state)) {
+      try {
+        this.#pool.start(w);
+      } catch (err) {
+        await this.commit({ kind: "exit", body: { id: w.id, status: "exited", reason: `respawn failed: ${(err as Error).message}` } });
+        this.audit(`respawn of ${w.id} failed: ${(err as Error).message}`);
+      }
+    }
+    this.#stages.push({ name: "workers", ms: performance.now() - t });
+    this.#booting = false;
+    const l = this.lifecycle;
+    this.audit(`lifecycle ${l.state} reason=${l.reason}`);
+  }
+
+  /** Appends one human line to /log/queen.log. */
+  audit(line: string): void {
+    this.queenLog.append(`${new Date().toISOString()} ${line.replace(/\n/g, " ")}\n`);
+  }
+
+  /** Commits a state change durably, then applies it. */
+  async commit(c: Commit): Promise<void> {
+    await this.#log.append(c.kind, c.body);
+    this.#state = applyCommit(this.#state, c);
+  }
+
+  /** Marks the appliance DEGRADED (or clears it with undefined); not a commit. */
+  setDegraded(reason: string | undefined): void {
+    if (this.#degraded === reason) return;
+    this.#degraded = reason;
+    this.audit(reason ? `lifecycle DEGRADED reason=${reason}` : "lifecycle ONLINE reason=recovered");
+  }
+
+  /**
+   * Stops serving: workers are stopped without a commit (the next boot
+   * respawns them), sessions dropped, the commit log flushed and closed.
+   */
+  async shutdown(reason: string): Promise<void> {
+    if (this.#offline) return;
+    this.#offline = true;
+    this.audit(`lifecycle OFFLINE reason=${reason}`);
+    await this.#pool?.shutdown();
     this.server.close();
+    await this.#log.close();
+  }
+
+  #control(): ControlHost {
+    const pool = this.#pool;
+    if (!pool) throw new InvalidError("appliance is still booting");
+    // The getter must read the live state after later commits.
+    const app = this;
+    return {
+      get state() {
+        return app.#state;
+      },
+      pool,
+      queenPublicKey: this.options.queenPublicKey,
+      policy: this.options.policy ?? "open",
+      programs: this.options.programs ?? BUILTIN_WORKERS,
+      gpuUnavailable: () => "no gpu bridge mounted",
+      commit: (c) => this.commit(c),
+      audit: (l) => this.audit(l),
+      bind: (from, to) => this.namespace.bind(from, to),
+      mount: async (service) => {
+        throw new InvalidError(`no ${service} service to mount: start the appliance with --gpu-bridge DIAL`);
+      },
+    };
   }
 
   #tree(): Directory {
     const gen = (name: string, fn: () => string): Node => new GeneratedFile(name, () => fn(), { perm: 0o444 });
     const proc = new Directory("proc", {
       children: [
-        gen("boot", () => this.#banner),
+        gen("boot", () => this.#banner()),
         new Directory("lifecycle", {
           children: [
             gen("state", () => `${this.lifecycle.state}\n`),
@@ -174,64 +308,81 @@ export class Appliance {
             .map((s) => `id=${s.id} peer=${s.peer} dialect=${s.dialect} msize=${s.msize} fids=${s.fids} outstanding=${s.outstanding} callers=${s.callers.join(",") || "-"}\n`)
             .join(""),
         ),
-        gen("workers", () => ""),
+        gen("workers", () => this.#pool?.describe((id) => this.#state.workers[id]) ?? ""),
         gen("mem", () => {
           const m = process.memoryUsage();
-          return `rss=${m.rss} heap_used=${m.heapUsed} heap_total=${m.heapTotal} external=${m.external} array_buffers=${m.arrayBuffers}\n`;
+          return `rss=${m.rss} heap_used=${m.heapUsed} heap_total=${m.heapTotal} external=${m.external} array_buffers=${m.arrayBuffers} workers=${this.#pool?.running ?? 0} sessions=${this.server.sessions.length}\n`;
         }),
       ],
     });
     const queen = new Directory("queen", {
       children: [
         new CtlFile("ctl", (text, ctx) => this.#queenCommand(text, ctx.caller), { perm: 0o220 }),
+        gen("ctr", () => `${this.#state.ctr}\n`),
         new Directory("lifecycle", {
           children: [new CtlFile("ctl", (text, ctx) => this.#lifecycleCommand(text, ctx.caller), { perm: 0o220 })],
         }),
       ],
     });
-    const log = new Directory("log", { children: [this.queenLog] });
-    return new Directory("/", { children: [this.gpu, log, proc, queen, this.workers] });
+    return new Directory("/", { children: [this.gpu, this.logs, proc, queen, this.workers] });
+  }
+
+  #banner(): string {
+    const ids = Object.keys(this.options.programs ?? BUILTIN_WORKERS).sort();
+    return [
+      `cohesix ${VERSION}`,
+      `board=${this.options.board}`,
+      `node=${process.version}`,
+      `kernel=${os.type()} ${os.release()} ${os.arch()}`,
+      `kernel_uptime_at_start_s=${this.#uptimeAtStart.toFixed(1)}`,
+      `image=${this.options.imageDigest ?? "none"}`,
+      `boot_key=${keyId(this.bootPublicKey)}`,
+      `queen_key=${keyId(this.options.queenPublicKey)}`,
+      `policy=${this.options.policy ?? "open"}`,
+      `workers=${ids.join(",")}`,
+      `log_head=${this.#log.lastSeq}`,
+      `started=${new Date(this.#startedMs).toISOString()}`,
+      ...this.#stages.map((s) => `stage.${s.name}_ms=${s.ms.toFixed(1)}`),
+      "",
+    ].join("\n");
   }
 
   async #queenCommand(text: string, caller: Caller): Promise<string> {
-    let cmd: QueenCommand;
     try {
-      cmd = parseQueenCommand(text);
+      return await runQueenCommand(this.#control(), text, caller);
     } catch (err) {
       const e = toNineError(err);
       this.audit(`ctl from ${caller.subject} refused: ${e.message}: ${text.slice(0, 200)}`);
       throw e;
     }
-    try {
-      const reply = await this.#control.run(cmd, caller);
-      this.audit(`ctl from ${caller.subject}: ${JSON.stringify(JSON.parse(text))}`);
-      return JSON.stringify({ ok: true, ...reply });
-    } catch (err) {
-      const e = toNineError(err);
-      this.audit(`ctl from ${caller.subject} failed: ${e.message}: ${text.slice(0, 200)}`);
-      throw e;
-    }
   }
 
-  #lifecycleCommand(text: string, caller: Caller): string {
-    const word = text.trim();
-    if (!(LIFECYCLE_WORDS as readonly string[]).includes(word)) {
-      const e = new InvalidError(`unknown lifecycle command ${JSON.stringify(word)} (expected ${LIFECYCLE_WORDS.join(", ")})`);
+  async #lifecycleCommand(text: string, caller: Caller): Promise<string> {
+    try {
+      return await runLifecycleCommand(this.#control(), text, caller);
+    } catch (err) {
+      const e = toNineError(err);
       this.audit(`lifecycle from ${caller.subject} refused: ${e.message}`);
       throw e;
     }
-    this.audit(`lifecycle from ${caller.subject}: ${word}`);
-    return JSON.stringify({ ok: true, state: this.lifecycle.state });
   }
 
   #attach(req: AttachRequest): Attachment {
     const ticket = this.#verify(req);
     const caller: PolicyCaller = { role: ticket.role, subject: ticket.sub, ...(ticket.mounts ? { mounts: ticket.mounts } : {}) };
+    const worker = isWorkerRole(caller.role) ? caller.subject : undefined;
+    if (worker) {
+      // A ticket outlives its worker: refuse those of workers that ended.
+      const w = this.#state.workers[worker];
+      if (w && w.status !== "running") throw new PermissionError(`${worker} is not running (${w.status}${w.reason ? `: ${w.reason}` : ""})`);
+    }
     this.audit(`attach ${caller.role} ${caller.subject} from ${req.peer} dialect=${req.dialect}`);
     return {
       caller,
+      namespace: this.namespace,
       authorize: (path, op) => authorize(caller, path, op),
       visible: (dir, names) => visibleChildren(caller, dir, names),
+      ...(worker ? { account: (op) => this.#pool?.account(worker, op) } : {}),
     };
   }
 
@@ -256,14 +407,24 @@ export class Appliance {
   }
 }
 
-async function loadBootKey(stateDir: string): Promise<Uint8Array> {
+async function openStateDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 }).catch((err: Error) => {
+    throw new InvalidError(`state directory ${dir} cannot be created: ${err.message}`);
+  });
+  await access(dir, constants.W_OK).catch(() => {
+    throw new PermissionError(`state directory ${dir} is not writable: choose another --state DIR or fix its permissions`);
+  });
+}
+
+async function loadBootKey(stateDir: string): Promise<{ key: Uint8Array; created: boolean }> {
   const path = join(stateDir, "boot.key");
   try {
-    return await readPrivateKey(path);
+    return { key: await readPrivateKey(path), created: false };
   } catch (err) {
     if ((err as NineError).errorClass !== "not found") throw err;
   }
   const written = await writeKeyPair(stateDir, { name: "boot" });
-  return written.privateKey;
+  return { key: written.privateKey, created: true };
 }
 
+export type { WorkerState };

@@ -56,9 +56,12 @@ export {
   VERSION,
   type ApplianceOptions,
   type LifecycleState,
-  type QueenControl,
 } from "./appliance.ts";
 export { serveAppliance, type RunningAppliance, type ServeOptions } from "./serve.ts";
+export { commitLogKey } from "./appliance.ts";
+export { applyCommit, genesis, runningWorkers, type ApplianceState, type Commit, type WorkerState } from "./state.ts";
+export { signEnvelope, openEnvelope, isEnvelope, type OpenedEnvelope } from "./signed-ctl.ts";
+export { LIFECYCLE_WORDS } from "./control.ts";
 export { parseQueenCommand, parseBudget, type Budget, type LeaseRequest, type ParseOptions, type QueenCommand } from "./queen-command.ts";
 export {
   CommitLog,

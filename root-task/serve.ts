@@ -37,15 +37,30 @@ export interface RunningAppliance {
 export async function serveAppliance(options: ServeOptions): Promise<RunningAppliance> {
   const queenPublicKey = await readPublicKey(options.queenPub);
   const app = await Appliance.boot({ ...options, queenPublicKey });
-  const listener = await listen(options.listen, (conn, peer) => app.server.accept(conn, peer.remote));
-  app.audit(`listening on ${listener.dialString}`);
+  let listener: Listener | undefined;
+  let local: Listener | undefined;
+  try {
+    listener = await listen(options.listen, (conn, peer) => app.server.accept(conn, peer.remote));
+    // Workers reach NineDoor through a Unix socket in the state directory.
+    local = await listen(`unix!${app.socketPath}`, (conn, peer) => app.server.accept(conn, peer.remote), { mode: 0o600 });
+    app.audit(`listening on ${listener.dialString} and ${local.dialString}`);
+    await app.start({ workerAddr: local.dialString });
+  } catch (err) {
+    await listener?.close();
+    await local?.close();
+    await app.shutdown("boot failed");
+    throw err;
+  }
+  const tcp = listener;
+  const unix = local;
   return {
     app,
-    listener,
-    dialString: listener.dialString,
+    listener: tcp,
+    dialString: tcp.dialString,
     async stop(reason = "stopped") {
-      await listener.close();
-      app.shutdown(reason);
+      await tcp.close();
+      await app.shutdown(reason);
+      await unix.close();
     },
   };
 }

@@ -149,12 +149,12 @@ describe("remote commands against a served appliance", () => {
       // The follower's own attach is logged once it is connected.
       await waitFor(() => /attach queen queen/.test(seen), 10_000);
       const marker = `follow-${process.pid}-${Date.now()}`;
-      const w = await remote(["ctl", `{"kill":"worker-${(Date.now() % 1000) + 1}"}`]);
+      const w = await remote(["ctl", `{"budget":{"ops":${(Date.now() % 1000) + 1}}}`]);
       expect(w.exitCode).toBe(0);
       const bad = await remote(["write", "/queen/lifecycle/ctl", marker]);
       expect(bad.exitCode).toBe(1);
       await waitFor(() => seen.includes(marker), 10_000);
-      expect(seen).toMatch(/ctl from queen: \{"kill":"worker-\d+"\}/);
+      expect(seen).toMatch(/ctl from queen: \{"budget":\{"ops":\d+\}\}/);
     } finally {
       process.kill(follower.pid!, "SIGTERM");
     }

@@ -68,7 +68,7 @@ const DIRECTORIES: ReadonlySet<string> = new Set(["/", "/proc", "/queen", "/log"
 
 /** A well-formed write for each file, so that an allowed write succeeds. */
 function payloadFor(path: string): string {
-  if (path === "/queen/ctl") return '{"kill":"worker-7"}';
+  if (path === "/queen/ctl") return '{"budget":{"ttl_s":120}}';
   if (path === "/queen/lifecycle/ctl") return "resume";
   if (path.endsWith("/telemetry")) return '{"tick":1,"ts_ms":0}\n';
   if (path.startsWith("/worker/") && path.endsWith("/ctl")) return "kill";

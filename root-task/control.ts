@@ -1,0 +1,152 @@
+/**
+ * Queen control: what each command of DESIGN §6 and each lifecycle word
+ * does. Every command is validated without side effects, then committed
+ * durably, then acted on; the reply is written only after the commit.
+ * @module
+ */
+import { BusyError, InvalidError, NotFoundError, type Caller } from "../nine-door/index.ts";
+import { parseQueenCommand, type Budget, type QueenCommand } from "./queen-command.ts";
+import { isEnvelope, openEnvelope } from "./signed-ctl.ts";
+import type { ApplianceState, Commit, LifecycleState, WorkerState } from "./state.ts";
+import type { WorkerPool } from "./worker-pool.ts";
+
+/** What control needs from the appliance. */
+export interface ControlHost {
+  readonly state: ApplianceState;
+  readonly pool: WorkerPool;
+  readonly queenPublicKey: Uint8Array;
+  /** `open` accepts plain commands and envelopes; `signed-ctl` only envelopes. */
+  readonly policy: "open" | "signed-ctl";
+  /** Worker kinds this image can spawn, with their roles. */
+  readonly programs: Readonly<Record<string, { readonly role: string }>>;
+  /** Why a GPU spawn cannot happen now, or undefined when it can. */
+  gpuUnavailable(): string | undefined;
+  commit(c: Commit): Promise<void>;
+  audit(line: string): void;
+  /** Applies binds to the shared namespace. */
+  bind(from: string, to: string): void;
+  /** Mounts a service; throws when it is not available. */
+  mount(service: string, at: string): Promise<void>;
+}
+
+/** The lifecycle words `/queen/lifecycle/ctl` accepts. */
+export const LIFECYCLE_WORDS = ["cordon", "drain", "resume", "quiesce", "reset"] as const;
+
+/**
+ * Runs one write to `/queen/ctl`: unwraps a signed envelope (refusing
+ * replays), parses, commits, acts; returns the reply line.
+ */
+export async function runQueenCommand(host: ControlHost, text: string, caller: Caller): Promise<string> {
+  let commandText = text;
+  if (host.policy === "signed-ctl" || isEnvelope(text)) {
+    if (!isEnvelope(text)) throw new InvalidError('policy signed-ctl: wrap the command as {"cmd":{…},"nonce":…,"ctr":n,"sig":…} (cohesix ctl does this)');
+    const opened = openEnvelope(text, host.queenPublicKey, { lastCtr: host.state.ctr });
+    // The counter is consumed even if the command is then refused.
+    await host.commit({ kind: "ctr", body: { ctr: opened.ctr } });
+    commandText = opened.command;
+  }
+  const cmd = parseQueenCommand(commandText, { workers: Object.keys(host.programs) });
+  const reply = await execute(host, cmd, caller);
+  host.audit(`ctl from ${caller.subject}: ${commandText}`);
+  return JSON.stringify({ ok: true, ...reply });
+}
+
+async function execute(host: ControlHost, cmd: QueenCommand, caller: Caller): Promise<Record<string, unknown>> {
+  switch (cmd.kind) {
+    case "spawn":
+      return { worker: await spawn(host, cmd) };
+    case "kill":
+      await host.pool.kill(cmd.worker, caller.subject);
+      return { worker: cmd.worker, status: "killed" };
+    case "budget":
+      await host.commit({ kind: "budget", body: { budget: cmd.budget } });
+      return { defaults: host.state.defaults };
+    case "bind":
+      host.bind(cmd.from, cmd.to);
+      await host.commit({ kind: "bind", body: { from: cmd.from, to: cmd.to } });
+      return { bind: { from: cmd.from, to: cmd.to } };
+    case "mount":
+      await host.mount(cmd.service, cmd.at);
+      await host.commit({ kind: "mount", body: { service: cmd.service, at: cmd.at } });
+      return { mount: { service: cmd.service, at: cmd.at } };
+  }
+}
+
+async function spawn(host: ControlHost, cmd: Extract<QueenCommand, { kind: "spawn" }>): Promise<string> {
+  const s = host.state;
+  if (s.cordoned) throw new BusyError("cordoned");
+  if (s.lifecycle.state === "DRAINING" || s.lifecycle.state === "QUIESCED" || s.lifecycle.state === "OFFLINE") {
+    throw new BusyError(`appliance is ${s.lifecycle.state}: resume first`);
+  }
+  if (cmd.worker === "gpu") {
+    const why = host.gpuUnavailable();
+    if (why) throw new BusyError(why);
+  }
+  const program = host.programs[cmd.worker];
+  if (!program) throw new NotFoundError(`no worker program ${JSON.stringify(cmd.worker)}`);
+  const budget: Budget = { ...s.defaults, ...cmd.budget, ...(cmd.ticks !== undefined ? { ticks: cmd.ticks } : {}) };
+  const id = `worker-${s.nextWorker}`;
+  await host.commit({
+    kind: "spawn",
+    body: {
+      id,
+      kind: cmd.worker,
+      role: program.role,
+      budget,
+      restart: cmd.restart ?? false,
+      ...(cmd.lease ? { lease: cmd.lease } : {}),
+      ts_ms: Date.now(),
+    },
+  });
+  const w = host.state.workers[id] as WorkerState;
+  try {
+    host.pool.start(w);
+  } catch (err) {
+    await host.commit({ kind: "exit", body: { id, status: "exited", reason: `spawn failed: ${(err as Error).message}` } });
+    throw err;
+  }
+  return id;
+}
+
+/**
+ * Runs one write to `/queen/lifecycle/ctl`.
+ *
+ * - `cordon`: refuse new spawns; workers keep running.
+ * - `drain`: cordon, stop every worker gracefully, then QUIESCED.
+ * - `quiesce`: stop every worker at once (short grace), QUIESCED.
+ * - `resume`: back to ONLINE, spawns allowed.
+ * - `reset`: stop every worker, forget budget defaults' effect on nothing
+ *   else, and return to ONLINE uncordoned.
+ */
+export async function runLifecycleCommand(host: ControlHost, text: string, caller: Caller): Promise<string> {
+  const word = text.trim();
+  if (!(LIFECYCLE_WORDS as readonly string[]).includes(word)) {
+    throw new InvalidError(`unknown lifecycle command ${JSON.stringify(word)} (expected ${LIFECYCLE_WORDS.join(", ")})`);
+  }
+  const set = (state: LifecycleState, reason: string, cordoned: boolean) =>
+    host.commit({ kind: "lifecycle", body: { state, reason, cordoned, ts_ms: Date.now() } });
+  const running = () => Object.values(host.state.workers).filter((w) => w.status === "running").map((w) => w.id);
+  switch (word) {
+    case "cordon":
+      await set(host.state.lifecycle.state, `cordoned by ${caller.subject}`, true);
+      break;
+    case "drain":
+      await set("DRAINING", `drain by ${caller.subject}`, true);
+      await Promise.all(running().map((id) => host.pool.retire(id, "drained")));
+      await set("QUIESCED", "drained", true);
+      break;
+    case "quiesce":
+      await Promise.all(running().map((id) => host.pool.retire(id, "quiesced", 200)));
+      await set("QUIESCED", `quiesce by ${caller.subject}`, true);
+      break;
+    case "resume":
+      await set("ONLINE", `resume by ${caller.subject}`, false);
+      break;
+    case "reset":
+      await Promise.all(running().map((id) => host.pool.retire(id, "reset")));
+      await set("ONLINE", `reset by ${caller.subject}`, false);
+      break;
+  }
+  host.audit(`lifecycle from ${caller.subject}: ${word} → ${host.state.lifecycle.state}`);
+  return JSON.stringify({ ok: true, state: host.state.lifecycle.state, cordoned: host.state.cordoned });
+}
