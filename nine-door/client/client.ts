@@ -13,6 +13,7 @@ import {
   fromRerror,
 } from "../errors.ts";
 import { decodeDirents, decodeMessage, encodeMessageChunks, FrameSplitter, unpackStats } from "../wire/index.ts";
+import { dial, parseDialString, type DialOptions } from "../transport/index.ts";
 import {
   IOHDRSZ,
   MAXWELEM,
@@ -66,6 +67,17 @@ export interface RpcOptions {
   readonly receiveBuffer?: Uint8Array;
 }
 
+/** Default msize: 1 MiB reads fit. */
+const DEFAULT_MSIZE = (1 << 20) + IOHDRSZ;
+
+/**
+ * For sockets dialled with `onread`: bytes are already in the splitter when
+ * the read callback runs, which then calls the function given to `ready`.
+ */
+interface InPlace {
+  ready(fn: () => void): void;
+}
+
 /** How a file is opened. */
 export type OpenAccess = "r" | "w" | "rw";
 
@@ -103,25 +115,59 @@ export class NineClient {
   #closed: Error | undefined;
   readonly #closeListeners = new Set<(err: Error) => void>();
 
-  private constructor(conn: Duplex, splitter: FrameSplitter, dialect: Dialect, msize: number) {
+  private constructor(conn: Duplex, splitter: FrameSplitter, dialect: Dialect, msize: number, inPlace: InPlace | undefined) {
     this.#conn = conn;
     this.#splitter = splitter;
     this.dialect = dialect;
     this.msize = msize;
     splitter.setAllocator((size, tag) => (this.#receive.size === 0 ? undefined : this.#receive.get(tag)));
-    conn.on("data", (chunk: Buffer) => this.#onData(chunk));
+    if (inPlace) inPlace.ready(() => this.#drain());
+    else conn.on("data", (chunk: Buffer) => this.#onData(chunk));
     conn.on("close", () => this.#fail(new ClosedError("connection closed by server")));
     conn.on("error", (err) => this.#fail(new ClosedError(`connection error: ${err.message}`)));
   }
 
   /** Negotiates a version on `conn` and returns the client. */
-  static async connect(conn: Duplex, options: ConnectOptions = {}): Promise<NineClient> {
-    const want = options.msize ?? (1 << 20) + IOHDRSZ;
+  static connect(conn: Duplex, options: ConnectOptions = {}): Promise<NineClient> {
+    return NineClient.#negotiate(conn, new FrameSplitter(options.msize ?? DEFAULT_MSIZE), options, undefined);
+  }
+
+  /**
+   * Dials `addr` and negotiates a version. On `tcp!` and `unix!` addresses
+   * the socket reads straight into the client's frame splitter (`onread`),
+   * so a large reply goes from the kernel to its frame — or to the
+   * `receiveBuffer` of its rpc — without a fresh 64 KiB chunk per read;
+   * `tls!` addresses are dialled as `connect(await dial(addr))`.
+   *
+   * @example
+   * ```ts
+   * const client = await NineClient.dial("tcp!127.0.0.1!5640", { msize: (1 << 20) + 24 });
+   * ```
+   */
+  static async dial(addr: string, options: ConnectOptions & DialOptions = {}): Promise<NineClient> {
+    if (parseDialString(addr).kind === "tls") return NineClient.connect(await dial(addr, options), options);
+    const splitter = new FrameSplitter(options.msize ?? DEFAULT_MSIZE);
+    let sink = (): void => {};
+    const conn = await dial(addr, {
+      ...options,
+      onread: {
+        buffer: () => splitter.readTarget(),
+        callback: (n: number): boolean => {
+          splitter.commit(n);
+          sink();
+          return true;
+        },
+      },
+    });
+    return NineClient.#negotiate(conn, splitter, options, { ready: (fn) => (sink = fn) });
+  }
+
+  static async #negotiate(conn: Duplex, splitter: FrameSplitter, options: ConnectOptions, inPlace: InPlace | undefined): Promise<NineClient> {
+    const want = splitter.maxFrame;
     const dialect = options.dialect ?? "9P2000.L";
-    const splitter = new FrameSplitter(want);
     const reply = await new Promise<RMessage>((resolve, reject) => {
-      const onData = (chunk: Buffer) => {
-        splitter.push(chunk);
+      const onData = (chunk?: Buffer) => {
+        if (chunk) splitter.push(chunk);
         let frame: Uint8Array | undefined;
         try {
           frame = splitter.next();
@@ -139,14 +185,16 @@ export class NineClient {
         done(new ClosedError("version negotiation cancelled"));
       };
       const done = (err?: Error, msg?: RMessage) => {
-        conn.off("data", onData);
+        if (inPlace) inPlace.ready(() => {});
+        else conn.off("data", onData);
         conn.off("close", onClose);
         conn.off("error", onClose);
         options.signal?.removeEventListener("abort", onAbort);
         if (err) reject(err);
         else resolve(msg!);
       };
-      conn.on("data", onData);
+      if (inPlace) inPlace.ready(() => onData());
+      else conn.on("data", onData);
       conn.on("close", onClose);
       conn.on("error", onClose);
       options.signal?.addEventListener("abort", onAbort, { once: true });
@@ -165,7 +213,7 @@ export class NineClient {
       throw new InvalidError(`server does not speak ${dialect} (answered ${JSON.stringify(reply.version)})`);
     }
     splitter.setMaxFrame(reply.msize);
-    const client = new NineClient(conn, splitter, dialect, reply.msize);
+    const client = new NineClient(conn, splitter, dialect, reply.msize, inPlace);
     // Frames that arrived with Rversion (none expected) would be lost; none can, nothing else was sent.
     return client;
   }
@@ -302,6 +350,11 @@ export class NineClient {
 
   #onData(chunk: Buffer): void {
     this.#splitter.push(chunk);
+    this.#drain();
+  }
+
+  /** Answers every whole frame the splitter holds. */
+  #drain(): void {
     for (;;) {
       let frame: Uint8Array | undefined;
       try {

@@ -31,6 +31,12 @@ export interface DialOptions {
   ca?: string | string[];
   /** TLS only: the SNI and certificate name to expect; defaults to the host when it is a name. */
   servername?: string;
+  /**
+   * TCP and Unix only: read into memory the caller gives instead of emitting
+   * `data` events (`net.Socket`'s `onread`). The client uses it to receive
+   * large replies in place, without a fresh 64 KiB buffer per read.
+   */
+  onread?: net.OnReadOpts;
 }
 
 /** Options of {@link dialWithRetry}: those of {@link dial} plus the retry schedule. */
@@ -83,6 +89,9 @@ export async function dial(addr: DialAddress | string, options: DialOptions = {}
   if (address.kind !== "unix" && address.port === 0) {
     throw new InvalidError(`${what}: port 0 cannot be dialled; give the port the server listens on`);
   }
+  if (address.kind === "tls" && options.onread !== undefined) {
+    throw new InvalidError(`${what}: onread applies only to tcp! and unix! addresses`);
+  }
   if (address.kind !== "tls" && (options.pin !== undefined || options.ca !== undefined)) {
     throw new InvalidError(`${what}: pin and ca apply only to tls! addresses`);
   }
@@ -94,9 +103,9 @@ export async function dial(addr: DialAddress | string, options: DialOptions = {}
   return new Promise<Duplex>((resolve, reject) => {
     let socket: net.Socket;
     if (address.kind === "unix") {
-      socket = net.connect({ path: address.path });
+      socket = net.connect({ path: address.path, ...(options.onread ? { onread: options.onread } : {}) });
     } else if (address.kind === "tcp") {
-      socket = net.connect({ host: address.host, port: address.port });
+      socket = net.connect({ host: address.host, port: address.port, ...(options.onread ? { onread: options.onread } : {}) });
     } else {
       const tlsOptions: tls.ConnectionOptions = {
         host: address.host,

@@ -17,6 +17,9 @@ export interface FrameRefusal {
 }
 
 const HEADER = 7;
+/** Read-into mode: slab size, and the free space below which a new slab is taken. */
+const SLAB = 64 * 1024;
+const SLAB_MIN_FREE = 4096;
 
 /**
  * Chooses the memory a frame that spans chunks is assembled in: return a
@@ -63,6 +66,10 @@ export class FrameSplitter {
   #asmFill = 0;
   #refusal: FrameRefusal | undefined = undefined;
   #allocator: FrameAllocator | undefined = undefined;
+  // Read-into mode (readTarget/commit): a slab that small reads fill in turn.
+  #slab: Uint8Array | undefined = undefined;
+  #slabPos = 0;
+  #target: "asm" | "slab" | undefined = undefined;
 
   constructor(maxFrame: number) {
     this.#max = checkMax(maxFrame);
@@ -105,6 +112,47 @@ export class FrameSplitter {
    */
   setMaxFrame(n: number): void {
     this.#max = checkMax(n);
+  }
+
+  /**
+   * Read-into mode, for transports that read into memory the caller gives
+   * (`net.Socket`'s `onread`): the memory the next read should fill. While
+   * a frame that spans reads is being assembled this is the rest of that
+   * frame, so its bytes go from the kernel straight to their place; between
+   * frames it is the free part of a 64 KiB slab that is never reused (frames
+   * returned as views of it stay valid). Call `commit(n)` after the read.
+   *
+   * @example
+   * ```ts
+   * net.connect({ port, onread: { buffer: () => frames.readTarget(), callback: (n) => { frames.commit(n); drain(); } } });
+   * ```
+   */
+  readTarget(): Uint8Array {
+    if (this.#asm !== undefined && this.#queued === 0 && this.#refusal === undefined) {
+      this.#target = "asm";
+      return this.#asm.subarray(this.#asmFill);
+    }
+    if (this.#slab === undefined || this.#slab.length - this.#slabPos < SLAB_MIN_FREE) {
+      this.#slab = Buffer.allocUnsafeSlow(SLAB);
+      this.#slabPos = 0;
+    }
+    this.#target = "slab";
+    return this.#slab.subarray(this.#slabPos);
+  }
+
+  /** Takes the `n` bytes a read put into the last `readTarget()`; then call `next()`. */
+  commit(n: number): void {
+    const target = this.#target;
+    this.#target = undefined;
+    if (n <= 0 || target === undefined) return;
+    if (target === "asm") {
+      this.#asmFill += n;
+      return;
+    }
+    const slab = this.#slab!;
+    const start = this.#slabPos;
+    this.#slabPos += n;
+    this.push(slab.subarray(start, start + n));
   }
 
   /** Queues bytes from the stream. The chunk must not be modified afterwards. */
