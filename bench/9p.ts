@@ -32,7 +32,7 @@ import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
-import { IOHDRSZ, GETATTR_BASIC, NineClient, dial, dialWithRetry, type Fid } from "../nine-door/index.ts";
+import { IOHDRSZ, GETATTR_BASIC, NineClient, dialWithRetry, type Fid } from "../nine-door/index.ts";
 import { mintTicket, writeKeyPair } from "../root-task/index.ts";
 
 const USAGE = `usage: npm run bench -- 9p [OPTIONS]
@@ -210,7 +210,7 @@ function cpuNote(r: { serverCpu?: number; clientCpu?: number }, rate?: { value: 
 }
 
 async function connect(addr: string, msize: number, t: { aname: string; uname: string; nUname: number }): Promise<{ client: NineClient; root: Fid }> {
-  const client = await NineClient.connect(await dial(addr), { msize, dialect: "9P2000.L" });
+  const client = await NineClient.dial(addr, { msize, dialect: "9P2000.L" });
   const root = await client.attach({ aname: t.aname, uname: t.uname, nUname: t.nUname });
   return { client, root };
 }
