@@ -38,7 +38,9 @@ export async function ticket(argv: readonly string[], env: NodeJS.ProcessEnv, ou
  */
 export async function serve(argv: readonly string[], io: { env: NodeJS.ProcessEnv; out: Out; err: (text: string) => void; signal?: AbortSignal }): Promise<void> {
   const { env, out, signal } = io;
-  const p = parse(argv, { board: { type: "string" }, listen: { type: "string" }, state: { type: "string" }, "queen-pub": { type: "string" } }, { max: 0 });
+  const p = parse(argv, { board: { type: "string" }, listen: { type: "string" }, state: { type: "string" }, "queen-pub": { type: "string" }, policy: { type: "string" } }, { max: 0 });
+  const policy = str(p, "policy", "open");
+  if (policy !== "open" && policy !== "signed-ctl") throw new UsageError("--policy must be open or signed-ctl");
   const board = str(p, "board", "host")!;
   if (board !== "host") throw new UsageError(`board ${JSON.stringify(board)} is not served directly: use --board host (QEMU boards boot with cohesix boot)`);
   const listen = required(p, "listen", undefined, "e.g. --listen 127.0.0.1:5640 (port 0 picks a free port)");
@@ -61,6 +63,7 @@ export async function serve(argv: readonly string[], io: { env: NodeJS.ProcessEn
       listen,
       stateDir: required(p, "state", undefined, "a directory for the appliance's state, e.g. --state .cohesix/state"),
       queenPub: str(p, "queen-pub") ?? (await ensureDefaultQueenKey(env, io.err)),
+      policy,
     });
     out(`READY ${running.dialString}\n`);
     if (!stop.signal.aborted) await once(stop.signal, "abort");

@@ -7,6 +7,7 @@
 import { NineError } from "../nine-door/index.ts";
 import { UsageError } from "./args.ts";
 import { keygen, serve, ticket } from "./local.ts";
+import { log } from "./log.ts";
 import { cat, ctl, ls, stat, tail, write } from "./remote.ts";
 
 /** Where a command writes; tests pass their own. */
@@ -22,14 +23,15 @@ type Command = (argv: readonly string[], io: Io) => Promise<void>;
 
 const commands: Record<string, { run: Command; usage: string }> = {
   keygen: { run: (a, io) => keygen(a, io.env, io.out), usage: "keygen [--out DIR] [--force]" },
-  serve: { run: (a, io) => serve(a, io), usage: "serve --board host --listen HOST:PORT --state DIR [--queen-pub FILE]" },
+  serve: { run: (a, io) => serve(a, io), usage: "serve --board host --listen HOST:PORT --state DIR [--queen-pub FILE] [--policy open|signed-ctl]" },
   ticket: { run: (a, io) => ticket(a, io.env, io.out), usage: "ticket --role queen [--key FILE] [--ttl SECONDS]" },
   ls: { run: (a, io) => ls(a, io.env, io.out), usage: "ls [-l] [PATH] [--addr DIAL] [--key FILE]" },
   cat: { run: (a, io) => cat(a, io.env, io.out), usage: "cat PATH... [--addr DIAL] [--key FILE]" },
   tail: { run: (a, io) => tail(a, io.env, io.out, io.signal), usage: "tail [-f] [-n N] PATH [--addr DIAL] [--key FILE]" },
   write: { run: (a, io) => write(a, io.env, io.out), usage: "write PATH TEXT [--addr DIAL] [--key FILE]" },
   stat: { run: (a, io) => stat(a, io.env, io.out), usage: "stat PATH [--addr DIAL] [--key FILE]" },
-  ctl: { run: (a, io) => ctl(a, io.env, io.out), usage: "ctl JSON [--addr DIAL] [--key FILE]" },
+  ctl: { run: (a, io) => ctl(a, io.env, io.out), usage: "ctl JSON [--addr DIAL] [--key FILE] [--unsigned]" },
+  log: { run: (a, io) => log(a, io.out), usage: "log verify|show DIR [--boot-key FILE] [--from N] [--limit N] [--kind KIND]" },
 };
 
 /** The usage text. */

@@ -6,7 +6,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { InvalidError, NineClient, dialWithRetry, parseDialString, type DialAddress, type Dialect, type Fid, type FileInfo } from "../nine-door/index.ts";
-import { mintTicket, readPrivateKey } from "../root-task/index.ts";
+import { mintTicket, readPrivateKey, signEnvelope } from "../root-task/index.ts";
 import { parse, required, str, UsageError, type OptionSpecs, type Parsed } from "./args.ts";
 import { defaultQueenKey } from "./paths.ts";
 
@@ -18,7 +18,7 @@ export const remoteOptions: OptionSpecs = {
 };
 
 /** Connects and attaches as the queen. */
-export async function connectQueen(p: Parsed, env: NodeJS.ProcessEnv): Promise<{ client: NineClient; root: Fid }> {
+export async function connectQueen(p: Parsed, env: NodeJS.ProcessEnv): Promise<{ client: NineClient; root: Fid; key: Uint8Array }> {
   const addr = dialAddress(required(p, "addr", env.COHESIX_ADDR, "give --addr tcp!HOST!PORT or set COHESIX_ADDR"));
   const keyPath = str(p, "key", env.COHESIX_KEY ?? defaultQueenKey(env));
   if (keyPath === undefined) throw new UsageError("--key is required: give --key FILE or set COHESIX_KEY");
@@ -36,7 +36,7 @@ export async function connectQueen(p: Parsed, env: NodeJS.ProcessEnv): Promise<{
     throw err;
   }
   try {
-    return { client, root: await client.attach({ uname: "queen", aname: ticket }) };
+    return { client, root: await client.attach({ uname: "queen", aname: ticket }), key };
   } catch (err) {
     // A refused attach must not leave the socket holding the process open.
     client.close();
@@ -55,11 +55,11 @@ function dialAddress(text: string): DialAddress {
 
 type Out = (text: string | Uint8Array) => void;
 
-async function withQueen<T>(argv: readonly string[], extra: OptionSpecs, limits: { min?: number; max?: number }, env: NodeJS.ProcessEnv, fn: (root: Fid, p: Parsed) => Promise<T>): Promise<T> {
+async function withQueen<T>(argv: readonly string[], extra: OptionSpecs, limits: { min?: number; max?: number }, env: NodeJS.ProcessEnv, fn: (root: Fid, p: Parsed, key: Uint8Array) => Promise<T>): Promise<T> {
   const p = parse(argv, { ...remoteOptions, ...extra }, limits);
-  const { client, root } = await connectQueen(p, env);
+  const { client, root, key } = await connectQueen(p, env);
   try {
-    return await fn(root, p);
+    return await fn(root, p, key);
   } finally {
     client.close();
   }
@@ -188,13 +188,34 @@ export function stat(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out):
 /**
  * `ctl JSON`: writes one command to /queen/ctl and reads the reply on the
  * same fid. Prints the worker id when the reply names one, else the reply.
+ * The command is signed as a `signed-ctl` envelope with the queen key and
+ * the next counter (read from /queen/ctr), unless `--unsigned`; a counter
+ * raced by another queen is retried once.
  */
 export function ctl(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
-  return withQueen(argv, { file: { type: "string" } }, { min: 1, max: 1 }, env, async (root, p) => {
+  return withQueen(argv, { file: { type: "string" }, unsigned: { type: "boolean" } }, { min: 1, max: 1 }, env, async (root, p, key) => {
     const path = str(p, "file", "/queen/ctl")!;
+    const command = p.positionals[0]!;
+    const signed = path === "/queen/ctl" && p.values.unsigned !== true;
+    try {
+      JSON.parse(command);
+    } catch (err) {
+      throw new InvalidError(`not JSON: ${(err as Error).message}`);
+    }
+    const envelope = async () => {
+      const last = Number((await root.readText("queen/ctr")).trim());
+      return signEnvelope(command, key, { ctr: (Number.isSafeInteger(last) ? last : 0) + 1 });
+    };
+    let text = signed ? await envelope() : command;
     await root.with(rel(path), async (f) => {
       await f.open("rw");
-      await f.write(p.positionals[0]!);
+      try {
+        await f.write(text);
+      } catch (err) {
+        if (!signed || !(err instanceof Error) || !err.message.startsWith("permission: replay")) throw err;
+        text = await envelope();
+        await f.write(text);
+      }
       const reply = (await f.readAll(0)).toString("utf8").trim();
       let printed = reply;
       try {
