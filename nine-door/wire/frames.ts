@@ -69,6 +69,8 @@ export class FrameSplitter {
   // Read-into mode (readTarget/commit): a slab that small reads fill in turn.
   #slab: Uint8Array | undefined = undefined;
   #slabPos = 0;
+  // Whether a frame was handed out as a view of the slab (then it is never rewound).
+  #slabExposed = false;
   #target: "asm" | "slab" | undefined = undefined;
 
   constructor(maxFrame: number) {
@@ -132,9 +134,13 @@ export class FrameSplitter {
       this.#target = "asm";
       return this.#asm.subarray(this.#asmFill);
     }
+    // Nothing queued and no frame handed out as a view: every byte read into
+    // the slab was copied into an assembled frame, so it can be refilled.
+    if (this.#slab !== undefined && !this.#slabExposed && this.#queued === 0) this.#slabPos = 0;
     if (this.#slab === undefined || this.#slab.length - this.#slabPos < SLAB_MIN_FREE) {
       this.#slab = Buffer.allocUnsafeSlow(SLAB);
       this.#slabPos = 0;
+      this.#slabExposed = false;
     }
     this.#target = "slab";
     return this.#slab.subarray(this.#slabPos);
@@ -181,6 +187,7 @@ export class FrameSplitter {
     const first = this.#chunks[0]!;
     if (first.length - this.#head >= size) {
       const frame = first.subarray(this.#head, this.#head + size);
+      if (this.#slab !== undefined && first.buffer === this.#slab.buffer) this.#slabExposed = true;
       this.#advance(size);
       return frame;
     }

@@ -80,10 +80,32 @@ describe("FrameSplitter read-into mode", () => {
       target.set(stream.subarray(at, at + n));
       at += n;
       s.commit(n);
-      for (let f = s.next(); f !== undefined; f = s.next()) out.push(Buffer.from(f));
+      for (let f = s.next(); f !== undefined; f = s.next()) out.push(f);
     }
+    // Views handed out earlier are still intact after later reads.
     expect(out.map((f) => Buffer.from(f).toString("hex"))).toEqual([small, large, small].map((f) => f.toString("hex")));
     expect(direct).toBeGreaterThan(0); // the large frame's tail was read straight into its buffer
+  });
+
+  test("frames handed out as views stay intact while many more reads follow", () => {
+    const frames = Array.from({ length: 400 }, (_, i) =>
+      encodeMessage({ type: "Rread", tag: i, data: Buffer.alloc(i % 3 === 0 ? 70_000 : 300, i & 0xff) }),
+    );
+    const stream = Buffer.concat(frames);
+    const s = new FrameSplitter(1 << 20);
+    const out: Uint8Array[] = [];
+    let at = 0;
+    let step = 0;
+    while (at < stream.length) {
+      const target = s.readTarget();
+      const n = Math.min(target.length, [7, 1000, 65536, 3][step++ % 4]!, stream.length - at);
+      target.set(stream.subarray(at, at + n));
+      at += n;
+      s.commit(n);
+      for (let f = s.next(); f !== undefined; f = s.next()) out.push(f);
+    }
+    expect(out.length).toBe(frames.length);
+    out.forEach((f, i) => expect(Buffer.from(f).equals(frames[i]!)).toBe(true));
   });
 });
 
