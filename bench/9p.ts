@@ -150,7 +150,10 @@ export async function run(argv: readonly string[]): Promise<number> {
     } else {
       const want = new Set(values.targets!.split(","));
       if (want.has("ours")) targets.push(await startOurs(size, values["cpu-prof"], children, scratch));
-      if (want.has("diod")) targets.push(await startDiod(values.diod!, size, children, scratch));
+      if (want.has("diod")) {
+        if (existsSync(values.diod!)) targets.push(await startDiod(values.diod!, size, children, scratch));
+        else console.log(`diod not found at ${values.diod}: measuring ours only (apt-get install diod, or --diod PATH)`);
+      }
     }
     for (const target of targets) {
       console.log(`\n== ${target.name} (${target.addr}) ==`);
