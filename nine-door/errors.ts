@@ -75,6 +75,13 @@ const classByErrno = new Map<number, ErrorClass>([
   [Errno.EAGAIN, "busy"],
 ]);
 
+/** Options every error class takes. */
+export interface ErrorOptions {
+  /** An errno more precise than the class default (e.g. ENOTDIR), for .L. */
+  readonly errno?: number;
+  readonly cause?: unknown;
+}
+
 /**
  * Base class of every error NineDoor answers on the wire. `detail` is the
  * human part after the colon; `message` is `"<class>: <detail>"`.
@@ -85,7 +92,7 @@ export class NineError extends Error {
   /** An errno more precise than the class default (e.g. ENOTDIR), for .L. */
   readonly errno: number;
 
-  constructor(errorClass: ErrorClass, detail: string, options?: { errno?: number; cause?: unknown }) {
+  constructor(errorClass: ErrorClass, detail: string, options?: ErrorOptions) {
     super(`${errorClass}: ${detail}`, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "NineError";
     this.errorClass = errorClass;
@@ -96,7 +103,7 @@ export class NineError extends Error {
 
 /** The caller may not do this (role, ticket, mode). */
 export class PermissionError extends NineError {
-  constructor(detail: string, options?: { errno?: number }) {
+  constructor(detail: string, options?: ErrorOptions) {
     super("permission", detail, options);
     this.name = "PermissionError";
   }
@@ -104,7 +111,7 @@ export class PermissionError extends NineError {
 
 /** No such file, fid or worker. */
 export class NotFoundError extends NineError {
-  constructor(detail: string, options?: { errno?: number }) {
+  constructor(detail: string, options?: ErrorOptions) {
     super("not found", detail, options);
     this.name = "NotFoundError";
   }
@@ -112,7 +119,7 @@ export class NotFoundError extends NineError {
 
 /** A resource is in use or a limit on concurrent things is reached. */
 export class BusyError extends NineError {
-  constructor(detail: string, options?: { errno?: number }) {
+  constructor(detail: string, options?: ErrorOptions) {
     super("busy", detail, options);
     this.name = "BusyError";
   }
@@ -120,7 +127,7 @@ export class BusyError extends NineError {
 
 /** The request is malformed or makes no sense here. */
 export class InvalidError extends NineError {
-  constructor(detail: string, options?: { errno?: number }) {
+  constructor(detail: string, options?: ErrorOptions) {
     super("invalid", detail, options);
     this.name = "InvalidError";
   }
@@ -128,7 +135,7 @@ export class InvalidError extends NineError {
 
 /** A size limit (msize, buffered bytes, retention) is exceeded. */
 export class TooBigError extends NineError {
-  constructor(detail: string, options?: { errno?: number }) {
+  constructor(detail: string, options?: ErrorOptions) {
     super("too big", detail, options);
     this.name = "TooBigError";
   }
@@ -136,7 +143,7 @@ export class TooBigError extends NineError {
 
 /** The session or the file was closed (revocation, shutdown). */
 export class ClosedError extends NineError {
-  constructor(detail: string, options?: { errno?: number }) {
+  constructor(detail: string, options?: ErrorOptions) {
     super("closed", detail, options);
     this.name = "ClosedError";
   }
@@ -144,10 +151,48 @@ export class ClosedError extends NineError {
 
 /** The operation makes no sense on a synthetic namespace (mknod, locks…). */
 export class NotSupportedError extends NineError {
-  constructor(detail: string, options?: { errno?: number }) {
+  constructor(detail: string, options?: ErrorOptions) {
     super("not supported", detail, options);
     this.name = "NotSupportedError";
   }
+}
+
+const subclasses: Record<ErrorClass, new (detail: string, options?: ErrorOptions) => NineError> = {
+  permission: PermissionError,
+  "not found": NotFoundError,
+  busy: BusyError,
+  invalid: InvalidError,
+  "too big": TooBigError,
+  closed: ClosedError,
+  "not supported": NotSupportedError,
+  io: class IoError extends NineError {
+    constructor(detail: string, options?: ErrorOptions) {
+      super("io", detail, options);
+    }
+  },
+};
+
+/**
+ * The error of class `cls`, as its own subclass, so `instanceof
+ * ClosedError` works on errors rebuilt from the wire.
+ *
+ * @example
+ * ```ts
+ * errorOfClass("busy", "GPU-0 is fully leased") instanceof BusyError; // true
+ * ```
+ */
+export function errorOfClass(cls: ErrorClass, detail: string, options?: ErrorOptions): NineError {
+  return new subclasses[cls](detail, options);
+}
+
+/**
+ * `err` as the subclass of its class (a plain `NineError("busy", …)`
+ * becomes a `BusyError`); anything not a NineError becomes an `io:` error.
+ */
+export function typedError(err: unknown): NineError {
+  if (!(err instanceof NineError)) return toNineError(err);
+  if (err.constructor !== NineError) return err;
+  return errorOfClass(err.errorClass, err.detail, { errno: err.errno, cause: err.cause });
 }
 
 /**
@@ -181,14 +226,14 @@ export function fromRerror(text: string): NineError {
   const colon = text.indexOf(": ");
   if (colon > 0) {
     const cls = text.slice(0, colon);
-    if (cls in errnoByClass) return new NineError(cls as ErrorClass, text.slice(colon + 2));
+    if (cls in errnoByClass) return errorOfClass(cls as ErrorClass, text.slice(colon + 2));
   }
-  return new NineError("io", text);
+  return errorOfClass("io", text);
 }
 
 /** Rebuilds a NineError from an Rlerror errno received by a client. */
 export function fromLerror(errno: number): NineError {
   const cls = classByErrno.get(errno) ?? "io";
   const name = Object.entries(Errno).find(([, v]) => v === errno)?.[0] ?? `errno ${errno}`;
-  return new NineError(cls, name, { errno });
+  return errorOfClass(cls, name, { errno });
 }

@@ -6,16 +6,13 @@
  * @module
  */
 import {
-  BusyError,
   ClosedError,
   InvalidError,
   NineClient,
   NineError,
-  NotFoundError,
-  NotSupportedError,
-  PermissionError,
   TooBigError,
   dialWithRetry,
+  typedError as typedNineError,
   type Dialect,
   type Fid,
 } from "../nine-door/index.ts";
@@ -327,27 +324,13 @@ function encodeRecord(record: object, iounit: number): Buffer {
   return line;
 }
 
-const CLASSES = {
-  permission: PermissionError,
-  "not found": NotFoundError,
-  busy: BusyError,
-  invalid: InvalidError,
-  "too big": TooBigError,
-  closed: ClosedError,
-  "not supported": NotSupportedError,
-} as const;
-
 /**
- * Any error as the NineError subclass of its class (errors decoded from the
- * wire arrive as plain NineErrors), so `instanceof ClosedError` works.
- * With `context`, a non-NineError becomes `io: <context>: <message>`.
+ * Any error as the NineError subclass of its class, so `instanceof
+ * ClosedError` works. With `context`, a non-NineError becomes
+ * `io: <context>: <message>`.
  */
 function typedError(err: unknown, context?: string): NineError {
-  if (err instanceof NineError) {
-    if (err.constructor !== NineError || err.errorClass === "io") return err;
-    const Cls = CLASSES[err.errorClass];
-    return new Cls(err.detail, { errno: err.errno });
-  }
+  if (err instanceof NineError) return typedNineError(err);
   const message = err instanceof Error ? err.message : String(err);
   return new NineError("io", context ? `${context}: ${message}` : message, { cause: err });
 }

@@ -9,13 +9,8 @@ import type { Duplex } from "node:stream";
 import {
   BusyError,
   ClosedError,
-  InvalidError,
   NineError,
-  NotFoundError,
-  NotSupportedError,
-  PermissionError,
-  TooBigError,
-  type ErrorClass,
+  typedError,
 } from "../errors.ts";
 import { ReconnectingClient, type ReconnectOptions } from "../client/reconnect.ts";
 import type { Fid } from "../client/client.ts";
@@ -299,16 +294,6 @@ export class RemoteLink {
   }
 }
 
-const classes: Partial<Record<ErrorClass, new (detail: string, options?: { errno?: number }) => NineError>> = {
-  permission: PermissionError,
-  "not found": NotFoundError,
-  busy: BusyError,
-  invalid: InvalidError,
-  "too big": TooBigError,
-  closed: ClosedError,
-  "not supported": NotSupportedError,
-};
-
 /**
  * A remote error as the typed class of its error class, errno kept (the
  * client rebuilds Rerror/Rlerror as plain `NineError`s); anything else that
@@ -321,10 +306,7 @@ const classes: Partial<Record<ErrorClass, new (detail: string, options?: { errno
  */
 export function retype(err: unknown): Error {
   if (!(err instanceof NineError)) return err instanceof Error ? err : new NineError("io", String(err));
-  const { detail, errno } = err;
-  const ctor = classes[err.errorClass];
-  if (ctor === undefined || err instanceof ctor) return err;
-  return new ctor(detail, { errno });
+  return typedError(err);
 }
 
 /**

@@ -5,28 +5,7 @@
  * @module
  */
 
-import {
-  BusyError,
-  ClosedError,
-  InvalidError,
-  NineError,
-  NotFoundError,
-  NotSupportedError,
-  PermissionError,
-  TooBigError,
-  type ErrorClass,
-} from "../errors.ts";
-
-const constructors: Record<ErrorClass, (detail: string) => NineError> = {
-  permission: (d) => new PermissionError(d),
-  "not found": (d) => new NotFoundError(d),
-  busy: (d) => new BusyError(d),
-  invalid: (d) => new InvalidError(d),
-  "too big": (d) => new TooBigError(d),
-  closed: (d) => new ClosedError(d),
-  "not supported": (d) => new NotSupportedError(d),
-  io: (d) => new NineError("io", d),
-};
+import { NineError, errorOfClass as typedErrorOfClass, type ErrorClass } from "../errors.ts";
 
 /**
  * Builds an error of the given class (the matching subclass, so `instanceof`
@@ -38,9 +17,7 @@ const constructors: Record<ErrorClass, (detail: string) => NineError> = {
  * ```
  */
 export function errorOfClass(cls: ErrorClass, detail: string, cause?: unknown): NineError {
-  const err = constructors[cls](detail);
-  if (cause !== undefined) err.cause = cause;
-  return err;
+  return typedErrorOfClass(cls, detail, cause === undefined ? undefined : { cause });
 }
 
 /**
