@@ -433,12 +433,14 @@ export class Fid {
     let from = this.fid;
     let qid = this.qid;
     let done = 0;
+    let clunked = false;
     try {
       do {
         const step = names.slice(done, done + MAXWELEM);
         const r = await this.client.rpc({ type: "Twalk", fid: from, newfid, names: step }, signal);
         if (r.qids.length < step.length) {
           if (from === newfid) await this.client.rpc({ type: "Tclunk", fid: newfid }).catch(() => {});
+          clunked = true;
           throw new NineError("not found", `${[...names.slice(0, done + r.qids.length + 1)].join("/")}`);
         }
         if (r.qids.length > 0) qid = r.qids[r.qids.length - 1]!;
@@ -446,6 +448,11 @@ export class Fid {
         from = newfid;
       } while (done < names.length);
     } catch (err) {
+      // newfid is bound on the server after an earlier step, or perhaps by
+      // a walk that completed before its flush: clunk it before reusing it.
+      if (!clunked && (from === newfid || signal?.aborted)) {
+        await this.client.rpc({ type: "Tclunk", fid: newfid }).catch(() => {});
+      }
       this.client.releaseFid(newfid);
       throw err;
     }
