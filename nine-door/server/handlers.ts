@@ -231,7 +231,7 @@ async function read(s: HandlerScope, m: Extract<TMessage, { type: "Tread" }>, re
     const chunks: Buffer[] = [];
     let size = 0;
     while (cur.index < cur.entries.length) {
-      const packed = packStat(toStat(cur.entries[cur.index]!, s));
+      const packed = packStat(toStat(cur.entries[cur.index]!));
       if (size + packed.length > count) break;
       chunks.push(packed);
       size += packed.length;
@@ -301,8 +301,7 @@ async function remove(s: HandlerScope, m: Extract<TMessage, { type: "Tremove" }>
 }
 
 /** The 9P2000 stat record of a node. */
-export function toStat(node: Node, s: { readonly msize: number }): Stat {
-  void s;
+export function toStat(node: Node): Stat {
   const st = node.stat();
   return {
     type: 0,
@@ -352,7 +351,7 @@ async function stat(s: HandlerScope, m: Extract<TMessage, { type: "Tstat" }>, re
   const fid = await s.fids.get(m.fid);
   req.caller = fid.attachment.caller;
   s.authorize(fid.attachment, fid.path, "stat", req);
-  return { type: "Rstat", tag: m.tag, stat: toStat(fid.node, s) };
+  return { type: "Rstat", tag: m.tag, stat: toStat(fid.node) };
 }
 
 function getattrSync(s: HandlerScope, fid: Fid, tag: number, req: InFlight): RMessage {
@@ -389,6 +388,8 @@ async function setattr(s: HandlerScope, m: Extract<TMessage, { type: "Tsetattr" 
 
 const U16 = 0xffff;
 const U32 = 0xffffffff;
+/** A u64 of all ones ("don't touch") as the codec decodes it. */
+const U64_DONT_TOUCH = 2 ** 64;
 
 async function wstat(s: HandlerScope, m: Extract<TMessage, { type: "Twstat" }>, req: InFlight): Promise<RMessage> {
   const fid = await s.fids.get(m.fid);
@@ -397,7 +398,7 @@ async function wstat(s: HandlerScope, m: Extract<TMessage, { type: "Twstat" }>, 
   // wstat(5): all-"don't touch" is a sync; time changes are harmless.
   const keeps = st.type === U16 && st.dev === U32 && st.mode === U32 && st.name === "" && st.uid === "" && st.gid === "";
   if (!keeps) throw new PermissionError(`cannot change name, mode or owner of ${fid.path}`, { errno: Errno.EPERM });
-  if (st.length < 2 ** 53 && st.length >= 0 && st.length !== Number(2n ** 64n - 1n)) await allowSize(s, fid, req);
+  if (st.length !== U64_DONT_TOUCH) await allowSize(s, fid, req);
   return { type: "Rwstat", tag: m.tag };
 }
 

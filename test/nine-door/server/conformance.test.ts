@@ -355,6 +355,23 @@ describe.each(["9P2000", "9P2000.L"] as const)("%s", (dialect) => {
     });
   });
 
+  describe("metadata changes", () => {
+    it("accepts a sync (all don't-touch) and refuses a rename or chmod", async () => {
+      const c = await RawConn.ready(srv.port, dialect);
+      await c.call({ type: "Twalk", fid: 0, newfid: 1, names: ["notes"] });
+      if (dialect === "9P2000") {
+        const keep = { type: 0xffff, dev: 0xffffffff, qid: { type: 0xff, version: 0xffffffff, path: 2n ** 64n - 1n }, mode: 0xffffffff, atime: 0xffffffff, mtime: 0xffffffff, length: 2 ** 64, name: "", uid: "", gid: "", muid: "" };
+        expect((await c.call({ type: "Twstat", fid: 1, stat: keep })).type).toBe("Rwstat");
+        expectError(await c.call({ type: "Twstat", fid: 1, stat: { ...keep, name: "renamed" } }), dialect, "permission", Errno.EPERM);
+      } else {
+        const none = { mode: 0, uid: 0, gid: 0, size: 0, atimeSec: 0, atimeNsec: 0, mtimeSec: 0, mtimeNsec: 0 };
+        expect((await c.call({ type: "Tsetattr", fid: 1, attr: { ...none, valid: 0x20 } })).type).toBe("Rsetattr");
+        expectError(await c.call({ type: "Tsetattr", fid: 1, attr: { ...none, valid: 0x1, mode: 0o777 } }), dialect, "permission", Errno.EPERM);
+      }
+      c.close();
+    });
+  });
+
   describe("errors", () => {
     it("refuses a write to a read-only file", async () => {
       const c = await RawConn.ready(srv.port, dialect);
