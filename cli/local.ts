@@ -4,6 +4,7 @@
  */
 import { once } from "node:events";
 import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { parseListenAddress } from "../nine-door/index.ts";
 import { serveAppliance, mintTicket, readPrivateKey, writeKeyPair } from "../root-task/index.ts";
 import { parse, required, str, UsageError } from "./args.ts";
@@ -38,7 +39,10 @@ export async function ticket(argv: readonly string[], env: NodeJS.ProcessEnv, ou
  */
 export async function serve(argv: readonly string[], io: { env: NodeJS.ProcessEnv; out: Out; err: (text: string) => void; signal?: AbortSignal }): Promise<void> {
   const { env, out, signal } = io;
-  const p = parse(argv, { board: { type: "string" }, listen: { type: "string" }, state: { type: "string" }, "queen-pub": { type: "string" }, policy: { type: "string" } }, { max: 0 });
+  const p = parse(argv, { board: { type: "string" }, listen: { type: "string" }, state: { type: "string" }, "queen-pub": { type: "string" }, policy: { type: "string" }, "tls-key": { type: "string" }, "tls-cert": { type: "string" } }, { max: 0 });
+  const tlsKey = str(p, "tls-key");
+  const tlsCert = str(p, "tls-cert");
+  if ((tlsKey === undefined) !== (tlsCert === undefined)) throw new UsageError("--tls-key and --tls-cert go together");
   const policy = str(p, "policy", "open");
   if (policy !== "open" && policy !== "signed-ctl") throw new UsageError("--policy must be open or signed-ctl");
   const board = str(p, "board", "host")!;
@@ -64,6 +68,7 @@ export async function serve(argv: readonly string[], io: { env: NodeJS.ProcessEn
       stateDir: required(p, "state", undefined, "a directory for the appliance's state, e.g. --state .cohesix/state"),
       queenPub: str(p, "queen-pub") ?? (await ensureDefaultQueenKey(env, io.err)),
       policy,
+      ...(tlsKey && tlsCert ? { tls: { key: await readFile(tlsKey, "utf8"), cert: await readFile(tlsCert, "utf8") } } : {}),
     });
     out(`READY ${running.dialString}\n`);
     if (!stop.signal.aborted) await once(stop.signal, "abort");

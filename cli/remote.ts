@@ -15,6 +15,7 @@ export const remoteOptions: OptionSpecs = {
   addr: { type: "string" },
   key: { type: "string" },
   dialect: { type: "string" },
+  pin: { type: "string" },
 };
 
 /** Connects and attaches as the queen. */
@@ -27,7 +28,8 @@ export async function connectQueen(p: Parsed, env: NodeJS.ProcessEnv): Promise<{
   const dialect: Dialect = dialectArg;
   const key = await readPrivateKey(keyPath);
   const ticket = mintTicket({ role: "queen", sub: "queen" }, key, { ttlS: 300 });
-  const conn = await dialWithRetry(addr, { attempts: 5, delayMs: 100, timeoutMs: 10_000 });
+  const pin = str(p, "pin", env.COHESIX_PIN);
+  const conn = await dialWithRetry(addr, { attempts: 5, delayMs: 100, timeoutMs: 10_000, ...(pin ? { pin } : {}) });
   let client: NineClient;
   try {
     client = await NineClient.connect(conn, { dialect });

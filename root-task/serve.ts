@@ -13,6 +13,8 @@ export interface ServeOptions extends Omit<ApplianceOptions, "queenPublicKey"> {
   readonly listen: string;
   /** Path of the queen's public key file. */
   readonly queenPub: string;
+  /** PEM key and certificate for a `tls!HOST!PORT` listen address. */
+  readonly tls?: { readonly key: string; readonly cert: string };
 }
 
 /** A running appliance and the address it serves on. */
@@ -40,7 +42,7 @@ export async function serveAppliance(options: ServeOptions): Promise<RunningAppl
   let listener: Listener | undefined;
   let local: Listener | undefined;
   try {
-    listener = await listen(options.listen, (conn, peer) => app.server.accept(conn, peer.remote));
+    listener = await listen(options.listen, (conn, peer) => app.server.accept(conn, peer.remote), options.tls ? { tls: { ...options.tls } } : {});
     // Workers reach NineDoor through a Unix socket in the state directory.
     local = await listen(`unix!${app.socketPath}`, (conn, peer) => app.server.accept(conn, peer.remote), { mode: 0o600 });
     app.audit(`listening on ${listener.dialString} and ${local.dialString}`);
