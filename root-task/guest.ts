@@ -1,0 +1,143 @@
+/**
+ * The guest's main program: what the appliance image runs under Node once
+ * busybox has mounted the file systems, loaded the modules, brought up eth0
+ * and mounted the state disk (see `rootfs/init.ts`). It reads the config
+ * baked into the image, serves the appliance, prints `READY tcp!…` on the
+ * console, and stops cleanly on SIGTERM/SIGINT or when the power key is
+ * pressed (QEMU's `system_powerdown`, sent by `cohesix down`). Powering off
+ * is left to the init script that started it, so the commit log is closed
+ * before the machine goes down.
+ *
+ * Process tree in the guest: busybox `init` is PID 1 (it reaps orphans),
+ * `/etc/cohesix/run` is its only job, and it runs this program, whose
+ * children are the workers.
+ * @module
+ */
+import { open, readdir, readFile, mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { serveAppliance } from "./serve.ts";
+
+/** The config baked into the image at `/etc/cohesix/config.json`. */
+export interface GuestConfig {
+  /** Board name, e.g. `aarch64-virt`. */
+  readonly board: string;
+  /** Where NineDoor listens, e.g. `0.0.0.0:5640`. */
+  readonly listen: string;
+  /** State directory on the state disk, e.g. `/var/lib/cohesix`. */
+  readonly stateDir: string;
+  /** Path of the queen's public key in the image. */
+  readonly queenPub: string;
+  /** Access policy of /queen/ctl. */
+  readonly policy: "open" | "signed-ctl";
+  /** The address printed in the READY line (the guest's own), e.g. `tcp!10.0.2.15!5640`. */
+  readonly readyAddr: string;
+}
+
+/** Options of {@link runGuest}. */
+export interface RunGuestOptions {
+  /** Config file; default `/etc/cohesix/config.json`. */
+  readonly configPath?: string;
+  /** Kernel command line; default `/proc/cmdline`. */
+  readonly cmdlinePath?: string;
+  /** Folder of input event devices watched for the power key; default `/dev/input`. */
+  readonly inputDir?: string;
+  /** A file created once serving (for boot-time scripts); default `/run/cohesix/ready`. */
+  readonly readyFile?: string;
+  /** Console writer; default stdout. */
+  readonly say?: (line: string) => void;
+}
+
+/**
+ * Reads `cohesix.image=sha256:…` (and any other `cohesix.*` key) from a
+ * kernel command line.
+ *
+ * @example
+ * ```ts
+ * cmdlineParams("console=ttyAMA0 cohesix.image=sha256:ab12"); // { image: "sha256:ab12" }
+ * ```
+ */
+export function cmdlineParams(cmdline: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const word of cmdline.trim().split(/\s+/)) {
+    const m = /^cohesix\.([a-z0-9_-]+)=(.*)$/.exec(word);
+    if (m) out[m[1]!] = m[2]!;
+  }
+  return out;
+}
+
+/** Linux input event: on 64-bit, timeval (16 bytes), type u16, code u16, value s32. */
+const EVENT_BYTES = 24;
+const EV_KEY = 1;
+const KEY_POWER = 116;
+
+/**
+ * Resolves when any input device under `dir` reports KEY_POWER pressed, or
+ * never if there is none. Aborting stops watching.
+ */
+async function powerKey(dir: string, signal: AbortSignal): Promise<void> {
+  let names: string[];
+  try {
+    names = (await readdir(dir)).filter((n) => n.startsWith("event"));
+  } catch {
+    return new Promise(() => {});
+  }
+  return new Promise((resolve) => {
+    for (const name of names) {
+      void (async () => {
+        const fh = await open(join(dir, name), "r").catch(() => undefined);
+        if (!fh) return;
+        signal.addEventListener("abort", () => void fh.close().catch(() => {}), { once: true });
+        const buf = Buffer.alloc(EVENT_BYTES * 16);
+        while (!signal.aborted) {
+          const { bytesRead } = await fh.read(buf, 0, buf.length, null).catch(() => ({ bytesRead: 0 }));
+          if (bytesRead <= 0) return;
+          for (let off = 0; off + EVENT_BYTES <= bytesRead; off += EVENT_BYTES) {
+            if (buf.readUInt16LE(off + 16) === EV_KEY && buf.readUInt16LE(off + 18) === KEY_POWER && buf.readInt32LE(off + 20) === 1) resolve();
+          }
+        }
+      })();
+    }
+  });
+}
+
+/**
+ * Serves the appliance from the baked config until SIGTERM, SIGINT or the
+ * power key; resolves with the reason once the root task has shut down.
+ *
+ * @example
+ * ```ts
+ * const reason = await runGuest();
+ * console.log(`cohesix: stopped (${reason})`);
+ * ```
+ */
+export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
+  const say = options.say ?? ((line: string) => void process.stdout.write(`${line}\n`));
+  const config = JSON.parse(await readFile(options.configPath ?? "/etc/cohesix/config.json", "utf8")) as GuestConfig;
+  const params = cmdlineParams(await readFile(options.cmdlinePath ?? "/proc/cmdline", "utf8").catch(() => ""));
+  const stop = new AbortController();
+  let reason = "";
+  const onSignal = (name: string) => () => {
+    reason ||= name;
+    stop.abort();
+  };
+  // Handle signals before READY: the host may stop the guest at any moment.
+  process.once("SIGTERM", onSignal("SIGTERM"));
+  process.once("SIGINT", onSignal("SIGINT"));
+  void powerKey(options.inputDir ?? "/dev/input", stop.signal).then(onSignal("power key"));
+  const running = await serveAppliance({
+    board: config.board,
+    listen: config.listen,
+    stateDir: config.stateDir,
+    queenPub: config.queenPub,
+    policy: config.policy,
+    imageDigest: params.image ?? "unknown",
+  });
+  const readyFile = options.readyFile ?? "/run/cohesix/ready";
+  await mkdir(join(readyFile, ".."), { recursive: true }).catch(() => {});
+  await writeFile(readyFile, `${running.dialString}\n`).catch(() => {});
+  say(`READY ${config.readyAddr}`);
+  if (!stop.signal.aborted) await new Promise((resolve) => stop.signal.addEventListener("abort", resolve, { once: true }));
+  say(`cohesix: stopping (${reason})`);
+  await running.stop(reason);
+  return reason;
+}

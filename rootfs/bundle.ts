@@ -1,0 +1,183 @@
+/**
+ * Guest bundles: esbuild turns the guest's main program and every worker
+ * program into self-contained ES modules for the board's Node (npm
+ * dependencies included, since the image has no node_modules), minified,
+ * with linked source maps. The result is data — paths relative to the
+ * package folder in the image (`/opt/cohesix`) and their bytes — which
+ * image assembly lays out; nothing is written here.
+ *
+ * Native addons cannot be bundled: the packages named in
+ * {@link NATIVE_PACKAGES} (sharp's linux-arm64 binaries) stay external and
+ * are copied from node_modules into the image's `node_modules` when present.
+ * @module
+ */
+import { build, type BuildOptions } from "esbuild";
+import { execa } from "execa";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, readdir, readFile, rename, stat, writeFile } from "node:fs/promises";
+import { join, relative, sep } from "node:path";
+
+/** One file of the guest package, relative to its folder in the image. */
+export interface BundleFile {
+  /** Path relative to the package folder, with `/` separators, e.g. `dist/guest.mjs`. */
+  readonly path: string;
+  readonly data: Uint8Array;
+  /** Permission bits; default 0o644. */
+  readonly mode?: number;
+}
+
+/**
+ * Native addon packages for linux-arm64, copied into the image's
+ * `node_modules` when a bundle may need them and they are installed.
+ *
+ * @example
+ * ```ts
+ * NATIVE_PACKAGES.includes("@img/sharp-linux-arm64"); // true
+ * ```
+ */
+export const NATIVE_PACKAGES: readonly string[] = ["@img/sharp-linux-arm64", "@img/sharp-libvips-linux-arm64"];
+
+/**
+ * Packages never bundled: native accelerators with a pure-JS fallback,
+ * which the guest does without.
+ */
+const OPTIONAL_NATIVE: readonly string[] = ["msgpackr-extract"];
+
+/** Options of {@link bundleGuest}. */
+export interface BundleGuestOptions {
+  /** The cohesix package root (sources and node_modules). */
+  readonly root: string;
+  /** Node major version of the guest runtime; esbuild targets it. Default 22. */
+  readonly nodeMajor?: number;
+  /** The guest's main program; default `root-task/guest-main.ts`. */
+  readonly guestEntry?: string;
+  /** Worker programs, kind → entry; default every `workers/<kind>/main.ts`. */
+  readonly workers?: Readonly<Record<string, string>>;
+  /** Native packages to copy when installed; default {@link NATIVE_PACKAGES}. */
+  readonly nativePackages?: readonly string[];
+}
+
+/** The guest package: `package.json`, `dist/guest.mjs`, `dist/workers/<kind>.mjs`, maps, native addons. */
+export interface GuestBundle {
+  readonly files: readonly BundleFile[];
+  /** Worker kinds bundled. */
+  readonly workers: readonly string[];
+  /** Native packages copied in. */
+  readonly natives: readonly string[];
+}
+
+/** The worker programs of a package root: kind → `workers/<kind>/main.ts`. */
+export async function workerEntries(root: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const dir = join(root, "workers");
+  if (!existsSync(dir)) return out;
+  for (const d of (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const main = join(dir, d.name, "main.ts");
+    if (d.isDirectory() && existsSync(main)) out[d.name] = main;
+  }
+  return out;
+}
+
+/**
+ * Bundles the guest program and the workers for the board's Node.
+ *
+ * @example
+ * ```ts
+ * const bundle = await bundleGuest({ root: packageRoot(), nodeMajor: 22 });
+ * bundle.files.map((f) => f.path); // ["dist/guest.mjs", "dist/guest.mjs.map", "dist/workers/heartbeat.mjs", …, "package.json"]
+ * ```
+ */
+export async function bundleGuest(options: BundleGuestOptions): Promise<GuestBundle> {
+  const root = options.root;
+  const workers = options.workers ?? (await workerEntries(root));
+  const entryPoints: Record<string, string> = { guest: options.guestEntry ?? join(root, "root-task", "guest-main.ts") };
+  for (const [kind, entry] of Object.entries(workers)) entryPoints[`workers/${kind}`] = entry;
+  const natives = (options.nativePackages ?? NATIVE_PACKAGES).filter((p) => existsSync(join(root, "node_modules", p, "package.json")));
+  const esbuildOptions: BuildOptions = {
+    absWorkingDir: root,
+    entryPoints,
+    outdir: join(root, "dist", "guest-image", "dist"),
+    outExtension: { ".js": ".mjs" },
+    bundle: true,
+    platform: "node",
+    target: `node${options.nodeMajor ?? 22}`,
+    format: "esm",
+    minify: true,
+    sourcemap: "linked",
+    legalComments: "none",
+    write: false,
+    external: [...OPTIONAL_NATIVE, ...(options.nativePackages ?? NATIVE_PACKAGES)],
+    // CommonJS dependencies call require(); give ES modules one.
+    banner: { js: 'import{createRequire as __cxReq}from"node:module";const require=__cxReq(import.meta.url);' },
+    logLevel: "silent",
+  };
+  const result = await build(esbuildOptions).catch((err: Error) => {
+    throw new Error(`bundle: esbuild failed: ${err.message}`);
+  });
+  const base = join(root, "dist", "guest-image");
+  const files: BundleFile[] = (result.outputFiles ?? []).map((f) => ({ path: relative(base, f.path).split(sep).join("/"), data: f.contents }));
+  // The package marker that workers/programs.ts packageRoot() looks for.
+  const manifest = { name: "cohesix", private: true, type: "module" };
+  files.push({ path: "package.json", data: new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`) });
+  for (const pkg of natives) {
+    for (const f of await walk(join(root, "node_modules", pkg))) {
+      files.push({ path: `node_modules/${pkg}/${f.rel}`, data: await readFile(f.abs), mode: f.mode });
+    }
+  }
+  files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return { files, workers: Object.keys(workers).sort(), natives };
+}
+
+async function walk(dir: string, prefix = ""): Promise<{ abs: string; rel: string; mode: number }[]> {
+  const out: { abs: string; rel: string; mode: number }[] = [];
+  for (const d of (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const abs = join(dir, d.name);
+    const rel = prefix ? `${prefix}/${d.name}` : d.name;
+    if (d.isDirectory()) out.push(...(await walk(abs, rel)));
+    else if (d.isFile()) out.push({ abs, rel, mode: (await stat(abs)).mode & 0o777 & ~0o022 });
+  }
+  return out;
+}
+
+/** Options of {@link stripElf}. */
+export interface StripOptions {
+  /** Folder for stripped copies, keyed by the input's digest. */
+  readonly cacheDir: string;
+  /** The strip program; default `aarch64-linux-gnu-strip` (binutils-aarch64-linux-gnu). */
+  readonly strip?: string;
+}
+
+/**
+ * A stripped copy of an arm64 ELF (the Node binary), cached by the input's
+ * sha256; the input itself when no aarch64 strip is installed.
+ *
+ * @example
+ * ```ts
+ * const { path, stripped } = await stripElf("/cache/node-22/bin/node", { cacheDir: "/cache/stripped" });
+ * ```
+ */
+export async function stripElf(path: string, options: StripOptions): Promise<{ path: string; stripped: boolean }> {
+  const data = await readFile(path);
+  const digest = createHash("sha256").update(data).digest("hex");
+  const out = join(options.cacheDir, `${digest}.stripped`);
+  if (existsSync(out)) return { path: out, stripped: true };
+  const strip = options.strip ?? "aarch64-linux-gnu-strip";
+  await mkdir(options.cacheDir, { recursive: true });
+  const tmp = `${out}.${process.pid}.tmp`;
+  try {
+    await execa(strip, ["-o", tmp, path]);
+  } catch (err) {
+    if ((err as { code?: string }).code === "ENOENT") return { path, stripped: false };
+    throw new Error(`strip ${path}: ${(err as Error).message}`);
+  }
+  await rename(tmp, out);
+  return { path: out, stripped: true };
+}
+
+/** Copies a file, creating its folder (used by tests and tools that lay bundles out on disk). */
+export async function writeBundleFile(dir: string, file: BundleFile): Promise<void> {
+  const dest = join(dir, ...file.path.split("/"));
+  await mkdir(join(dest, ".."), { recursive: true });
+  await writeFile(dest, file.data, { mode: file.mode ?? 0o644 });
+}
