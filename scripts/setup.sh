@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # diod: a stock 9P2000.L server and client tools, used by the interop tests
-# and as the reference in the 9P benchmark.
-packages=(diod openssl)
+# and as the reference in the 9P benchmark. cpio: GNU cpio, the reference the
+# initramfs writer's tests compare bytes with and extract through.
+packages=(diod openssl cpio)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,39 @@
+/**
+ * rootfs: building the appliance's initramfs.
+ *
+ * - `cpio`: archive entries as plain data, the newc writer and reader, the
+ *   reproducibility transform, compression and the size guard.
+ *
+ * @example
+ * ```ts
+ * import { writeCpio, readCpio, compress, checkSize } from "../rootfs/index.ts";
+ * const cpio = writeCpio([
+ *   { type: "char", path: "/dev/console", major: 5, minor: 1 },
+ *   { type: "file", path: "/init", data: new TextEncoder().encode("#!/bin/sh\n"), mode: 0o755 },
+ * ]);
+ * const initrd = compress(cpio, "gzip");
+ * checkSize(initrd, { limit: 64 * 1024 * 1024, what: "initramfs (gzip)" });
+ * console.log(readCpio(cpio).map((e) => e.path)); // ["dev", "dev/console", "init"]
+ * ```
+ * @module
+ */
+
+// --- cpio: entries, newc writer/reader, reproducibility, compression, size guard ---
+export {
+  comparePaths,
+  makeReproducible,
+  normaliseCpioPath,
+  sourceDateEpoch,
+  type CpioEntry,
+  type DeviceEntry,
+  type DirEntry,
+  type FileData,
+  type FileEntry,
+  type HardlinkEntry,
+  type ReproducibleOptions,
+  type SymlinkEntry,
+} from "./cpio-entry.ts";
+export { readCpio, writeCpio, type WriteCpioOptions } from "./cpio.ts";
+export { decodeNewc, encodeNewc, type CpioRecord } from "./newc.ts";
+export { checkSize, compress, decompress, type CheckSizeOptions, type Compression } from "./compress.ts";
+// --- end cpio ---
