@@ -6,6 +6,7 @@
  */
 import { NineError } from "../nine-door/index.ts";
 import { UsageError } from "./args.ts";
+import { fetch } from "./fetch.ts";
 import { keygen, serve, ticket } from "./local.ts";
 import { log } from "./log.ts";
 import { cat, ctl, ls, stat, tail, write } from "./remote.ts";
@@ -32,6 +33,7 @@ const commands: Record<string, { run: Command; usage: string }> = {
   stat: { run: (a, io) => stat(a, io.env, io.out), usage: "stat PATH [--addr DIAL] [--key FILE]" },
   ctl: { run: (a, io) => ctl(a, io.env, io.out), usage: "ctl JSON [--addr DIAL] [--key FILE] [--unsigned]" },
   log: { run: (a, io) => log(a, io.out), usage: "log verify|show DIR [--boot-key FILE] [--from N] [--limit N] [--kind KIND]" },
+  fetch: { run: (a, io) => fetch(a, io), usage: "fetch [--board aarch64-virt] [--from DIR] [--offline]" },
 };
 
 /** The usage text. */

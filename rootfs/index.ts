@@ -3,6 +3,10 @@
  *
  * - `cpio`: archive entries as plain data, the newc writer and reader, the
  *   reproducibility transform, compression and the size guard.
+ * - `artefacts`: {@link fetchArtefacts} gets a board's pinned pieces (Node
+ *   from npm; glibc, busybox and the kernel from Debian) into the per-user
+ *   cache (`cache.ts`), verified by sha256 and unpacked (`unpack.ts`),
+ *   from npm/apt or a `--from` folder (`sources.ts`).
  *
  * @example
  * ```ts
@@ -37,3 +41,10 @@ export { readCpio, writeCpio, type WriteCpioOptions } from "./cpio.ts";
 export { decodeNewc, encodeNewc, type CpioRecord } from "./newc.ts";
 export { checkSize, compress, decompress, type CheckSizeOptions, type Compression } from "./compress.ts";
 // --- end cpio ---
+
+// --- artefacts: pinned downloads, per-user cache, unpacking ---
+export { fetchArtefacts, type Artefacts, type FetchArtefactsOptions, type ModuleFile } from "./artefacts.ts";
+export { ArtefactCache, defaultCacheDir, sha256File, type BlobState } from "./cache.ts";
+export { fileNames, howToGet, pinLabel, type Pin } from "./sources.ts";
+export { debDataMember, unpackDeb, type UnpackDebOptions } from "./unpack.ts";
+// --- end artefacts ---

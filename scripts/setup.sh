@@ -7,7 +7,23 @@ cd "$(dirname "$0")/.."
 # diod: a stock 9P2000.L server and client tools, used by the interop tests
 # and as the reference in the 9P benchmark. cpio: GNU cpio, the reference the
 # initramfs writer's tests compare bytes with and extract through.
-packages=(diod openssl cpio)
+# qemu-system-arm (qemu-system-aarch64), qemu-utils (qemu-img for the state
+# disk and snapshots), binutils-aarch64-linux-gnu (strips the arm64 node):
+# booting the aarch64-virt board. xz-utils: `cohesix fetch` unpacks .debs.
+packages=(diod openssl cpio qemu-system-arm qemu-utils binutils-aarch64-linux-gnu xz-utils)
+
+# `cohesix fetch` downloads the guest's arm64 .debs with apt-get download,
+# which needs arm64 in dpkg's architectures and its package lists.
+arch_added=""
+if ! { [ "$(dpkg --print-architecture)" = arm64 ] || dpkg --print-foreign-architectures | grep -qx arm64; }; then
+  if [ "$(id -u)" = 0 ]; then
+    dpkg --add-architecture arm64
+    arch_added=1
+  else
+    echo "setup: cohesix fetch needs arm64 packages from Debian; run as root:" >&2
+    echo "  dpkg --add-architecture arm64 && apt-get update" >&2
+  fi
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -18,6 +34,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update
   $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+elif [ -n "$arch_added" ]; then
+  apt-get update
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

@@ -1,0 +1,45 @@
+/**
+ * `cohesix fetch`: gets a board's pinned artefacts into the per-user cache.
+ * @module
+ */
+import { resolve } from "node:path";
+import { loadBoard } from "../boards/index.ts";
+import { fetchArtefacts } from "../rootfs/index.ts";
+import { parse, str } from "./args.ts";
+
+type Out = (text: string | Uint8Array) => void;
+
+/**
+ * `fetch [--board aarch64-virt] [--from DIR] [--offline]`:
+ * downloads (or takes from DIR), verifies and unpacks the board's
+ * artefacts into `$XDG_CACHE_HOME/cohesix` (default `~/.cache/cohesix`), printing progress on stderr and the unpacked paths on stdout.
+ *
+ * @example
+ * ```ts
+ * await fetch(["--board", "aarch64-virt", "--offline"], { env: process.env, out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) });
+ * ```
+ */
+export async function fetch(argv: readonly string[], io: { env: NodeJS.ProcessEnv; out: Out; err: (text: string) => void }): Promise<void> {
+  const p = parse(argv, { board: { type: "string" }, from: { type: "string" }, offline: { type: "boolean" } }, { max: 0 });
+  const board = loadBoard(str(p, "board", "aarch64-virt")!);
+  const from = str(p, "from");
+  const started = Date.now();
+  const a = await fetchArtefacts(board, {
+    env: io.env,
+    offline: p.values.offline === true,
+    onProgress: (line) => io.err(`${line}\n`),
+    ...(from === undefined ? {} : { from: resolve(from) }),
+  });
+  io.err(`fetch: ${board.name} ready in ${((Date.now() - started) / 1000).toFixed(1)} s (cache ${a.cacheDir})\n`);
+  io.out(
+    [
+      `node ${a.node}`,
+      `sysroot ${a.sysroot}`,
+      `busybox ${a.busybox}`,
+      `kernel ${a.kernel}`,
+      `modules ${a.modules}`,
+      `kernel-version ${a.kernelVersion}`,
+      "",
+    ].join("\n"),
+  );
+}
