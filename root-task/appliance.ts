@@ -104,6 +104,10 @@ export class Appliance {
   readonly #startedMs: number;
   readonly #uptimeAtStart: number;
   #state: ApplianceState;
+  /** Seq of the last record folded into `#state`. */
+  #appliedSeq: number;
+  /** Queen and lifecycle commands run one at a time, in arrival order. */
+  #controlQueue: Promise<unknown> = Promise.resolve();
   #booting = true;
   #offline = false;
   #degraded: string | undefined;
@@ -123,6 +127,7 @@ export class Appliance {
     this.bootPublicKey = publicKeyOf(init.bootKey);
     this.#log = init.log;
     this.#state = init.state;
+    this.#appliedSeq = init.log.lastSeq;
     this.#stages = init.stages;
     this.#startedMs = init.startedMs;
     this.#uptimeAtStart = init.uptime;
@@ -243,8 +248,17 @@ export class Appliance {
 
   /** Commits a state change durably, then applies it. */
   async commit(c: Commit): Promise<void> {
-    await this.#log.append(c.kind, c.body);
+    const record = await this.#log.append(c.kind, c.body);
     this.#state = applyCommit(this.#state, c);
+    this.#appliedSeq = record.seq;
+  }
+
+  /**
+   * The state and the seq of the last record folded into it, as shown in
+   * `/proc/state`: `replay(genesis, records 1..seq)` must equal `state`.
+   */
+  get snapshot(): { seq: number; state: ApplianceState } {
+    return { seq: this.#appliedSeq, state: this.#state };
   }
 
   /** Marks the appliance DEGRADED (or clears it with undefined); not a commit. */
@@ -309,6 +323,7 @@ export class Appliance {
             .join(""),
         ),
         gen("workers", () => this.#pool?.describe((id) => this.#state.workers[id]) ?? ""),
+        gen("state", () => `${JSON.stringify(this.snapshot)}\n`),
         gen("mem", () => {
           const m = process.memoryUsage();
           return `rss=${m.rss} heap_used=${m.heapUsed} heap_total=${m.heapTotal} external=${m.external} array_buffers=${m.arrayBuffers} workers=${this.#pool?.running ?? 0} sessions=${this.server.sessions.length}\n`;
@@ -347,9 +362,20 @@ export class Appliance {
     ].join("\n");
   }
 
+  /**
+   * Runs control commands one after another, so that two queens (or two
+   * fids) cannot read the same next worker id or the same counter before
+   * either commits.
+   */
+  #serialised<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#controlQueue.then(fn, fn);
+    this.#controlQueue = run.catch(() => undefined);
+    return run;
+  }
+
   async #queenCommand(text: string, caller: Caller): Promise<string> {
     try {
-      return await runQueenCommand(this.#control(), text, caller);
+      return await this.#serialised(() => runQueenCommand(this.#control(), text, caller));
     } catch (err) {
       const e = toNineError(err);
       this.audit(`ctl from ${caller.subject} refused: ${e.message}: ${text.slice(0, 200)}`);
@@ -359,7 +385,7 @@ export class Appliance {
 
   async #lifecycleCommand(text: string, caller: Caller): Promise<string> {
     try {
-      return await runLifecycleCommand(this.#control(), text, caller);
+      return await this.#serialised(() => runLifecycleCommand(this.#control(), text, caller));
     } catch (err) {
       const e = toNineError(err);
       this.audit(`lifecycle from ${caller.subject} refused: ${e.message}`);

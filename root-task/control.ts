@@ -38,15 +38,21 @@ export const LIFECYCLE_WORDS = ["cordon", "drain", "resume", "quiesce", "reset"]
  */
 export async function runQueenCommand(host: ControlHost, text: string, caller: Caller): Promise<string> {
   let commandText = text;
+  let ctr: number | undefined;
   if (host.policy === "signed-ctl" || isEnvelope(text)) {
     if (!isEnvelope(text)) throw new InvalidError('policy signed-ctl: wrap the command as {"cmd":{…},"nonce":…,"ctr":n,"sig":…} (cohesix ctl does this)');
     const opened = openEnvelope(text, host.queenPublicKey, { lastCtr: host.state.ctr });
-    // The counter is consumed even if the command is then refused.
-    await host.commit({ kind: "ctr", body: { ctr: opened.ctr } });
     commandText = opened.command;
+    ctr = opened.ctr;
+    // Under signed-ctl the counter is consumed even if the command is then
+    // refused, so a refused envelope cannot be replayed once it would pass.
+    // Under the open policy plain commands are accepted anyway, so a
+    // refused envelope changes nothing (bad input leaves no record).
+    if (host.policy === "signed-ctl") await host.commit({ kind: "ctr", body: { ctr } });
   }
   const cmd = parseQueenCommand(commandText, { workers: Object.keys(host.programs) });
   const reply = await execute(host, cmd, caller);
+  if (ctr !== undefined && host.policy !== "signed-ctl") await host.commit({ kind: "ctr", body: { ctr } });
   host.audit(`ctl from ${caller.subject}: ${commandText}`);
   return JSON.stringify({ ok: true, ...reply });
 }

@@ -123,7 +123,8 @@ export function parseQueenCommand(text: string, options: ParseOptions = {}): Que
   }
   if (!isObject(v)) throw new InvalidError("a command must be a JSON object like {\"spawn\":\"heartbeat\"}");
   const keys = Object.keys(v);
-  const verbs = ["spawn", "kill", "budget", "bind", "mount"].filter((k) => k in v);
+  // `budget` is a verb and also a field of spawn: with spawn it is the field.
+  const verbs = ["spawn", "kill", "budget", "bind", "mount"].filter((k) => k in v && !(k === "budget" && "spawn" in v));
   if (verbs.length !== 1) {
     throw new InvalidError(
       verbs.length === 0

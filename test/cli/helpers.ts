@@ -71,14 +71,18 @@ export interface Served {
   stop(): Promise<Awaited<ResultPromise>>;
 }
 
-/** Starts `cohesix serve --board host --listen 127.0.0.1:0` and waits for its READY line. */
-export async function serve(scratch: Scratch, extra: readonly string[] = []): Promise<Served> {
+/**
+ * Starts `cohesix serve --board host --listen 127.0.0.1:0` and waits for its
+ * READY line. The state directory is `<scratch>/state` unless `options.state`
+ * names another.
+ */
+export async function serve(scratch: Scratch, extra: readonly string[] = [], options: { state?: string } = {}): Promise<Served> {
   const base = { ...process.env };
   delete base.COHESIX_ADDR;
   delete base.COHESIX_KEY;
   const child = execa(
     "node",
-    [BIN, "serve", "--board", "host", "--listen", "127.0.0.1:0", "--state", join(scratch.dir, "state"), "--queen-pub", scratch.queenPub, ...extra],
+    [BIN, "serve", "--board", "host", "--listen", "127.0.0.1:0", "--state", options.state ?? join(scratch.dir, "state"), "--queen-pub", scratch.queenPub, ...extra],
     { cwd: ROOT, env: { ...base, ...scratch.env }, extendEnv: false, reject: false },
   );
   const pid = child.pid;
