@@ -7,6 +7,7 @@
 import { NineError } from "../nine-door/index.ts";
 import { UsageError } from "./args.ts";
 import { fetch } from "./fetch.ts";
+import { gpuBridge } from "./gpu-bridge.ts";
 import { keygen, serve, ticket } from "./local.ts";
 import { log } from "./log.ts";
 import { cat, ctl, ls, stat, tail, write } from "./remote.ts";
@@ -34,6 +35,7 @@ const commands: Record<string, { run: Command; usage: string }> = {
   ctl: { run: (a, io) => ctl(a, io.env, io.out), usage: "ctl JSON [--addr DIAL] [--key FILE] [--unsigned]" },
   log: { run: (a, io) => log(a, io.out), usage: "log verify|show DIR [--boot-key FILE] [--from N] [--limit N] [--kind KIND]" },
   fetch: { run: (a, io) => fetch(a, io), usage: "fetch [--board aarch64-virt] [--from DIR] [--offline]" },
+  "gpu-bridge": { run: (a, io) => gpuBridge(a, io), usage: "gpu-bridge --listen HOST:PORT [--backend auto|nvml|sim] [--key FILE] [--tls-key FILE --tls-cert FILE] [--executor CMD]" },
 };
 
 /** The usage text. */
