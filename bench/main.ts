@@ -21,6 +21,10 @@ const benches: Record<string, Bench> = {
     summary: "9P2000.L metadata ops/s, bulk read MB/s and ctl round trip; NineDoor vs diod",
     run: async (argv) => (await import("./9p.ts")).run(argv),
   },
+  gpu: {
+    summary: "GPU bridge (simulated GPUs): job submit → OK latency p50/p99, jobs/s, overhead vs the backend",
+    run: async (argv) => (await import("./gpu.ts")).run(argv),
+  },
 };
 
 function usage(): string {
