@@ -33,6 +33,7 @@ import { runLifecycleCommand, runQueenCommand, type ControlHost } from "./contro
 import { keyId, publicKeyOf, readPrivateKey, writeKeyPair } from "./keys.ts";
 import { authorize, isWorkerRole, visibleChildren, type PolicyCaller } from "./policy.ts";
 import { applyCommit, genesis, runningWorkers, type ApplianceState, type Commit, type LifecycleState, type WorkerState } from "./state.ts";
+import { AuditFile } from "./audit-file.ts";
 import { Supervisor } from "./supervisor.ts";
 import { verifyTicket, type Ticket } from "./ticket.ts";
 import { WorkerPool } from "./worker-pool.ts";
@@ -112,6 +113,7 @@ export class Appliance {
   #offline = false;
   #degraded: string | undefined;
   #pool: WorkerPool | undefined;
+  readonly #auditFile: AuditFile;
 
   private constructor(init: {
     options: ApplianceOptions;
@@ -121,6 +123,7 @@ export class Appliance {
     stages: Stage[];
     startedMs: number;
     uptime: number;
+    audit: AuditFile;
   }) {
     this.options = init.options;
     this.#bootKey = init.bootKey;
@@ -132,6 +135,10 @@ export class Appliance {
     this.#startedMs = init.startedMs;
     this.#uptimeAtStart = init.uptime;
     this.queenLog = new AppendLog("queen.log", { retainBytes: init.options.logRetainBytes ?? 1 << 20 });
+    this.#auditFile = init.audit;
+    // The log continues across restarts: show the tail the last boot left.
+    const tail = init.audit.previous;
+    if (tail.length > 0) this.queenLog.append(tail);
     this.workers = new Directory("worker", { perm: 0o555 });
     this.logs = new Directory("log", { children: [this.queenLog] });
     this.gpu = new Directory("gpu", { perm: 0o555 });
@@ -140,6 +147,7 @@ export class Appliance {
     for (const b of this.#state.binds) this.namespace.bind(b.from, b.to);
     this.supervisor = new Supervisor({
       onStale: (id) => this.#pool?.onStale(id),
+      runDir: join(init.options.stateDir, "run"),
       ...(init.options.programs ? { programs: init.options.programs } : {}),
     });
     this.server = new NineServer({
@@ -173,9 +181,13 @@ export class Appliance {
     await timed("replay", async () => {
       for (const r of log.recovered) state = applyCommit(state, { kind: r.kind, body: r.body } as Commit);
     });
-    const app = new Appliance({ options, bootKey, log, state, stages, startedMs, uptime });
+    // Workers a killed root task left behind would hold on to stale state.
+    const reaped = Supervisor.reapLeftovers(join(options.stateDir, "run"));
+    const audit = await timed("audit", () => AuditFile.open(join(options.stateDir, "queen.log")));
+    const app = new Appliance({ options, bootKey, log, state, stages, startedMs, uptime, audit });
     app.audit(`boot board=${options.board} version=${VERSION} records=${log.recovered.length} head=${log.lastSeq}`);
     for (const line of early) app.audit(line);
+    if (reaped.length > 0) app.audit(`stopped ${reaped.length} worker process(es) left by the previous boot: pids ${reaped.join(" ")}`);
     if (created) await app.commit({ kind: "key", body: { event: "boot key created", key_id: keyId(app.bootPublicKey) } });
     return app;
   }
@@ -243,7 +255,9 @@ export class Appliance {
 
   /** Appends one human line to /log/queen.log. */
   audit(line: string): void {
-    this.queenLog.append(`${new Date().toISOString()} ${line.replace(/\n/g, " ")}\n`);
+    const text = `${new Date().toISOString()} ${line.replace(/\n/g, " ")}\n`;
+    this.queenLog.append(text);
+    this.#auditFile.write(text);
   }
 
   /** Commits a state change durably, then applies it. */
@@ -279,6 +293,7 @@ export class Appliance {
     await this.#pool?.shutdown();
     this.server.close();
     await this.#log.close();
+    this.#auditFile.close();
   }
 
   #control(): ControlHost {

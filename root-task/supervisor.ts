@@ -7,6 +7,8 @@
  * @module
  */
 import { execa } from "execa";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { BusyError, InvalidError, NotFoundError } from "../nine-door/index.ts";
 import { BUILTIN_WORKERS, WORKER_ENV, workerProgram, type WorkerProgram } from "../workers/index.ts";
 
@@ -24,6 +26,11 @@ export interface SupervisorOptions {
   readonly programs?: Readonly<Record<string, { readonly entry: string; readonly role: string }>>;
   /** Folder program entries are relative to; default the installed package's root. */
   readonly root?: string;
+  /**
+   * Where to record each worker's pid and start time (`<id>.pid`), so the
+   * next boot can stop workers a killed root task left behind.
+   */
+  readonly runDir?: string;
 }
 
 /** Options of {@link Supervisor.spawn}. */
@@ -189,7 +196,17 @@ export class Supervisor {
       ),
     };
     this.#running.set(id, running);
+    const pidFile = this.#options.runDir === undefined ? undefined : join(this.#options.runDir, `${id}.pid`);
+    if (pidFile !== undefined) {
+      try {
+        mkdirSync(this.#options.runDir!, { recursive: true, mode: 0o700 });
+        writeFileSync(pidFile, `${pid} ${startTime(pid) ?? 0}\n`);
+      } catch {
+        // Best effort: without the record a leftover is only not reaped.
+      }
+    }
     void running.exited.then((exit) => {
+      if (pidFile !== undefined) rmSync(pidFile, { force: true });
       running.gone = true;
       clearTimeout(running.watchdog);
       if (this.#running.get(id) === running) this.#running.delete(id);
@@ -233,6 +250,53 @@ export class Supervisor {
     }
   }
 
+  /**
+   * Waits up to `ms` for worker `id` to exit by itself; true if it did (or
+   * was not running).
+   */
+  async waitExit(id: string, ms: number): Promise<boolean> {
+    const r = this.#running.get(id);
+    if (!r) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+    try {
+      return await Promise.race([r.exited.then(() => true), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Stops workers recorded in `runDir` by an earlier boot whose processes
+   * are still there: a pid is signalled only when its start time still
+   * matches the record, so a reused pid is never touched. Returns the pids
+   * stopped.
+   */
+  static reapLeftovers(runDir: string): number[] {
+    const reaped: number[] = [];
+    let names: string[];
+    try {
+      names = readdirSync(runDir).filter((n) => n.endsWith(".pid"));
+    } catch {
+      return reaped;
+    }
+    for (const name of names) {
+      const file = join(runDir, name);
+      const [pidText, startText] = readFileSync(file, "utf8").trim().split(" ");
+      const pid = Number(pidText);
+      if (Number.isSafeInteger(pid) && pid > 1 && startTime(pid) === Number(startText)) {
+        try {
+          process.kill(pid, "SIGKILL");
+          reaped.push(pid);
+        } catch {
+          // Gone in the meantime.
+        }
+      }
+      rmSync(file, { force: true });
+    }
+    return reaped;
+  }
+
   /** Stops every running worker (in parallel) with the same grace period. */
   async stopAll(graceMs = DEFAULT_GRACE_MS): Promise<void> {
     await Promise.all(this.ids.map((id) => this.stop(id, { graceMs }).catch(() => undefined)));
@@ -249,6 +313,18 @@ export class Supervisor {
     if (r.gone || r.stale) return;
     r.stale = true;
     this.#options.onStale?.(r.id);
+  }
+}
+
+/** A process's start time in clock ticks since boot (/proc/<pid>/stat field 22). */
+function startTime(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name may hold spaces and parentheses: count from the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[19]);
+  } catch {
+    return undefined;
   }
 }
 

@@ -297,6 +297,9 @@ export class WorkerPool {
     await this.#host.commit({ kind: "exit", body: { id, status, reason } });
     this.#host.audit(line);
     this.#host.server.revoke((c) => c.subject === id && c.role === w.role, reason);
+    // A revoked worker learns why from its next request (`closed: …`) and
+    // exits by itself; give it one interval before signalling it.
+    if (status === "revoked") await this.#host.supervisor.waitExit(id, this.#options.intervalMs + 1000);
     if (this.#host.supervisor.pid(id) !== undefined) {
       await this.#host.supervisor.stop(id, { graceMs }).catch(() => undefined);
     }
