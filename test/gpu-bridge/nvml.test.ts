@@ -21,7 +21,8 @@ SET="\${FAKE_SMI_SET:-one-gpu}"
 if [ "$SET" = driver-error ]; then cat "$F/driver-error.txt"; exit 9; fi
 case "$1" in
   --query-gpu=*) cat "$F/$SET.query-gpu.csv" ;;
-  --query-compute-apps=*) cat "$F/$SET.compute-apps.csv" ;;
+  --query-compute-apps=*)
+    if [ -n "$WATCH_PID_FILE" ] && [ -s "$WATCH_PID_FILE" ]; then echo "$(cat "$WATCH_PID_FILE"), GPU-6f1c2d3e-8a9b-4c5d-9e0f-1a2b3c4d5e6f, 9000"; else cat "$F/$SET.compute-apps.csv"; fi ;;
   -q) cat "$F/$SET.q-x.xml" ;;
   *) echo "unexpected arguments: $*" >&2; exit 2 ;;
 esac
@@ -51,6 +52,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   delete process.env.FAKE_SMI_SET;
+  delete process.env.WATCH_PID_FILE;
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -116,6 +118,27 @@ describe("real jobs through the executor, over 9P", () => {
       const pid = Number(await readFile(pidFile, "utf8"));
       expect(() => process.kill(pid, 0)).toThrow(); // the executor is gone
     } finally {
+      await t.close();
+    }
+  });
+});
+
+describe("the memory watch", () => {
+  it("kills a real job whose processes hold more GPU memory than its lease", async () => {
+    process.env.FAKE_SMI_SET = "one-gpu";
+    const pidFile = join(dir, "hog.pid");
+    process.env.PID_FILE = pidFile;
+    const t = await startTestBridge({ backend: new NvmlBackend({ smi, executor: [process.execPath, executor], memoryPollMs: 100 }) });
+    try {
+      const { top } = await t.connect();
+      await command(top, "GPU-0/ctl", "LEASE worker-1 mem=4096 streams=1 ttl=60");
+      // From now on the fake nvidia-smi reports the executor holding 9000 MiB.
+      process.env.WATCH_PID_FILE = pidFile;
+      await command(top, "GPU-0/job", JSON.stringify(descriptor({ job: "hog-1", worker: "worker-1", kernel: "sleep", timeout_ms: 20_000 })));
+      const lines = await readUntil(top, "GPU-0/status", (l) => l.some((r) => r.job === "hog-1" && r.state === "ERR"));
+      expect(lines.find((l) => l.job === "hog-1" && l.state === "ERR")!.reason).toBe("memory: job used 9000 MiB, its lease allows 4096 MiB");
+    } finally {
+      delete process.env.WATCH_PID_FILE;
       await t.close();
     }
   });
