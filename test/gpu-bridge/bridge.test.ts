@@ -125,7 +125,7 @@ describe("priority", () => {
       const { top } = await t.connect();
       await command(top, "GPU-0/ctl", "LEASE worker-1 mem=1024 streams=4 priority=0 ttl=60");
       await command(top, "GPU-0/ctl", "LEASE worker-2 mem=1024 streams=4 priority=5 ttl=60");
-      const slow = { grid: [65535, 2, 1] as [number, number, number], block: [1024, 1, 1] as [number, number, number] };
+      const slow = { grid: [65535, 20, 1] as [number, number, number], block: [1024, 1, 1] as [number, number, number] };
       for (const job of ["low-1", "low-2", "low-3"]) await command(top, "GPU-0/job", JSON.stringify(descriptor({ job, worker: "worker-1", ...slow })));
       await command(top, "GPU-0/job", JSON.stringify(descriptor({ job: "high-1", worker: "worker-2", ...slow })));
       const lines = await readUntil(top, "GPU-0/status", (l) => ["low-3", "high-1"].every((j) => ended(j)(l)));
