@@ -25,6 +25,21 @@ const benches: Record<string, Bench> = {
     summary: "GPU bridge (simulated GPUs): job submit → OK latency p50/p99, jobs/s, overhead vs the backend",
     run: async (argv) => (await import("./gpu.ts")).run(argv),
   },
+  scale: {
+    summary: "1,000 worker sessions appending telemetry 1 line/s: append p50/p99, root task RSS",
+    run: async (argv) => (await import("./scale.ts")).run(argv),
+  },
+  ctl: {
+    summary: "/queen/ctl round trip with durable commits: p50/p99, commands/s, 1 and N queens",
+    run: async (argv) => (await import("./ctl.ts")).run(argv),
+  },
+  "ctl-log": {
+    summary: "commit log durable appends/s and latency with group commit",
+    run: async (argv) => {
+      await (await import("./ctl-log.ts")).run([...argv]);
+      return 0;
+    },
+  },
 };
 
 function usage(): string {

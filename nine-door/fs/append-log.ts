@@ -272,13 +272,26 @@ export class AppendLog extends BaseNode {
     return offset;
   }
 
+  /**
+   * Makes room for `n` more bytes at the tail. A full log holds about
+   * `retainBytes`, so its buffer is sized from that rather than doubled past
+   * it: below half the retention it doubles; beyond, it grows to 1.25x what
+   * is needed, and compacts (moves the kept bytes to the front) while at
+   * least 1/8 of it would be free. Doubling past the retention used to leave
+   * every full log with up to 2x its retention (1,000 workers' 256 KiB
+   * telemetry logs took ~490 MB instead of ~330 MB). Compaction copies
+   * at most 8 bytes per byte appended, amortised.
+   */
   #reserve(n: number): void {
     if (this.#tail + n <= this.#buf.length) return;
     const used = this.#tail - this.#head;
-    if (used + n <= this.#buf.length / 2) {
+    const need = used + n;
+    const capacity = this.#buf.length;
+    if (need <= capacity - (capacity >> 3)) {
       this.#buf.copyWithin(0, this.#head, this.#tail);
     } else {
-      const grown = new Uint8Array(Math.max(256, this.#buf.length * 2, used + n));
+      const target = capacity * 2 <= this.#retain ? capacity * 2 : need + (need >> 2);
+      const grown = new Uint8Array(Math.max(256, target, need));
       grown.set(this.#buf.subarray(this.#head, this.#tail));
       this.#buf = grown;
     }

@@ -69,6 +69,25 @@ describe("AppendLog", () => {
     expect(text(await reader.read(12, 100, ctx()))).toBe("cc\ndd\n");
   });
 
+  it("keeps the newest lines exact through many compactions of a full log", () => {
+    // Lines of varying length around a 4 KiB retention exercise the buffer's
+    // compaction and its growth near the retention (see #reserve).
+    const log = new AppendLog("l", { retainBytes: 4096 });
+    const all: string[] = [];
+    let end = 0;
+    for (let i = 0; i < 5000; i++) {
+      const line = `${i} ${"x".repeat(i % 97)}\n`;
+      expect(log.append(line)).toBe(end);
+      end += line.length;
+      all.push(line);
+    }
+    const kept = log.lines().map((l) => `${l}\n`);
+    expect(kept).toEqual(all.slice(all.length - kept.length));
+    expect(log.end).toBe(end);
+    expect(log.end - log.base).toBeLessThanOrEqual(4096);
+    expect(log.end - log.base).toBeGreaterThan(4096 - 110);
+  });
+
   it("keeps a single line longer than retainBytes whole", () => {
     const log = new AppendLog("l", { retainBytes: 4 });
     log.append("ab\n");
