@@ -62,7 +62,7 @@ export interface PoolOptions {
   readonly graceMs?: number;
   /** Bytes of each worker's stderr kept in /log/<id>.log; default 64 KiB. */
   readonly stderrBytes?: number;
-  /** Bytes of telemetry kept per worker; default 256 KiB. */
+  /** Bytes of telemetry kept per worker; default 64 KiB (1,000 workers stay well under 200 MB). */
   readonly telemetryBytes?: number;
 }
 
@@ -90,7 +90,7 @@ export class WorkerPool {
       intervalMs: 1000,
       graceMs: 2000,
       stderrBytes: 64 << 10,
-      telemetryBytes: 256 << 10,
+      telemetryBytes: 64 << 10,
       ...options,
     };
   }
