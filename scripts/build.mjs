@@ -7,7 +7,7 @@
 //   node scripts/build.mjs            CLI, worker API and worker programs
 //   node scripts/build.mjs --workers  worker programs only
 import { build } from "esbuild";
-import { existsSync, readdirSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -42,3 +42,15 @@ await build({
   sourcemap: true,
   logLevel: "warning",
 });
+
+// Worker assets (workers/<name>/*.png, e.g. the inference sample) go beside
+// the bundle, in dist/workers/<name>/.
+if (existsSync("workers")) {
+  for (const d of readdirSync("workers", { withFileTypes: true })) {
+    if (!d.isDirectory()) continue;
+    const assets = readdirSync(join("workers", d.name)).filter((f) => f.endsWith(".png"));
+    if (assets.length === 0) continue;
+    mkdirSync(join("dist", "workers", d.name), { recursive: true });
+    for (const f of assets) copyFileSync(join("workers", d.name, f), join("dist", "workers", d.name, f));
+  }
+}

@@ -16,6 +16,7 @@ import {
   type Dialect,
   type Fid,
 } from "../nine-door/index.ts";
+import { GpuSession } from "./gpu-session.ts";
 import { readWorkerIdentity, type WorkerEnv, type WorkerIdentity } from "./identity.ts";
 
 /**
@@ -114,6 +115,11 @@ export class Worker {
   readonly root: Fid;
   /** The worker's `/worker/<id>/telemetry`. */
   readonly telemetry: Telemetry;
+  /**
+   * The leased GPU (`/gpu/<gpu-id>`) when the root task spawned this worker
+   * with a lease; undefined otherwise.
+   */
+  readonly gpu: GpuSession | undefined;
   #closedReason: string | undefined;
   #stopping = false;
   readonly #listeners = new Set<(reason: string) => void>();
@@ -124,6 +130,7 @@ export class Worker {
     this.role = identity.role;
     this.root = root;
     this.telemetry = new Telemetry(root, `worker/${identity.id}/telemetry`, (err) => this.#observe(err), (accepted) => this.#unusable(accepted));
+    this.gpu = identity.gpu === undefined ? undefined : new GpuSession(root, identity.id, identity.gpu, { observe: (err) => this.#observe(err), unusable: () => this.#unusable() });
     root.client.onClose((err) => this.#observe(err));
   }
 
@@ -188,7 +195,7 @@ export class Worker {
     if (!client.closed) {
       await within(this.telemetry.settled(), graceMs);
       await within(
-        Promise.allSettled([this.telemetry.release(), this.root.clunk()]),
+        Promise.allSettled([this.telemetry.release(), this.gpu?.close(), this.root.clunk()]),
         Math.max(0, deadline - Date.now()),
       );
     }

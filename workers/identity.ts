@@ -29,6 +29,8 @@ export const WORKER_ENV = {
   ticket: "COHESIX_TICKET",
   /** The heartbeat interval in milliseconds (the built-in heartbeat worker). */
   intervalMs: "COHESIX_INTERVAL_MS",
+  /** The leased GPU's path, e.g. `/gpu/GPU-0` (workers spawned with a lease). */
+  gpu: "COHESIX_GPU",
 } as const;
 
 /**
@@ -54,6 +56,8 @@ export interface WorkerIdentity {
   readonly id: string;
   readonly role: string;
   readonly ticket: string;
+  /** The leased GPU's path (`/gpu/GPU-0`), for workers spawned with a lease. */
+  readonly gpu?: string;
 }
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -80,7 +84,11 @@ export function readWorkerIdentity(env: WorkerEnv = process.env): WorkerIdentity
     throw new InvalidError(`worker identity: ${WORKER_ENV.role} must look like worker-<name>, got ${JSON.stringify(role)}`);
   }
   const ticket = readTicket(env);
-  return { addr, id, role, ticket };
+  const gpu = env[WORKER_ENV.gpu];
+  if (gpu !== undefined && gpu !== "" && !/^\/gpu\/[A-Za-z0-9._-]+$/.test(gpu)) {
+    throw new InvalidError(`worker identity: ${WORKER_ENV.gpu} must look like /gpu/<gpu-id>, got ${JSON.stringify(gpu)}`);
+  }
+  return { addr, id, role, ticket, ...(gpu ? { gpu } : {}) };
 }
 
 function required(env: WorkerEnv, name: string): string {

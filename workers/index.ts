@@ -6,6 +6,8 @@
  * - `api.ts` — {@link attachWorker} and the {@link Worker} it returns:
  *   `telemetry.append(record)`, `readCtl()`, `root` (the worker's view of
  *   the namespace), `onClosed(reason)`, `stop({ graceMs })`.
+ * - `gpu-session.ts` — {@link GpuSession}, `worker.gpu` for workers spawned
+ *   with a lease: `info()`, `lease()`, `submit(job)`, `waitStatus(job)`, `run(job)`.
  * - `identity.ts` — {@link readWorkerIdentity}: address, id and role from
  *   the environment, the ticket from an inherited descriptor (never argv).
  * - `programs.ts` — {@link workerProgram}: the bundled programs the root
@@ -32,6 +34,14 @@
  * @module
  */
 export { attachWorker, Telemetry, Worker, type AttachWorkerOptions, type StopOptions } from "./api.ts";
+export {
+  GpuSession,
+  type GpuInfoRecord,
+  type GpuJob,
+  type GpuLeaseRecord,
+  type GpuStatusRecord,
+  type WaitStatusOptions,
+} from "./gpu-session.ts";
 export { readWorkerIdentity, WORKER_ENV, type WorkerEnv, type WorkerIdentity } from "./identity.ts";
 export {
   BUILTIN_WORKERS,

@@ -26,10 +26,13 @@ export interface WorkerProgram {
  * @example
  * ```ts
  * BUILTIN_WORKERS.heartbeat; // { entry: "dist/workers/heartbeat.mjs", role: "worker-heartbeat" }
+ * BUILTIN_WORKERS.gpu;       // { entry: "dist/workers/gpu.mjs", role: "worker-gpu" } (spawned with a lease)
  * ```
  */
 export const BUILTIN_WORKERS: Readonly<Record<string, { readonly entry: string; readonly role: string }>> = {
   heartbeat: { entry: "dist/workers/heartbeat.mjs", role: "worker-heartbeat" },
+  gpu: { entry: "dist/workers/gpu.mjs", role: "worker-gpu" },
+  inference: { entry: "dist/workers/inference.mjs", role: "worker-gpu" },
 };
 
 const PACKAGE_NAME = "cohesix";
