@@ -1,0 +1,196 @@
+/**
+ * The QEMU command line for a board, as data, and the launcher that runs it
+ * through execa — attached (a child of this process) or detached (survives
+ * it). Also makes the qcow2 state disk, pre-formatted ext4, that the guest
+ * mounts at /var/lib/cohesix and that `savevm` needs.
+ * @module
+ */
+import { execa } from "execa";
+import { existsSync } from "node:fs";
+import { mkdir, open, rename, rm } from "node:fs/promises";
+import { dirname } from "node:path";
+
+/** The parts of a board description the launcher reads. */
+export interface QemuBoard {
+  readonly name: string;
+  readonly qemu: {
+    readonly binary: string;
+    readonly machine: string;
+    readonly cpu: string;
+    readonly memoryMb: number;
+    readonly smp?: number;
+    readonly nic?: string;
+  };
+  readonly network: { readonly nineDoorPort: number };
+}
+
+/** Options of {@link qemuArgs}. */
+export interface QemuArgsOptions {
+  readonly board: QemuBoard;
+  readonly kernel: string;
+  readonly initrd: string;
+  /** Kernel command line. */
+  readonly cmdline: string;
+  /** Host port forwarded (on 127.0.0.1) to the guest's NineDoor port. */
+  readonly hostPort: number;
+  /** The qcow2 state disk. */
+  readonly stateDisk: string;
+  /** QMP Unix socket path. */
+  readonly qmpSocket: string;
+  /** The guest console goes to this file. */
+  readonly consoleLog: string;
+  /** Start from this snapshot (`-loadvm`). */
+  readonly restore?: string;
+}
+
+/**
+ * The QEMU arguments (without the binary).
+ *
+ * @example
+ * ```ts
+ * const args = qemuArgs({ board, kernel: "Image", initrd: "initramfs.cpio.gz", cmdline: "console=ttyAMA0", hostPort: 5640, stateDisk: "state.qcow2", qmpSocket: "qmp.sock", consoleLog: "console.log" });
+ * // ["-M", "virt", "-cpu", "cortex-a57", …]
+ * ```
+ */
+export function qemuArgs(options: QemuArgsOptions): string[] {
+  const { board } = options;
+  const q = board.qemu;
+  const nic = q.nic ?? "virtio-net-pci";
+  return [
+    "-M", q.machine,
+    "-cpu", q.cpu,
+    "-m", String(q.memoryMb),
+    "-smp", String(q.smp ?? 1),
+    "-display", "none",
+    "-monitor", "none",
+    "-no-reboot",
+    "-kernel", options.kernel,
+    "-initrd", options.initrd,
+    "-append", options.cmdline,
+    "-netdev", `user,id=n0,hostfwd=tcp:127.0.0.1:${options.hostPort}-:${board.network.nineDoorPort}`,
+    // romfile= : QEMU installed without recommends lacks efi-virtio.rom; -kernel boots need no option ROM.
+    "-device", `${nic},netdev=n0,romfile=`,
+    "-device", "virtio-rng-pci",
+    "-drive", `if=none,id=state,file=${options.stateDisk},format=qcow2`,
+    "-device", "virtio-blk-pci,drive=state",
+    "-qmp", `unix:${options.qmpSocket},server=on,wait=off`,
+    "-serial", `file:${options.consoleLog}`,
+    ...(options.restore ? ["-loadvm", options.restore] : []),
+  ];
+}
+
+/** QEMU (or a helper) is not installed: the message names the Debian package. */
+export class QemuMissingError extends Error {
+  constructor(binary: string, pkg: string) {
+    super(`${binary} is not installed: install the ${pkg} package (Debian: apt-get install -y --no-install-recommends ${pkg})`);
+    this.name = "QemuMissingError";
+  }
+}
+
+const PACKAGE_OF: Record<string, string> = {
+  "qemu-system-aarch64": "qemu-system-arm",
+  "qemu-system-arm": "qemu-system-arm",
+  "qemu-system-x86_64": "qemu-system-x86",
+  "qemu-img": "qemu-utils",
+  "mkfs.ext4": "e2fsprogs",
+};
+
+/** The Debian package that provides `binary`. */
+export function packageOf(binary: string): string {
+  return PACKAGE_OF[binary] ?? binary;
+}
+
+function isMissing(err: unknown): boolean {
+  return (err as { code?: string }).code === "ENOENT";
+}
+
+/** Options of {@link launchQemu}. */
+export interface LaunchOptions extends QemuArgsOptions {
+  /** Detach: QEMU outlives this process (for `boot --detach`). */
+  readonly detached?: boolean;
+  /** QEMU's own stdout/stderr go here. */
+  readonly stderrFile: string;
+}
+
+/** A started QEMU. */
+export interface LaunchedQemu {
+  readonly pid: number;
+  /** Resolves with the exit code once QEMU exits (attached only; detached: never resolves). */
+  readonly exited: Promise<number | undefined>;
+  readonly args: readonly string[];
+}
+
+/**
+ * Starts QEMU for the board. Refuses with {@link QemuMissingError} when the
+ * binary is not installed.
+ *
+ * @example
+ * ```ts
+ * const qemu = await launchQemu({ ...argsOptions, stderrFile: "run/qemu.err" });
+ * ```
+ */
+export async function launchQemu(options: LaunchOptions): Promise<LaunchedQemu> {
+  const binary = options.board.qemu.binary;
+  const args = qemuArgs(options);
+  await mkdir(dirname(options.consoleLog), { recursive: true });
+  const err = await open(options.stderrFile, "w");
+  // execa's types name descriptors 0–9 only; any open descriptor is passed to spawn as is.
+  const fd = err.fd as 3;
+  const child = execa(binary, args, {
+    stdin: "ignore",
+    stdout: fd,
+    stderr: fd,
+    detached: options.detached === true,
+    cleanup: options.detached !== true,
+    reject: false,
+  });
+  const started = new Promise<number>((resolve, reject) => {
+    child.once("spawn", () => resolve(child.pid!));
+    child.once("error", (e) => reject(e));
+  });
+  // The child holds its own copy of the descriptor.
+  await err.close();
+  const spawned = await started.catch((e: unknown) => {
+    if (isMissing(e)) throw new QemuMissingError(binary, packageOf(binary));
+    throw e;
+  });
+  const exited = child.then((r) => (typeof r.exitCode === "number" ? r.exitCode : undefined));
+  if (options.detached) child.unref();
+  return { pid: spawned, exited, args };
+}
+
+/** Options of {@link createStateDisk}. */
+export interface StateDiskOptions {
+  /** Size in MiB; default 256. */
+  readonly sizeMb?: number;
+}
+
+/**
+ * Creates the qcow2 state disk, formatted ext4 (label `cohesix-state`),
+ * unless it exists. Needs `mkfs.ext4` (e2fsprogs) and `qemu-img` (qemu-utils).
+ *
+ * @example
+ * ```ts
+ * await createStateDisk(".cohesix/vm/aarch64-virt/state.qcow2");
+ * ```
+ */
+export async function createStateDisk(path: string, options: StateDiskOptions = {}): Promise<boolean> {
+  if (existsSync(path)) return false;
+  await mkdir(dirname(path), { recursive: true });
+  const raw = `${path}.${process.pid}.raw`;
+  const tmp = `${path}.${process.pid}.tmp`;
+  try {
+    await execa("qemu-img", ["create", "-q", "-f", "raw", raw, `${options.sizeMb ?? 256}M`]).catch((e: unknown) => {
+      throw isMissing(e) ? new QemuMissingError("qemu-img", packageOf("qemu-img")) : e;
+    });
+    await execa("mkfs.ext4", ["-q", "-F", "-L", "cohesix-state", raw], { env: { PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` } }).catch((e: unknown) => {
+      throw isMissing(e) ? new QemuMissingError("mkfs.ext4", packageOf("mkfs.ext4")) : e;
+    });
+    await execa("qemu-img", ["convert", "-q", "-f", "raw", "-O", "qcow2", raw, tmp]);
+    await rename(tmp, path);
+  } finally {
+    await rm(raw, { force: true });
+    await rm(tmp, { force: true });
+  }
+  return true;
+}
