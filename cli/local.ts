@@ -5,7 +5,8 @@
 import { once } from "node:events";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { parseListenAddress } from "../nine-door/index.ts";
+import { join } from "node:path";
+import { parseDialString, parseListenAddress } from "../nine-door/index.ts";
 import { serveAppliance, mintTicket, readPrivateKey, writeKeyPair } from "../root-task/index.ts";
 import { parse, required, str, UsageError } from "./args.ts";
 import { configDir, defaultQueenKey, defaultQueenPub } from "./paths.ts";
@@ -34,12 +35,25 @@ export async function ticket(argv: readonly string[], env: NodeJS.ProcessEnv, ou
 }
 
 /**
- * `serve --board host --listen HOST:PORT --state DIR [--queen-pub FILE]`:
- * prints `READY tcp!HOST!PORT` once accepting, serves until SIGTERM/SIGINT.
+ * `serve --board host --listen HOST:PORT --state DIR [--queen-pub FILE]
+ * [--gpu-bridge DIAL [--gpu-bridge-key FILE] [--gpu-bridge-pin SHA256]]`:
+ * mounts the GPU bridge at /gpu when given (key default
+ * ~/.config/cohesix/bridge.key, which `cohesix gpu-bridge` makes), prints `READY tcp!HOST!PORT` once accepting, serves until SIGTERM/SIGINT.
  */
 export async function serve(argv: readonly string[], io: { env: NodeJS.ProcessEnv; out: Out; err: (text: string) => void; signal?: AbortSignal }): Promise<void> {
   const { env, out, signal } = io;
-  const p = parse(argv, { board: { type: "string" }, listen: { type: "string" }, state: { type: "string" }, "queen-pub": { type: "string" }, policy: { type: "string" }, "tls-key": { type: "string" }, "tls-cert": { type: "string" } }, { max: 0 });
+  const p = parse(argv, { board: { type: "string" }, listen: { type: "string" }, state: { type: "string" }, "queen-pub": { type: "string" }, policy: { type: "string" }, "tls-key": { type: "string" }, "tls-cert": { type: "string" }, "gpu-bridge": { type: "string" }, "gpu-bridge-key": { type: "string" }, "gpu-bridge-pin": { type: "string" } }, { max: 0 });
+  const gpuDial = str(p, "gpu-bridge");
+  const gpuKey = str(p, "gpu-bridge-key");
+  const gpuPin = str(p, "gpu-bridge-pin");
+  if (gpuDial === undefined && (gpuKey !== undefined || gpuPin !== undefined)) throw new UsageError("--gpu-bridge-key and --gpu-bridge-pin go with --gpu-bridge DIAL");
+  if (gpuDial !== undefined) {
+    try {
+      parseDialString(gpuDial);
+    } catch (err) {
+      throw new UsageError(`--gpu-bridge ${(err as Error).message.replace(/^invalid: /, "")}`);
+    }
+  }
   const tlsKey = str(p, "tls-key");
   const tlsCert = str(p, "tls-cert");
   if ((tlsKey === undefined) !== (tlsCert === undefined)) throw new UsageError("--tls-key and --tls-cert go together");
@@ -68,6 +82,9 @@ export async function serve(argv: readonly string[], io: { env: NodeJS.ProcessEn
       stateDir: required(p, "state", undefined, "a directory for the appliance's state, e.g. --state .cohesix/state"),
       queenPub: str(p, "queen-pub") ?? (await ensureDefaultQueenKey(env, io.err)),
       policy,
+      ...(gpuDial !== undefined
+        ? { gpuBridge: { dial: gpuDial, key: gpuKey ?? join(configDir(env), "bridge.key"), ...(gpuPin !== undefined ? { pin: gpuPin } : {}) } }
+        : {}),
       ...(tlsKey && tlsCert ? { tls: { key: await readFile(tlsKey, "utf8"), cert: await readFile(tlsCert, "utf8") } } : {}),
     });
     out(`READY ${running.dialString}\n`);

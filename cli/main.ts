@@ -25,7 +25,7 @@ type Command = (argv: readonly string[], io: Io) => Promise<void>;
 
 const commands: Record<string, { run: Command; usage: string }> = {
   keygen: { run: (a, io) => keygen(a, io.env, io.out), usage: "keygen [--out DIR] [--force]" },
-  serve: { run: (a, io) => serve(a, io), usage: "serve --board host --listen HOST:PORT --state DIR [--queen-pub FILE] [--policy open|signed-ctl] [--tls-key FILE --tls-cert FILE]" },
+  serve: { run: (a, io) => serve(a, io), usage: "serve --board host --listen HOST:PORT --state DIR [--queen-pub FILE] [--policy open|signed-ctl] [--tls-key FILE --tls-cert FILE] [--gpu-bridge DIAL [--gpu-bridge-key FILE] [--gpu-bridge-pin SHA256]]" },
   ticket: { run: (a, io) => ticket(a, io.env, io.out), usage: "ticket --role queen [--key FILE] [--ttl SECONDS]" },
   ls: { run: (a, io) => ls(a, io.env, io.out), usage: "ls [-l] [PATH] [--addr DIAL] [--key FILE]" },
   cat: { run: (a, io) => cat(a, io.env, io.out), usage: "cat PATH... [--addr DIAL] [--key FILE]" },

@@ -5,7 +5,7 @@
  * @module
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { InvalidError, NineClient, dialWithRetry, parseDialString, type DialAddress, type Dialect, type Fid, type FileInfo } from "../nine-door/index.ts";
+import { InvalidError, NineClient, QidType, dialWithRetry, parseDialString, type DialAddress, type Dialect, type Fid, type FileInfo } from "../nine-door/index.ts";
 import { mintTicket, readPrivateKey, signEnvelope } from "../root-task/index.ts";
 import { parse, required, str, UsageError, type OptionSpecs, type Parsed } from "./args.ts";
 import { defaultQueenKey } from "./paths.ts";
@@ -112,7 +112,19 @@ export function cat(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): 
       // A directory read answers packed stat records: never print those as text.
       const data = await root.with(rel(path), async (f) => {
         if (f.isDir) throw new InvalidError(`${path} is a directory: use cohesix ls ${path}`);
-        return (await f.open("r")).readAll(0);
+        if ((f.qid.type & QidType.APPEND) === 0) return (await f.open("r")).readAll(0);
+        // Append-only files may block at their end (a GPU's lease and
+        // status): read what is there now, up to the length stat reports.
+        const { length } = await f.stat();
+        await f.open("r");
+        const parts: Uint8Array[] = [];
+        for (let at = 0; at < length; ) {
+          const data = await f.read(at, length - at);
+          if (data.length === 0) break;
+          parts.push(data);
+          at += data.length;
+        }
+        return Buffer.concat(parts);
       });
       out(data);
     }

@@ -13,6 +13,7 @@ import os from "node:os";
 import { join } from "node:path";
 import {
   AppendLog,
+  BusyError,
   CtlFile,
   Directory,
   GeneratedFile,
@@ -34,6 +35,7 @@ import { keyId, publicKeyOf, readPrivateKey, writeKeyPair } from "./keys.ts";
 import { authorize, isWorkerRole, visibleChildren, type PolicyCaller } from "./policy.ts";
 import { applyCommit, genesis, runningWorkers, type ApplianceState, type Commit, type LifecycleState, type WorkerState } from "./state.ts";
 import { AuditFile } from "./audit-file.ts";
+import { GpuMount, type GpuBridgeConfig } from "./gpu-mount.ts";
 import { Supervisor } from "./supervisor.ts";
 import { verifyTicket, type Ticket } from "./ticket.ts";
 import { WorkerPool } from "./worker-pool.ts";
@@ -63,6 +65,13 @@ export interface ApplianceOptions {
   readonly intervalMs?: number;
   /** Grace between SIGTERM and SIGKILL for workers, ms; default 2000. */
   readonly graceMs?: number;
+  /**
+   * The host GPU bridge to mount at `/gpu` (`--gpu-bridge DIAL`): its dial
+   * string, the bridge's private key (tickets are signed with it) and, for
+   * TLS, the pinned certificate fingerprint. Without it, GPU spawns answer
+   * `busy: no gpu bridge mounted`.
+   */
+  readonly gpuBridge?: GpuBridgeConfig;
 }
 
 /** How long each boot stage took, for /proc/boot. */
@@ -113,6 +122,7 @@ export class Appliance {
   #offline = false;
   #degraded: string | undefined;
   #pool: WorkerPool | undefined;
+  #gpuMount: GpuMount | undefined;
   readonly #auditFile: AuditFile;
 
   private constructor(init: {
@@ -232,6 +242,7 @@ export class Appliance {
         audit: (l) => this.audit(l),
         commit: (c) => this.commit(c),
         worker: (id) => this.#state.workers[id],
+        ended: (w, reason) => this.#leaseEnded(w, reason),
       },
       {
         addr: options.workerAddr,
@@ -239,6 +250,7 @@ export class Appliance {
         ...(this.options.graceMs !== undefined ? { graceMs: this.options.graceMs } : {}),
       },
     );
+    this.#mountGpu();
     for (const w of runningWorkers(this.#state)) {
       try {
         this.#pool.start(w);
@@ -290,6 +302,7 @@ export class Appliance {
     if (this.#offline) return;
     this.#offline = true;
     this.audit(`lifecycle OFFLINE reason=${reason}`);
+    this.#gpuMount?.close();
     await this.#pool?.shutdown();
     this.server.close();
     await this.#log.close();
@@ -309,14 +322,58 @@ export class Appliance {
       queenPublicKey: this.options.queenPublicKey,
       policy: this.options.policy ?? "open",
       programs: this.options.programs ?? BUILTIN_WORKERS,
-      gpuUnavailable: () => "no gpu bridge mounted",
+      gpuUnavailable: () => (this.#gpuMount ? this.#gpuMount.unavailable() : "no gpu bridge mounted"),
+      leaseGpu: async (worker, lease) => {
+        if (!this.#gpuMount) throw new BusyError("no gpu bridge mounted");
+        const record = await this.#gpuMount.lease(worker, lease);
+        this.audit(`gpu lease ${record.gpu_id} for ${worker}: mem=${record.mem_mb} streams=${record.streams} priority=${record.priority} ttl=${record.ttl_s}`);
+      },
+      releaseGpu: (worker, gpuId, reason) => this.#gpuMount?.release(worker, gpuId, reason) ?? Promise.resolve(),
       commit: (c) => this.commit(c),
       audit: (l) => this.audit(l),
       bind: (from, to) => this.namespace.bind(from, to),
-      mount: async (service) => {
-        throw new InvalidError(`no ${service} service to mount: start the appliance with --gpu-bridge DIAL`);
+      mount: async (service, at) => {
+        if (service !== "gpu") throw new InvalidError(`no ${service} service to mount (known: gpu)`);
+        if (at !== "/gpu") throw new InvalidError(`the gpu service mounts at /gpu, not ${at}`);
+        if (!this.#gpuMount) throw new InvalidError("no gpu bridge configured: start the appliance with --gpu-bridge DIAL");
+        this.#placeGpu(this.#gpuMount.remount());
+        this.audit(`mounted gpu bridge at /gpu`);
       },
     };
+  }
+
+  /** Mounts the configured bridge at /gpu (the placeholder stays without one). */
+  #mountGpu(): void {
+    const config = this.options.gpuBridge;
+    if (!config) {
+      if (this.#state.mounts.some((m) => m.service === "gpu")) this.audit("gpu mount recorded but no --gpu-bridge given: /gpu stays empty");
+      return;
+    }
+    const app = this;
+    this.#gpuMount = new GpuMount(config, {
+      audit: (l) => this.audit(l),
+      setDegraded: (r) => this.setDegraded(r),
+      running: () => runningWorkers(this.#state),
+      worker: (id) => this.#state.workers[id],
+      revoke: (id, reason) => app.#pool?.revoke(id, reason) ?? Promise.resolve(),
+    });
+    this.#placeGpu(this.#gpuMount.node);
+    this.audit(`gpu bridge ${config.dial} mounted at /gpu${config.pin ? " (TLS, pinned)" : ""}`);
+  }
+
+  #placeGpu(node: Node): void {
+    this.root.remove("gpu");
+    this.root.add(node);
+  }
+
+  /** A worker with a lease ended: give the lease back to the bridge. */
+  #leaseEnded(w: WorkerState, reason: string): void {
+    const lease = w.lease;
+    if (!lease || !this.#gpuMount) return;
+    this.#gpuMount.release(w.id, lease.gpu_id, reason).then(
+      () => this.audit(`gpu lease ${lease.gpu_id} of ${w.id} released: ${reason}`),
+      (err: unknown) => this.audit(`gpu lease ${lease.gpu_id} of ${w.id} not released: ${(err as Error).message}`),
+    );
   }
 
   #tree(): Directory {

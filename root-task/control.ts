@@ -5,7 +5,7 @@
  * @module
  */
 import { BusyError, InvalidError, NotFoundError, type Caller } from "../nine-door/index.ts";
-import { parseQueenCommand, type Budget, type QueenCommand } from "./queen-command.ts";
+import { parseQueenCommand, type Budget, type LeaseRequest, type QueenCommand } from "./queen-command.ts";
 import { isEnvelope, openEnvelope } from "./signed-ctl.ts";
 import type { ApplianceState, Commit, LifecycleState, WorkerState } from "./state.ts";
 import type { WorkerPool } from "./worker-pool.ts";
@@ -21,6 +21,14 @@ export interface ControlHost {
   readonly programs: Readonly<Record<string, { readonly role: string }>>;
   /** Why a GPU spawn cannot happen now, or undefined when it can. */
   gpuUnavailable(): string | undefined;
+  /**
+   * Asks the GPU bridge for `worker`'s lease (`LEASE` on its ctl); throws
+   * the bridge's refusal (`busy:`, `invalid:`, `not found:`). Called before
+   * the spawn is committed.
+   */
+  leaseGpu?(worker: string, lease: LeaseRequest): Promise<void>;
+  /** Gives a lease back (`RELEASE`), e.g. when the spawn fails after the lease. */
+  releaseGpu?(worker: string, gpuId: string, reason: string): Promise<void>;
   commit(c: Commit): Promise<void>;
   audit(line: string): void;
   /** Applies binds to the shared namespace. */
@@ -84,31 +92,48 @@ async function spawn(host: ControlHost, cmd: Extract<QueenCommand, { kind: "spaw
   if (s.lifecycle.state === "DRAINING" || s.lifecycle.state === "QUIESCED" || s.lifecycle.state === "OFFLINE") {
     throw new BusyError(`appliance is ${s.lifecycle.state}: resume first`);
   }
-  if (cmd.worker === "gpu") {
+  const program = host.programs[cmd.worker];
+  if (!program) throw new NotFoundError(`no worker program ${JSON.stringify(cmd.worker)}`);
+  // GPU workers (role worker-gpu: gpu, inference) need a lease; nobody else takes one.
+  const usesGpu = cmd.worker === "gpu" || program.role === "worker-gpu";
+  if (usesGpu && !cmd.lease) throw new InvalidError(`spawn ${cmd.worker} needs a lease: {"gpu_id":…,"mem_mb":…,"streams":…,"ttl_s":…}`);
+  if (!usesGpu && cmd.lease) throw new InvalidError(`spawn ${cmd.worker}: a lease is only for GPU workers (role worker-gpu)`);
+  if (usesGpu) {
     const why = host.gpuUnavailable();
     if (why) throw new BusyError(why);
   }
-  const program = host.programs[cmd.worker];
-  if (!program) throw new NotFoundError(`no worker program ${JSON.stringify(cmd.worker)}`);
   const budget: Budget = { ...s.defaults, ...cmd.budget, ...(cmd.ticks !== undefined ? { ticks: cmd.ticks } : {}) };
   const id = `worker-${s.nextWorker}`;
-  await host.commit({
-    kind: "spawn",
-    body: {
-      id,
-      kind: cmd.worker,
-      role: program.role,
-      budget,
-      restart: cmd.restart ?? false,
-      ...(cmd.lease ? { lease: cmd.lease } : {}),
-      ts_ms: Date.now(),
-    },
-  });
+  // The lease first: a refusal reaches the queen and nothing is committed.
+  if (cmd.lease) {
+    if (!host.leaseGpu) throw new BusyError("no gpu bridge mounted");
+    await host.leaseGpu(id, cmd.lease);
+  }
+  const giveBack = (reason: string): Promise<void> =>
+    cmd.lease && host.releaseGpu ? host.releaseGpu(id, cmd.lease.gpu_id, reason).catch(() => undefined) : Promise.resolve();
+  try {
+    await host.commit({
+      kind: "spawn",
+      body: {
+        id,
+        kind: cmd.worker,
+        role: program.role,
+        budget,
+        restart: cmd.restart ?? false,
+        ...(cmd.lease ? { lease: cmd.lease } : {}),
+        ts_ms: Date.now(),
+      },
+    });
+  } catch (err) {
+    await giveBack("spawn not committed");
+    throw err;
+  }
   const w = host.state.workers[id] as WorkerState;
   try {
     host.pool.start(w);
   } catch (err) {
     await host.commit({ kind: "exit", body: { id, status: "exited", reason: `spawn failed: ${(err as Error).message}` } });
+    await giveBack("spawn failed");
     throw err;
   }
   return id;

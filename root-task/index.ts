@@ -57,7 +57,9 @@ export {
   type ApplianceOptions,
   type LifecycleState,
 } from "./appliance.ts";
-export { serveAppliance, type RunningAppliance, type ServeOptions } from "./serve.ts";
+export { defaultBridgeKeyPath, serveAppliance, type GpuBridgeFiles, type RunningAppliance, type ServeOptions } from "./serve.ts";
+export { GPU_BRIDGE_DOWN, GpuMount, type BridgeLeaseRecord, type GpuBridgeConfig, type GpuMountHost } from "./gpu-mount.ts";
+export { checkGpuWrite, guardGpuMount } from "./gpu-guard.ts";
 export { commitLogKey } from "./appliance.ts";
 export { applyCommit, genesis, runningWorkers, type ApplianceState, type Commit, type WorkerState } from "./state.ts";
 export { signEnvelope, openEnvelope, isEnvelope, type OpenedEnvelope } from "./signed-ctl.ts";

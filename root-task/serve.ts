@@ -3,12 +3,58 @@
  * guest's init program call.
  * @module
  */
-import { listen, type Listener } from "../nine-door/index.ts";
+import { existsSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { NotFoundError, listen, type Listener } from "../nine-door/index.ts";
 import { Appliance, type ApplianceOptions } from "./appliance.ts";
-import { readPublicKey } from "./keys.ts";
+import type { GpuBridgeConfig } from "./gpu-mount.ts";
+import { readPrivateKey, readPublicKey } from "./keys.ts";
+
+/**
+ * The GPU bridge to mount, as files: `cohesix serve --gpu-bridge DIAL
+ * [--gpu-bridge-key FILE] [--gpu-bridge-pin SHA256]`.
+ *
+ * @example
+ * ```ts
+ * const gpuBridge: GpuBridgeFiles = { dial: "127.0.0.1:5650" }; // key: ~/.config/cohesix/bridge.key
+ * ```
+ */
+export interface GpuBridgeFiles {
+  /** `HOST:PORT`, `tcp!HOST!PORT` or `tls!HOST!PORT` (from QEMU the host is 10.0.2.2). */
+  readonly dial: string;
+  /** The bridge's private key file; default `$XDG_CONFIG_HOME/cohesix/bridge.key` (`~/.config/…`), which `cohesix gpu-bridge` makes on first use. */
+  readonly key?: string;
+  /** SHA-256 fingerprint of the bridge's TLS certificate: dial with TLS and pin it. */
+  readonly pin?: string;
+}
+
+/**
+ * The bridge key `cohesix gpu-bridge` makes by default on this host, so the
+ * two pair with no flags.
+ *
+ * @example
+ * ```ts
+ * defaultBridgeKeyPath({ XDG_CONFIG_HOME: "/tmp/cfg" }); // "/tmp/cfg/cohesix/bridge.key"
+ * ```
+ */
+export function defaultBridgeKeyPath(env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.XDG_CONFIG_HOME || join(homedir(), ".config"), "cohesix", "bridge.key");
+}
+
+/** Reads the bridge key and builds the appliance's bridge configuration. */
+async function bridgeConfig(files: GpuBridgeFiles): Promise<GpuBridgeConfig> {
+  const path = files.key ?? defaultBridgeKeyPath();
+  if (!existsSync(path)) {
+    throw new NotFoundError(`gpu bridge key ${path} does not exist: start \`cohesix gpu-bridge\` once on this host to make it, or pass --gpu-bridge-key FILE`);
+  }
+  return { dial: files.dial, key: await readPrivateKey(path), ...(files.pin !== undefined ? { pin: files.pin } : {}) };
+}
 
 /** Options of `serveAppliance`. */
-export interface ServeOptions extends Omit<ApplianceOptions, "queenPublicKey"> {
+export interface ServeOptions extends Omit<ApplianceOptions, "queenPublicKey" | "gpuBridge"> {
+  /** The GPU bridge to mount at /gpu; key read from its file. */
+  readonly gpuBridge?: GpuBridgeFiles;
   /** `HOST:PORT` or a dial string; port 0 picks a free port. */
   readonly listen: string;
   /** Path of the queen's public key file. */
@@ -38,7 +84,8 @@ export interface RunningAppliance {
  */
 export async function serveAppliance(options: ServeOptions): Promise<RunningAppliance> {
   const queenPublicKey = await readPublicKey(options.queenPub);
-  const app = await Appliance.boot({ ...options, queenPublicKey });
+  const { gpuBridge, ...rest } = options;
+  const app = await Appliance.boot({ ...rest, queenPublicKey, ...(gpuBridge ? { gpuBridge: await bridgeConfig(gpuBridge) } : {}) });
   let listener: Listener | undefined;
   let local: Listener | undefined;
   try {

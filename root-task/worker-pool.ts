@@ -18,6 +18,7 @@ import {
 import type { Commit, WorkerState } from "./state.ts";
 import type { Supervisor } from "./supervisor.ts";
 import { mintTicket } from "./ticket.ts";
+import { WORKER_ENV } from "../workers/index.ts";
 import type { CountedOp } from "../nine-door/index.ts";
 
 /** What the pool needs from the appliance around it. */
@@ -34,6 +35,8 @@ export interface PoolHost {
   commit(c: Commit): Promise<void>;
   /** The worker's view of the state (may have changed since spawn). */
   worker(id: string): WorkerState | undefined;
+  /** Told after a worker's end is committed (kill, revoke, exit, retire): e.g. to release its GPU lease. */
+  ended?(w: WorkerState, reason: string): void;
 }
 
 /** Runtime facts of one worker. */
@@ -247,6 +250,8 @@ export class WorkerPool {
       ticket,
       addr: this.#options.addr,
       intervalMs: this.#options.intervalMs,
+      // The leased GPU's path, which the worker API offers as `worker.gpu`.
+      ...(w.lease ? { env: { [WORKER_ENV.gpu]: `/gpu/${w.lease.gpu_id}` } } : {}),
       onStderr: (chunk) => {
         if (!live.stderr.closed) live.stderr.append(chunk);
       },
@@ -296,6 +301,7 @@ export class WorkerPool {
     clearTimeout(live.restartTimer);
     await this.#host.commit({ kind: "exit", body: { id, status, reason } });
     this.#host.audit(line);
+    this.#host.ended?.(w, reason);
     this.#host.server.revoke((c) => c.subject === id && c.role === w.role, reason);
     // A revoked worker learns why from its next request (`closed: …`) and
     // exits by itself; give it one interval before signalling it.
