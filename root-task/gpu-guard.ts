@@ -31,17 +31,23 @@ import {
 } from "../nine-door/index.ts";
 import { isWorkerRole } from "./policy.ts";
 
+/** Options of {@link guardGpuMount}. */
+export interface GpuGuardOptions {
+  /** Told of each write the guard refuses (for the audit log). */
+  readonly onRefused?: (caller: RequestContext["caller"], path: string, error: PermissionError) => void;
+}
+
 /**
  * Wraps `mount` (the node served at `/gpu`) in the guard.
  *
  * @example
  * ```ts
  * const gpu = new RemoteMount("gpu", { dial, attach: { uname: "bridge", aname: ticket } });
- * root.add(guardGpuMount(gpu));
+ * root.add(guardGpuMount(gpu, { onRefused: (c, path, e) => audit(`refused ${c.subject} write ${path}: ${e.message}`) }));
  * ```
  */
-export function guardGpuMount(mount: Node): Node {
-  return new Guarded(mount, []);
+export function guardGpuMount(mount: Node, options: GpuGuardOptions = {}): Node {
+  return new Guarded(mount, [], options);
 }
 
 /**
@@ -95,10 +101,12 @@ function guardCall<T>(ctx: RequestContext, fn: () => MaybePromise<T>): MaybeProm
 class Guarded implements Node {
   readonly #inner: Node;
   readonly #names: readonly string[];
+  readonly #options: GpuGuardOptions;
 
-  constructor(inner: Node, names: readonly string[]) {
+  constructor(inner: Node, names: readonly string[], options: GpuGuardOptions) {
     this.#inner = inner;
     this.#names = names;
+    this.#options = options;
   }
 
   get name(): string {
@@ -119,13 +127,13 @@ class Guarded implements Node {
 
   walk(name: string, ctx: RequestContext): MaybePromise<Node> {
     const out = guardCall(ctx, () => this.#inner.walk(name, ctx));
-    const wrap = (n: Node): Node => new Guarded(n, [...this.#names, name]);
+    const wrap = (n: Node): Node => new Guarded(n, [...this.#names, name], this.#options);
     return out instanceof Promise ? out.then(wrap) : wrap(out);
   }
 
   list(ctx: RequestContext): MaybePromise<readonly Node[]> {
     const out = guardCall(ctx, () => this.#inner.list(ctx));
-    const wrap = (ns: readonly Node[]): readonly Node[] => ns.map((n) => new Guarded(n, [...this.#names, n.name]));
+    const wrap = (ns: readonly Node[]): readonly Node[] => ns.map((n) => new Guarded(n, [...this.#names, n.name], this.#options));
     return out instanceof Promise ? out.then(wrap) : wrap(out);
   }
 
@@ -140,7 +148,14 @@ class Guarded implements Node {
     const file: OpenFile = {
       read: (offset, count, ctx) => guardCall(ctx, () => inner.read(offset, count, ctx)),
       write: (offset, data, ctx) => {
-        if (isWorkerRole(ctx.caller.role)) checkGpuWrite(ctx.caller, names, Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8"));
+        if (isWorkerRole(ctx.caller.role)) {
+          try {
+            checkGpuWrite(ctx.caller, names, Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8"));
+          } catch (err) {
+            if (err instanceof PermissionError) this.#options.onRefused?.(ctx.caller, `/gpu/${names.join("/")}`, err);
+            throw err;
+          }
+        }
         return guardCall(ctx, () => inner.write(offset, data, ctx));
       },
       ...(inner.close ? { close: () => inner.close!() } : {}),

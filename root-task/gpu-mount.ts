@@ -111,7 +111,7 @@ export class GpuMount {
     this.#config = config;
     this.#host = host;
     this.#mount = this.#makeMount();
-    this.#node = guardGpuMount(this.#mount);
+    this.#node = this.#guard(this.#mount);
   }
 
   /** The guarded mount, served at `/gpu`. */
@@ -138,7 +138,7 @@ export class GpuMount {
   remount(): Node {
     this.#mount.close();
     this.#mount = this.#makeMount();
-    this.#node = guardGpuMount(this.#mount);
+    this.#node = this.#guard(this.#mount);
     return this.#node;
   }
 
@@ -173,6 +173,10 @@ export class GpuMount {
     for (const f of this.#followers.values()) f.abort();
     this.#followers.clear();
     this.#mount.close();
+  }
+
+  #guard(mount: RemoteMount): Node {
+    return guardGpuMount(mount, { onRefused: (caller, path, e) => this.#host.audit(`refused ${caller.role} ${caller.subject} write ${path}: ${e.message}`) });
   }
 
   #makeMount(): RemoteMount {
