@@ -11,6 +11,7 @@ import { gpuBridge } from "./gpu-bridge.ts";
 import { keygen, serve, ticket } from "./local.ts";
 import { log } from "./log.ts";
 import { cat, ctl, ls, stat, tail, write } from "./remote.ts";
+import { boot, build, down, up, vm } from "./vm.ts";
 
 /** Where a command writes; tests pass their own. */
 export interface Io {
@@ -35,6 +36,11 @@ const commands: Record<string, { run: Command; usage: string }> = {
   ctl: { run: (a, io) => ctl(a, io.env, io.out), usage: "ctl JSON [--addr DIAL] [--key FILE] [--unsigned]" },
   log: { run: (a, io) => log(a, io.out), usage: "log verify|show DIR [--boot-key FILE] [--from N] [--limit N] [--kind KIND]" },
   fetch: { run: (a, io) => fetch(a, io), usage: "fetch [--board aarch64-virt] [--from DIR] [--offline]" },
+  build: { run: (a, io) => build(a, io), usage: "build [--board aarch64-virt] [--queen-pub FILE] [--out DIR] [--extra SRC:DEST]... [--dir DIR]" },
+  boot: { run: (a, io) => boot(a, io), usage: "boot [--board aarch64-virt] [--detach] [--restore NAME] [--port N] [--append K=V]... [--dir DIR] (and build's options)" },
+  up: { run: (a, io) => up(a, io), usage: "up [--board aarch64-virt|host] [--detach] (build + boot; --board host serves without a VM)" },
+  down: { run: (a, io) => down(a, io), usage: "down [--board aarch64-virt] [--dir DIR]" },
+  vm: { run: (a, io) => vm(a, io), usage: "vm pause|resume|snapshot NAME|restore NAME [--board aarch64-virt] [--dir DIR]" },
   "gpu-bridge": { run: (a, io) => gpuBridge(a, io), usage: "gpu-bridge --listen HOST:PORT [--backend auto|nvml|sim] [--key FILE] [--tls-key FILE --tls-cert FILE] [--executor CMD]" },
 };
 

@@ -222,7 +222,7 @@ export async function bootVm(options: BootVmOptions): Promise<RunningVm> {
   // A detached QEMU is not our child: notice its exit by PID.
   const exited = options.detached
     ? (async () => {
-        while (alive(qemu.pid)) await sleep(250);
+        while (alive(qemu.pid)) await sleep(250, undefined, { ref: false });
         return undefined;
       })()
     : qemu.exited;

@@ -48,3 +48,23 @@ export { ArtefactCache, defaultCacheDir, sha256File, type BlobState } from "./ca
 export { fileNames, howToGet, pinLabel, type Pin } from "./sources.ts";
 export { debDataMember, unpackDeb, type UnpackDebOptions } from "./unpack.ts";
 // --- end artefacts ---
+
+// --- image: guest bundles, boot scripts, image assembly ---
+export { NATIVE_PACKAGES, bundleGuest, stripElf, workerEntries, type BundleFile, type BundleGuestOptions, type GuestBundle, type StripOptions } from "./bundle.ts";
+export { SELFTEST_BEGIN, SELFTEST_END, initScript, inittab, runScript, type InitOptions } from "./init.ts";
+export {
+  APPLETS,
+  GUEST,
+  applianceEntries,
+  buildImage,
+  findModules,
+  runtimeEntries,
+  type BuildImageOptions,
+  type BuiltImage,
+  type ExtraFile,
+  type ImageArtefacts,
+  type ImageBoard,
+  type ImageManifest,
+  type ManifestFile,
+} from "./image.ts";
+// --- end image ---

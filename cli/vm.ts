@@ -1,0 +1,264 @@
+/**
+ * The image and VM commands: `build`, `boot`, `up`, `down`, `vm`.
+ *
+ * Files live under `--dir` (default `.cohesix` in the current folder):
+ * `image/<board>/` (initramfs, kernel, manifest), `cache/` (stripped Node,
+ * runtime archive part), `run/<board>/` (pid file, QMP socket, console log)
+ * and `vm/<board>/state.qcow2` (the state disk and its snapshots). The
+ * pinned artefacts come from the per-user cache that `cohesix fetch` fills.
+ * @module
+ */
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { loadBoard, type Board } from "../boards/index.ts";
+import { bootVm, checkName, stopVm, vmControl, vmPaths, type VmOp } from "../qemu/index.ts";
+import { writeKeyPair } from "../root-task/index.ts";
+import { buildImage, fetchArtefacts, type BuiltImage, type ExtraFile } from "../rootfs/index.ts";
+import { packageRoot } from "../workers/index.ts";
+import { parse, str, UsageError, type OptionSpecs, type Parsed } from "./args.ts";
+import { configDir, defaultQueenPub } from "./paths.ts";
+import { serve } from "./local.ts";
+
+type Out = (text: string | Uint8Array) => void;
+interface Io {
+  readonly out: Out;
+  readonly err: (text: string) => void;
+  readonly env: NodeJS.ProcessEnv;
+  readonly signal?: AbortSignal;
+}
+
+const BUILD_OPTIONS: OptionSpecs = {
+  board: { type: "string" },
+  "queen-pub": { type: "string" },
+  out: { type: "string" },
+  dir: { type: "string" },
+  extra: { type: "string", multiple: true },
+  policy: { type: "string" },
+  from: { type: "string" },
+  offline: { type: "boolean" },
+};
+
+const BOOT_OPTIONS: OptionSpecs = {
+  ...BUILD_OPTIONS,
+  detach: { type: "boolean" },
+  restore: { type: "string" },
+  port: { type: "string" },
+  append: { type: "string", multiple: true },
+  timeout: { type: "string" },
+  // `up --board host` only
+  listen: { type: "string" },
+  state: { type: "string" },
+};
+
+function baseDir(p: Parsed): string {
+  return resolve(str(p, "dir", ".cohesix")!);
+}
+
+/** The default queen public key, made with its private half on first use. */
+async function queenPub(p: Parsed, io: Io): Promise<string> {
+  const given = str(p, "queen-pub");
+  if (given !== undefined) return resolve(given);
+  const pub = defaultQueenPub(io.env);
+  if (!existsSync(pub)) {
+    const written = await writeKeyPair(configDir(io.env), { name: "queen" });
+    io.err(`made queen key ${written.privatePath} (key id ${written.id})\n`);
+  }
+  return pub;
+}
+
+function extras(p: Parsed): ExtraFile[] {
+  const list = (p.values.extra as string[] | undefined) ?? [];
+  return list.map((spec) => {
+    const i = spec.lastIndexOf(":");
+    if (i <= 0 || !spec.slice(i + 1).startsWith("/")) throw new UsageError(`--extra takes SRC:/GUEST/PATH, got ${JSON.stringify(spec)}`);
+    return { src: resolve(spec.slice(0, i)), dest: spec.slice(i + 1) };
+  });
+}
+
+function policyOf(p: Parsed): "open" | "signed-ctl" | undefined {
+  const policy = str(p, "policy");
+  if (policy !== undefined && policy !== "open" && policy !== "signed-ctl") throw new UsageError("--policy must be open or signed-ctl");
+  return policy;
+}
+
+function boardOf(p: Parsed): Board {
+  const name = str(p, "board", "aarch64-virt")!;
+  return loadBoard(name);
+}
+
+async function buildFor(board: Board, p: Parsed, io: Io): Promise<BuiltImage> {
+  const started = Date.now();
+  const from = str(p, "from");
+  const artefacts = await fetchArtefacts(board, {
+    env: io.env,
+    offline: p.values.offline === true,
+    onProgress: (line) => io.err(`${line}\n`),
+    ...(from === undefined ? {} : { from: resolve(from) }),
+  });
+  const dir = baseDir(p);
+  const policy = policyOf(p);
+  const built = await buildImage({
+    board,
+    artefacts,
+    queenPub: await queenPub(p, io),
+    outDir: resolve(str(p, "out", join(dir, "image", board.name))!),
+    cacheDir: join(dir, "cache"),
+    root: packageRoot(),
+    extra: extras(p),
+    ...(policy ? { policy } : {}),
+    say: (line) => io.err(`build: ${line}\n`),
+  });
+  io.err(`build: done in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+  return built;
+}
+
+/**
+ * `build [--board B] [--queen-pub FILE] [--out DIR] [--extra SRC:DEST]…`:
+ * builds the image; prints the initramfs path and its digest.
+ *
+ * @example
+ * ```ts
+ * await build(["--board", "aarch64-virt"], io); // ".cohesix/image/aarch64-virt/initramfs.cpio.gz sha256:…"
+ * ```
+ */
+export async function build(argv: readonly string[], io: Io): Promise<void> {
+  const p = parse(argv, BUILD_OPTIONS, { max: 0 });
+  const built = await buildFor(boardOf(p), p, io);
+  io.out(`${built.initrd} ${built.manifest.digest}\n`);
+}
+
+/**
+ * `boot [--board B] [--detach] [--restore NAME] [--port N]` (and build's
+ * options): builds if needed, boots the VM, waits for the guest to serve,
+ * prints the dial string and a queen command; stays attached until
+ * SIGINT/SIGTERM (then stops the VM) or, with `--detach`, returns and
+ * leaves the VM running (`cohesix down` stops it).
+ *
+ * @example
+ * ```ts
+ * await boot(["--detach"], io); // prints "tcp!127.0.0.1!5640" then the queen command
+ * ```
+ */
+export async function boot(argv: readonly string[], io: Io): Promise<void> {
+  const p = parse(argv, BOOT_OPTIONS, { max: 0 });
+  await bootWith(p, io);
+}
+
+/**
+ * `up [--board B] [--detach] …`: build, boot and wait; `--board host` serves
+ * on this machine without a VM (like `serve --board host`).
+ *
+ * @example
+ * ```ts
+ * await up(["--board", "host"], io); // READY tcp!127.0.0.1!5640
+ * ```
+ */
+export async function up(argv: readonly string[], io: Io): Promise<void> {
+  const p = parse(argv, BOOT_OPTIONS, { max: 0 });
+  if (str(p, "board") === "host") {
+    const dir = baseDir(p);
+    const args = ["--board", "host", "--listen", str(p, "listen", "127.0.0.1:5640")!, "--state", str(p, "state", join(dir, "state"))!];
+    const pub = str(p, "queen-pub");
+    if (pub !== undefined) args.push("--queen-pub", pub);
+    const policy = policyOf(p);
+    if (policy) args.push("--policy", policy);
+    await serve(args, io);
+    return;
+  }
+  await bootWith(p, io);
+}
+
+async function bootWith(p: Parsed, io: Io): Promise<void> {
+  const board = boardOf(p);
+  const restore = str(p, "restore");
+  if (restore !== undefined) checkName(restore);
+  const portText = str(p, "port");
+  const port = portText === undefined ? undefined : Number(portText);
+  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new UsageError("--port must be 0 to 65535");
+  const timeoutS = Number(str(p, "timeout", "180"));
+  if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new UsageError("--timeout must be a positive number of seconds");
+  const built = await buildFor(board, p, io);
+  const append = ((p.values.append as string[] | undefined) ?? []).join(" ");
+  const paths = vmPaths(baseDir(p), board.name);
+  io.err(`boot: starting ${board.name}${restore ? ` from snapshot ${restore}` : ""} (console: ${paths.consoleLog})\n`);
+  const vm = await bootVm({
+    board,
+    kernel: built.kernel,
+    initrd: built.initrd,
+    cmdline: append ? `${built.manifest.cmdline} ${append}` : built.manifest.cmdline,
+    baseDir: baseDir(p),
+    ...(port !== undefined ? { port } : {}),
+    ...(restore ? { restore } : {}),
+    detached: p.values.detach === true,
+    timeoutMs: timeoutS * 1000,
+  });
+  io.err(`boot: ${board.name} serving after ${(vm.readyMs / 1000).toFixed(2)} s (pid ${vm.info.pid})\n`);
+  const pub = str(p, "queen-pub");
+  const key = pub !== undefined && pub.endsWith(".pub") && existsSync(`${pub.slice(0, -4)}.key`) ? ` --key ${resolve(`${pub.slice(0, -4)}.key`)}` : "";
+  io.out(`${vm.info.dialString}\nqueen: COHESIX_ADDR='${vm.info.dialString}' npx cohesix ls /${key}\n`);
+  if (p.values.detach === true) {
+    vm.console.close();
+    io.err(`boot: detached; stop it with \`cohesix down${board.name === "aarch64-virt" ? "" : ` --board ${board.name}`}\`\n`);
+    return;
+  }
+  // Attached: stay until a signal (then stop the VM) or until QEMU exits.
+  const stop = new AbortController();
+  const onSignal = (): void => stop.abort();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  io.signal?.addEventListener("abort", onSignal, { once: true });
+  try {
+    const ended = await Promise.race([
+      vm.exited.then(() => "exited" as const),
+      new Promise<"signal">((res) => stop.signal.addEventListener("abort", () => res("signal"), { once: true })),
+    ]);
+    if (ended === "signal") io.err(`boot: stopping ${board.name}: ${await stopVm(paths)}\n`);
+    else {
+      await stopVm(paths, { graceMs: 0 });
+      io.err(`boot: ${board.name} powered off\n`);
+    }
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    vm.console.close();
+  }
+}
+
+/**
+ * `down [--board B]`: stops the board's VM (power key, then QMP quit, then
+ * SIGTERM/SIGKILL by PID) and prints how.
+ *
+ * @example
+ * ```ts
+ * await down([], io); // "aarch64-virt: stopped (power key)"
+ * ```
+ */
+export async function down(argv: readonly string[], io: Io): Promise<void> {
+  const p = parse(argv, { board: { type: "string" }, dir: { type: "string" } }, { max: 0 });
+  const name = str(p, "board", "aarch64-virt")!;
+  const how = await stopVm(vmPaths(baseDir(p), name));
+  io.out(how === "not running" ? `${name}: not running\n` : `${name}: stopped (${how})\n`);
+}
+
+/**
+ * `vm pause|resume|snapshot NAME|restore NAME [--board B]`: QMP controls.
+ * `snapshot` saves the VM into its state disk and leaves it paused (the
+ * kill switch); `restore` loads a snapshot into the running VM.
+ *
+ * @example
+ * ```ts
+ * await vm(["snapshot", "incident-42"], io); // "aarch64-virt: paused"
+ * ```
+ */
+export async function vm(argv: readonly string[], io: Io): Promise<void> {
+  const p = parse(argv, { board: { type: "string" }, dir: { type: "string" } }, { min: 1, max: 2 });
+  const [verb, name] = p.positionals;
+  let op: VmOp;
+  if ((verb === "pause" || verb === "resume") && name === undefined) op = { op: verb };
+  else if ((verb === "snapshot" || verb === "restore") && name !== undefined) op = { op: verb, name: checkName(name) };
+  else throw new UsageError("expected pause, resume, snapshot NAME or restore NAME");
+  const board = str(p, "board", "aarch64-virt")!;
+  const started = Date.now();
+  const status = await vmControl(vmPaths(baseDir(p), board), op);
+  io.out(`${board}: ${status} (${verb} took ${((Date.now() - started) / 1000).toFixed(2)} s)\n`);
+}

@@ -1,0 +1,354 @@
+/**
+ * Image assembly: the appliance's initramfs as archive entries (plain data),
+ * written once with `writeCpio`. The image is two concatenated gzip'd
+ * archives, which the kernel unpacks in turn:
+ *
+ * - the *runtime* part — Node (stripped), its libraries at their real paths,
+ *   busybox and its applets, the board's kernel modules, `/dev/console` and
+ *   `/dev/null` — changes only with the pinned artefacts, so it is cached by
+ *   the digest of its inputs and a warm build does not recompress 100 MB;
+ * - the *appliance* part — `/init`, busybox init's table, the root task and
+ *   worker bundles under `/opt/cohesix`, the config and the queen's key.
+ *
+ * The output folder holds `initramfs.cpio.gz`, the kernel `Image`, and
+ * `manifest.json` with the digest of every file in the image and of the
+ * image itself. Building twice from the same inputs gives the same bytes.
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { copyFile, mkdir, readdir, readFile, realpath, rename, stat, writeFile } from "node:fs/promises";
+import { join, relative, sep } from "node:path";
+import { InvalidError, NotFoundError } from "../nine-door/index.ts";
+import { bundleGuest, stripElf, type BundleFile } from "./bundle.ts";
+import { checkSize, compress, type Compression } from "./compress.ts";
+import type { CpioEntry } from "./cpio-entry.ts";
+import { writeCpio } from "./cpio.ts";
+import { initScript, inittab, runScript } from "./init.ts";
+
+/** The parts of a board description that image assembly reads (boards/<name>/board.json). */
+export interface ImageBoard {
+  readonly name: string;
+  readonly kernel: { readonly cmdline: string; readonly modules: readonly string[] };
+  readonly network: { readonly guest: string; readonly gateway: string; readonly nineDoorPort: number };
+  readonly sizeLimitBytes: number;
+  readonly sysroot: { readonly triplet: string; readonly loader: string; readonly libraries: readonly string[] };
+  readonly artefacts?: { readonly node?: { readonly version?: string } };
+}
+
+/** The fetched pieces (see `fetchArtefacts`): paths on the build host. */
+export interface ImageArtefacts {
+  /** The arm64 `node` binary. */
+  readonly node: string;
+  /** A folder with the arm64 libraries unpacked (`lib/<triplet>`, `usr/lib/<triplet>`). */
+  readonly sysroot: string;
+  /** The static arm64 busybox binary. */
+  readonly busybox: string;
+  /** The kernel Image. */
+  readonly kernel: string;
+  /** The kernel's module folder, `…/lib/modules/<version>`. */
+  readonly modules: string;
+  /** e.g. `6.1.0-56-arm64`. */
+  readonly kernelVersion: string;
+}
+
+/** A host file added to the image. */
+export interface ExtraFile {
+  readonly src: string;
+  /** Absolute guest path. */
+  readonly dest: string;
+  /** Permission bits; default the source's, without group/other write. */
+  readonly mode?: number;
+}
+
+/** Options of {@link buildImage}. */
+export interface BuildImageOptions {
+  readonly board: ImageBoard;
+  readonly artefacts: ImageArtefacts;
+  /** The queen's public key file, baked in as `/etc/cohesix/queen.pub`. */
+  readonly queenPub: string;
+  /** Output folder: `initramfs.cpio.gz`, `Image`, `manifest.json`. */
+  readonly outDir: string;
+  /** The cohesix package root (sources for the bundles). */
+  readonly root: string;
+  /** Cache for the stripped Node and the runtime part; default `<outDir>/../cache`. */
+  readonly cacheDir?: string;
+  /** Extra files (e.g. a test image's self-test script). */
+  readonly extra?: readonly ExtraFile[];
+  /** Access policy of /queen/ctl in the guest; default `open`. */
+  readonly policy?: "open" | "signed-ctl";
+  /** Default `gzip`. */
+  readonly compression?: Compression;
+  /** Progress lines. */
+  readonly say?: (line: string) => void;
+}
+
+/** One file recorded in the manifest. */
+export interface ManifestFile {
+  readonly path: string;
+  readonly sha256: string;
+  readonly bytes: number;
+}
+
+/** `manifest.json` of a built image. */
+export interface ImageManifest {
+  readonly board: string;
+  readonly kernelVersion: string;
+  /** `sha256:<hex>` of `initramfs.cpio.gz`, passed to the guest as `cohesix.image=` and shown in /proc/boot. */
+  readonly digest: string;
+  readonly image: { readonly file: string; readonly bytes: number; readonly uncompressedBytes: number; readonly runtimeBytes: number };
+  readonly kernel: { readonly file: string; readonly sha256: string };
+  readonly cmdline: string;
+  readonly files: readonly ManifestFile[];
+}
+
+/** A built image: paths and its manifest. */
+export interface BuiltImage {
+  readonly initrd: string;
+  readonly kernel: string;
+  readonly manifestPath: string;
+  readonly manifest: ImageManifest;
+}
+
+/** Where the guest keeps things. */
+export const GUEST = {
+  packageDir: "/opt/cohesix",
+  stateDir: "/var/lib/cohesix",
+  config: "/etc/cohesix/config.json",
+  queenPub: "/etc/cohesix/queen.pub",
+} as const;
+
+/** busybox applets linked into /bin (all present in Debian's busybox-static). */
+export const APPLETS: readonly string[] = [
+  "[", "ash", "cat", "chmod", "cp", "cut", "date", "dd", "df", "dmesg", "echo", "env", "false", "find", "free",
+  "grep", "halt", "head", "hexdump", "hostname", "id", "init", "insmod", "ip", "kill", "ln", "ls", "lsmod", "mkdir",
+  "mknod", "mount", "mv", "poweroff", "printf", "ps", "reboot", "rm", "rmdir", "sed", "sh", "sleep", "sort", "stat",
+  "sync", "tail", "test", "touch", "tr", "true", "umount", "uname", "wc", "xargs",
+];
+
+const sha256 = (data: Uint8Array): string => createHash("sha256").update(data).digest("hex");
+const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text);
+
+/**
+ * Finds each module file by name under a kernel's module folder (`-` and
+ * `_` are the same in module names), in the order given; refuses a missing
+ * one by name. Paths are relative to the module folder.
+ *
+ * @example
+ * ```ts
+ * await findModules("/cache/lib/modules/6.1.0-56-arm64", ["virtio_net"], "6.1.0-56-arm64"); // ["kernel/drivers/net/virtio_net.ko"]
+ * ```
+ */
+export async function findModules(modulesDir: string, names: readonly string[], kernelVersion: string): Promise<string[]> {
+  const index = new Map<string, string>();
+  const walk = async (dir: string): Promise<void> => {
+    for (const d of await readdir(dir, { withFileTypes: true })) {
+      const p = join(dir, d.name);
+      if (d.isDirectory()) await walk(p);
+      else if (d.name.endsWith(".ko")) index.set(d.name.slice(0, -3).replace(/-/g, "_"), relative(modulesDir, p).split(sep).join("/"));
+    }
+  };
+  if (!existsSync(join(modulesDir, "kernel"))) throw new NotFoundError(`image: no kernel modules in ${modulesDir}: run \`cohesix fetch\``);
+  await walk(join(modulesDir, "kernel"));
+  return names.map((name) => {
+    const rel = index.get(name.replace(/-/g, "_"));
+    if (!rel) throw new NotFoundError(`image: module ${name} is not in kernel ${kernelVersion} (${modulesDir}): fix the board's module list`);
+    return rel;
+  });
+}
+
+/** Finds a library of the sysroot by name and reads it through its symlinks. */
+async function sysrootLibrary(sysroot: string, triplet: string, name: string): Promise<Uint8Array> {
+  for (const dir of [join(sysroot, "lib", triplet), join(sysroot, "usr", "lib", triplet), join(sysroot, "lib")]) {
+    const p = join(dir, name);
+    if (existsSync(p)) return readFile(await realpath(p));
+  }
+  throw new NotFoundError(`image: library ${name} is not in the sysroot ${sysroot}: run \`cohesix fetch\``);
+}
+
+/**
+ * The runtime part's entries: everything the pinned artefacts provide.
+ *
+ * @example
+ * ```ts
+ * const modules = await findModules(artefacts.modules, board.kernel.modules, artefacts.kernelVersion);
+ * const entries = await runtimeEntries({ board, artefacts, node: strippedNodePath, modules });
+ * ```
+ */
+export async function runtimeEntries(options: { board: ImageBoard; artefacts: ImageArtefacts; node: string; modules: readonly string[] }): Promise<CpioEntry<Uint8Array>[]> {
+  const { board, artefacts } = options;
+  const { triplet, loader, libraries } = board.sysroot;
+  const entries: CpioEntry<Uint8Array>[] = [
+    { type: "dir", path: "/dev" },
+    { type: "char", path: "/dev/console", major: 5, minor: 1, mode: 0o600 },
+    { type: "char", path: "/dev/null", major: 1, minor: 3, mode: 0o666 },
+    { type: "file", path: "/usr/bin/node", data: await readFile(options.node), mode: 0o755 },
+    { type: "file", path: `/lib/${triplet}/${loader}`, data: await sysrootLibrary(artefacts.sysroot, triplet, loader), mode: 0o755 },
+    { type: "symlink", path: `/lib/${loader}`, target: `${triplet}/${loader}` },
+    { type: "file", path: "/bin/busybox", data: await readFile(artefacts.busybox), mode: 0o755 },
+  ];
+  for (const lib of libraries) {
+    entries.push({ type: "file", path: `/lib/${triplet}/${lib}`, data: await sysrootLibrary(artefacts.sysroot, triplet, lib), mode: 0o644 });
+  }
+  for (const applet of APPLETS) entries.push({ type: "symlink", path: `/bin/${applet}`, target: "busybox" });
+  entries.push({ type: "symlink", path: "/sbin", target: "bin" });
+  for (const rel of options.modules) {
+    entries.push({ type: "file", path: `/lib/modules/${artefacts.kernelVersion}/${rel}`, data: await readFile(join(artefacts.modules, rel)), mode: 0o644 });
+  }
+  return entries;
+}
+
+/** The guest config baked in as `/etc/cohesix/config.json`. */
+function guestConfig(board: ImageBoard, policy: "open" | "signed-ctl"): string {
+  const port = board.network.nineDoorPort;
+  const ip = board.network.guest.split("/")[0]!;
+  const config = {
+    board: board.name,
+    listen: `0.0.0.0:${port}`,
+    stateDir: GUEST.stateDir,
+    queenPub: GUEST.queenPub,
+    policy,
+    readyAddr: `tcp!${ip}!${port}`,
+  };
+  return `${JSON.stringify(config, null, 2)}\n`;
+}
+
+/**
+ * The appliance part's entries: boot scripts, bundles, config, keys, extras.
+ *
+ * @example
+ * ```ts
+ * const entries = await applianceEntries({ board, kernelVersion: "6.1.0-56-arm64", moduleFiles, bundle: bundle.files, queenPub: "…" });
+ * ```
+ */
+export async function applianceEntries(options: {
+  board: ImageBoard;
+  modulePaths: readonly string[];
+  bundle: readonly BundleFile[];
+  queenPub: Uint8Array;
+  extra?: readonly ExtraFile[];
+  policy?: "open" | "signed-ctl";
+}): Promise<CpioEntry<Uint8Array>[]> {
+  const { board } = options;
+  const init = { modules: options.modulePaths, address: board.network.guest, gateway: board.network.gateway, stateDir: GUEST.stateDir };
+  const entries: CpioEntry<Uint8Array>[] = [
+    { type: "file", path: "/init", data: utf8(initScript(init)), mode: 0o755 },
+    { type: "file", path: "/etc/inittab", data: utf8(inittab()), mode: 0o644 },
+    { type: "file", path: "/etc/cohesix/run", data: utf8(runScript(init)), mode: 0o755 },
+    { type: "file", path: GUEST.config, data: utf8(guestConfig(board, options.policy ?? "open")), mode: 0o644 },
+    { type: "file", path: GUEST.queenPub, data: options.queenPub, mode: 0o644 },
+    { type: "file", path: "/etc/passwd", data: utf8("root:x:0:0:root:/root:/bin/sh\n"), mode: 0o644 },
+    { type: "file", path: "/etc/group", data: utf8("root:x:0:\n"), mode: 0o644 },
+    { type: "file", path: "/etc/hosts", data: utf8("127.0.0.1 localhost\n"), mode: 0o644 },
+    { type: "dir", path: "/proc" },
+    { type: "dir", path: "/sys" },
+    { type: "dir", path: "/tmp", mode: 0o1777 },
+    { type: "dir", path: "/run" },
+    { type: "dir", path: "/mnt" },
+    { type: "dir", path: "/root", mode: 0o700 },
+    { type: "dir", path: GUEST.stateDir, mode: 0o700 },
+  ];
+  for (const f of options.bundle) entries.push({ type: "file", path: `${GUEST.packageDir}/${f.path}`, data: f.data, mode: f.mode ?? 0o644 });
+  for (const x of options.extra ?? []) {
+    const data = await readFile(x.src).catch((err: Error) => {
+      throw new NotFoundError(`image: extra file ${x.src}: ${err.message}`);
+    });
+    const mode = x.mode ?? (await stat(x.src)).mode & 0o755;
+    if (!x.dest.startsWith("/")) throw new InvalidError(`image: extra file destination must be absolute: ${x.dest}`);
+    entries.push({ type: "file", path: x.dest, data, mode });
+  }
+  return entries;
+}
+
+function manifestFiles(entries: readonly CpioEntry<Uint8Array>[]): ManifestFile[] {
+  return entries.flatMap((e) => (e.type === "file" ? [{ path: `/${e.path.replace(/^\/+/, "")}`, sha256: sha256(e.data), bytes: e.data.byteLength }] : []));
+}
+
+async function writeAtomic(path: string, data: Uint8Array | string): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, data);
+  await rename(tmp, path);
+}
+
+/**
+ * Builds the image: bundles, the runtime part (from the cache when its
+ * inputs have not changed), the appliance part, the size guard, then writes
+ * `initramfs.cpio.gz`, `Image` and `manifest.json` into `outDir`.
+ *
+ * @example
+ * ```ts
+ * const built = await buildImage({ board, artefacts, queenPub: "~/.config/cohesix/queen.pub", outDir: ".cohesix/image/aarch64-virt", root });
+ * built.manifest.digest; // "sha256:…"
+ * ```
+ */
+export async function buildImage(options: BuildImageOptions): Promise<BuiltImage> {
+  const { board, artefacts, outDir } = options;
+  const say = options.say ?? (() => {});
+  const compression = options.compression ?? "gzip";
+  const cacheDir = options.cacheDir ?? join(outDir, "..", "cache");
+  await mkdir(outDir, { recursive: true });
+  await mkdir(cacheDir, { recursive: true });
+
+  const nodeMajor = Number((board.artefacts?.node?.version ?? "22").split(".")[0]) || 22;
+  say(`bundling the root task and workers for node${nodeMajor}`);
+  const bundle = await bundleGuest({ root: options.root, nodeMajor });
+
+  const node = await stripElf(artefacts.node, { cacheDir: join(cacheDir, "stripped") });
+  say(node.stripped ? "node: stripped" : "node: not stripped (install binutils-aarch64-linux-gnu to strip it)");
+  const modules = await findModules(artefacts.modules, board.kernel.modules, artefacts.kernelVersion);
+  const runtime = await runtimeEntries({ board, artefacts, node: node.path, modules });
+  const runtimeFiles = manifestFiles(runtime);
+  const runtimeKey = sha256(utf8(JSON.stringify({ v: 1, compression, entries: runtime.map((e) => (e.type === "file" ? { ...e, data: sha256(e.data) } : e)) })));
+  const runtimeCache = join(cacheDir, `runtime-${runtimeKey}.cpio${compression === "gzip" ? ".gz" : ""}`);
+  let runtimePart: Uint8Array;
+  let runtimeBytes: number;
+  if (existsSync(runtimeCache) && existsSync(`${runtimeCache}.size`)) {
+    runtimePart = await readFile(runtimeCache);
+    runtimeBytes = Number(await readFile(`${runtimeCache}.size`, "utf8"));
+    say("runtime part: cached");
+  } else {
+    say("runtime part: writing and compressing (once per set of artefacts)");
+    const raw = writeCpio(runtime);
+    runtimeBytes = raw.byteLength;
+    runtimePart = compress(raw, compression);
+    await writeAtomic(runtimeCache, runtimePart);
+    await writeAtomic(`${runtimeCache}.size`, String(runtimeBytes));
+  }
+
+  const app = await applianceEntries({
+    board,
+    // insmod in the board's order
+    modulePaths: modules.map((rel) => `/lib/modules/${artefacts.kernelVersion}/${rel}`),
+    bundle: bundle.files,
+    queenPub: await readFile(options.queenPub).catch((err: Error) => {
+      throw new NotFoundError(`image: queen public key ${options.queenPub}: ${err.message} (make one with \`cohesix keygen\`)`);
+    }),
+    ...(options.extra ? { extra: options.extra } : {}),
+    ...(options.policy ? { policy: options.policy } : {}),
+  });
+  const appRaw = writeCpio(app);
+  const image = Buffer.concat([runtimePart, compress(appRaw, compression)]);
+  checkSize(image, { limit: board.sizeLimitBytes, what: `${board.name} initramfs` });
+
+  const digest = `sha256:${sha256(image)}`;
+  const initrd = join(outDir, compression === "gzip" ? "initramfs.cpio.gz" : "initramfs.cpio");
+  await writeAtomic(initrd, image);
+  const kernelData = await readFile(artefacts.kernel);
+  const kernel = join(outDir, "Image");
+  const kernelSha = sha256(kernelData);
+  if (!existsSync(kernel) || sha256(await readFile(kernel)) !== kernelSha) await copyFile(artefacts.kernel, kernel);
+  const files = [...runtimeFiles, ...manifestFiles(app)].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const manifest: ImageManifest = {
+    board: board.name,
+    kernelVersion: artefacts.kernelVersion,
+    digest,
+    image: { file: initrd.split(sep).pop()!, bytes: image.byteLength, uncompressedBytes: runtimeBytes + appRaw.byteLength, runtimeBytes },
+    kernel: { file: "Image", sha256: kernelSha },
+    cmdline: `${board.kernel.cmdline} cohesix.image=${digest}`,
+    files,
+  };
+  const manifestPath = join(outDir, "manifest.json");
+  await writeAtomic(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
+  say(`image ${initrd}: ${(image.byteLength / 1048576).toFixed(1)} MiB, ${digest}`);
+  return { initrd, kernel, manifestPath, manifest };
+}
