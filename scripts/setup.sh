@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 # qemu-system-arm (qemu-system-aarch64), qemu-utils (qemu-img for the state
 # disk and snapshots), binutils-aarch64-linux-gnu (strips the arm64 node):
 # booting the aarch64-virt board. xz-utils: `cohesix fetch` unpacks .debs.
-packages=(diod openssl cpio qemu-system-arm qemu-utils binutils-aarch64-linux-gnu xz-utils)
+# e2fsprogs: mkfs.ext4 formats the VM's state disk.
+packages=(diod openssl cpio qemu-system-arm qemu-utils binutils-aarch64-linux-gnu xz-utils e2fsprogs)
 
 # `cohesix fetch` downloads the guest's arm64 .debs with apt-get download,
 # which needs arm64 in dpkg's architectures and its package lists.
@@ -40,4 +41,15 @@ fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci
+fi
+
+# The guest's pinned artefacts (arm64 Node, libraries, busybox, kernel) for
+# `npm start` (cohesix up): fetched into ~/.cache/cohesix when root, where
+# apt-get download works; otherwise the commands are printed.
+if [ "$(id -u)" = 0 ]; then
+  npm run build --silent
+  node bin/cohesix.js fetch --board aarch64-virt >/dev/null
+else
+  echo "setup: to boot the aarch64-virt board, fetch its artefacts:" >&2
+  echo "  npm run build && node bin/cohesix.js fetch --board aarch64-virt" >&2
 fi
