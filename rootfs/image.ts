@@ -79,6 +79,8 @@ export interface BuildImageOptions {
   readonly policy?: "open" | "signed-ctl";
   /** Default `gzip`. */
   readonly compression?: Compression;
+  /** The arm64 strip program, or false to keep Node as fetched; default `aarch64-linux-gnu-strip` when installed. */
+  readonly strip?: string | false;
   /** Progress lines. */
   readonly say?: (line: string) => void;
 }
@@ -293,7 +295,10 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
   say(`bundling the root task and workers for node${nodeMajor}`);
   const bundle = await bundleGuest({ root: options.root, nodeMajor });
 
-  const node = await stripElf(artefacts.node, { cacheDir: join(cacheDir, "stripped") });
+  const node =
+    options.strip === false
+      ? { path: artefacts.node, stripped: false }
+      : await stripElf(artefacts.node, { cacheDir: join(cacheDir, "stripped"), ...(options.strip ? { strip: options.strip } : {}) });
   say(node.stripped ? "node: stripped" : "node: not stripped (install binutils-aarch64-linux-gnu to strip it)");
   const modules = await findModules(artefacts.modules, board.kernel.modules, artefacts.kernelVersion);
   const runtime = await runtimeEntries({ board, artefacts, node: node.path, modules });
