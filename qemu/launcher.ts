@@ -148,6 +148,7 @@ export async function launchQemu(options: LaunchOptions): Promise<LaunchedQemu> 
     child.once("spawn", () => resolve(child.pid!));
     child.once("error", (e) => reject(e));
   });
+  started.catch(() => {}); // awaited below, after the descriptor is closed
   // The child holds its own copy of the descriptor.
   await err.close();
   const spawned = await started.catch((e: unknown) => {

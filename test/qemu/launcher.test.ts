@@ -1,0 +1,55 @@
+/**
+ * The QEMU command line and launcher without booting anything.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { loadBoard } from "../../boards/index.ts";
+import { checkName, launchQemu, qemuArgs } from "../../qemu/index.ts";
+
+const board = loadBoard("aarch64-virt");
+const dir = mkdtempSync(join(tmpdir(), "cohesix-qemu-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const base = {
+  board,
+  kernel: "Image",
+  initrd: "initramfs.cpio.gz",
+  cmdline: "console=ttyAMA0",
+  hostPort: 15640,
+  stateDisk: "state.qcow2",
+  qmpSocket: join(dir, "qmp.sock"),
+  consoleLog: join(dir, "console.log"),
+};
+
+describe("qemuArgs", () => {
+  it("forwards only 127.0.0.1 to the guest's NineDoor port, needs no option ROM and never reboots", () => {
+    const args = qemuArgs(base);
+    expect(args).toContain(`user,id=n0,hostfwd=tcp:127.0.0.1:15640-:${board.network.nineDoorPort}`);
+    expect(args).toContain("virtio-net-pci,netdev=n0,romfile=");
+    expect(args).toContain("-no-reboot");
+    expect(args.slice(args.indexOf("-cpu"), args.indexOf("-cpu") + 2)).toEqual(["-cpu", board.qemu.cpu]);
+    expect(args).toContain("if=none,id=state,file=state.qcow2,format=qcow2");
+    expect(args).not.toContain("-loadvm");
+  });
+
+  it("boots from a snapshot with -loadvm", () => {
+    const args = qemuArgs({ ...base, restore: "snap-1" });
+    expect(args.slice(-2)).toEqual(["-loadvm", "snap-1"]);
+  });
+});
+
+describe("launchQemu", () => {
+  it("names the package to install when the QEMU binary is missing", async () => {
+    const missing = { ...board, qemu: { ...board.qemu, binary: "qemu-system-aarch64-not-here" } };
+    await expect(launchQemu({ ...base, board: missing, stderrFile: join(dir, "qemu.err") })).rejects.toThrow(/qemu-system-aarch64-not-here is not installed: install the/);
+  });
+});
+
+describe("checkName", () => {
+  it("refuses snapshot names that would reach the monitor as more than a name", () => {
+    expect(checkName("before-update.1")).toBe("before-update.1");
+    expect(() => checkName("a b")).toThrow(/invalid: snapshot name/);
+    expect(() => checkName("x;quit")).toThrow(/invalid/);
+  });
+});
