@@ -59,7 +59,7 @@ describe("diod's stock 9P2000.L tools against the host appliance", () => {
     const r = await diod(DIODLS, ticket, ["-l", "/proc"]);
     expect(r.exitCode).toBe(0);
     const lines = r.stdout.split("\n");
-    expect(lines.map((l) => l.split(/\s+/).pop()).sort()).toEqual(["boot", "lifecycle", "mem", "sessions", "workers"]);
+    expect(lines.map((l) => l.split(/\s+/).pop()).sort()).toEqual(["boot", "lifecycle", "mem", "sessions", "state", "workers"]);
     expect(lines.find((l) => l.endsWith(" boot"))).toMatch(/^-r--r--r--/);
     expect(lines.find((l) => l.endsWith(" lifecycle"))).toMatch(/^dr-xr-xr-x/);
   });
