@@ -34,6 +34,7 @@
  * @module
  */
 export { attachWorker, Telemetry, Worker, type AttachWorkerOptions, type StopOptions } from "./api.ts";
+export { isClosedError, numberFromEnv, runWorker, type WorkerProgramSpec } from "./run.ts";
 export {
   GpuSession,
   type GpuInfoRecord,

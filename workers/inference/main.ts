@@ -32,97 +32,41 @@
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { fileURLToPath } from "node:url";
-import { attachWorker, WORKER_ENV, type GpuSession, type Worker } from "../index.ts";
-import { preprocess, type Tensor } from "./preprocess.ts";
-
-const STOP_GRACE_MS = 1000;
-
-function numberFromEnv(name: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
-  const text = process.env[name];
-  if (text === undefined || text === "") return fallback;
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n <= 0 || n > max) throw new Error(`${name} must be a whole number from 1 to ${max}, got ${JSON.stringify(text)}`);
-  return n;
-}
-
-function fail(err: unknown, who: string): never {
-  process.stderr.write(`inference ${who}: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-}
-
-function isClosed(err: unknown): boolean {
-  return err instanceof Error && "errorClass" in err && err.errorClass === "closed";
-}
+import { isClosedError, numberFromEnv, runWorker, type GpuSession, type Worker } from "../index.ts";
+import { preprocess } from "./preprocess.ts";
 
 /** The bundled sample beside this module (dist/workers/inference/sample.png), or the source one. */
 function samplePath(): string {
   return fileURLToPath(new URL(import.meta.url.endsWith(".ts") ? "./sample.png" : "./inference/sample.png", import.meta.url));
 }
 
-async function main(): Promise<void> {
-  const who = process.env[WORKER_ENV.id] ?? "?";
-  let intervalMs: number;
-  let worker: Worker;
-  let gpu: GpuSession;
-  let tensor: Tensor;
-  let input: string;
-  try {
-    intervalMs = numberFromEnv(WORKER_ENV.intervalMs, 1000);
-    const size = numberFromEnv("COHESIX_INFERENCE_SIZE", 128, 1024);
-    const imagePath = process.env.COHESIX_INFERENCE_IMAGE || samplePath();
-    input = basename(imagePath);
-    // Preprocess before attaching: a broken image or sharp build fails fast.
-    tensor = await preprocess(await readFile(imagePath), { size });
-    worker = await attachWorker();
-    if (!worker.gpu) throw new Error("no GPU lease: spawn this worker with a lease ({\"spawn\":\"inference\",\"lease\":{…}})");
-    gpu = worker.gpu;
-  } catch (err) {
-    fail(err, who);
-  }
-
-  let timer: NodeJS.Timeout | undefined;
-  let finished = false;
-  const finish = async (code: number, line: string): Promise<void> => {
-    if (finished) return;
-    finished = true;
-    if (timer) clearTimeout(timer);
-    process.stderr.write(`inference ${worker.id}: ${line}\n`);
-    await worker.stop({ graceMs: STOP_GRACE_MS });
-    process.exitCode = code;
-    setTimeout(() => process.exit(code), STOP_GRACE_MS).unref();
-  };
-  worker.onClosed((reason) => void finish(0, `closed: ${reason}`));
-  process.once("SIGTERM", () => void finish(0, "stopping on SIGTERM"));
-
-  const described = { shape: tensor.shape, dtype: "float32", sha256: tensor.sha256, channel_mean: tensor.channelMean };
-  const started = Date.now();
-  let tick = 0;
-  const beat = async (): Promise<void> => {
-    if (finished) return;
-    tick++;
-    const job = `${worker.id}.${tick}`;
-    let record: Record<string, unknown>;
-    try {
-      const [, , h, w] = tensor.shape;
-      const s = await gpu.run({ job, kernel: "classify", grid: [Math.ceil((h * w) / 256), 1, 1], block: [256, 1, 1], payload: tensor.bytes, timeout_ms: 10_000 });
-      record = { tick, ts_ms: Date.now(), job, state: s.state, input, tensor: described, ...(s.result ? { result: s.result } : {}), ...(s.reason ? { reason: s.reason } : {}) };
-    } catch (err) {
-      if (isClosed(err) || finished) return;
-      record = { tick, ts_ms: Date.now(), job, state: "ERR", input, reason: err instanceof Error ? err.message : String(err) };
-    }
-    try {
-      await worker.telemetry.append(record);
-    } catch (err) {
-      if (isClosed(err)) return;
-      if (!finished) fail(err, worker.id);
-      return;
-    }
-    if (finished) return;
-    const now = Date.now();
-    const next = started + Math.ceil((now - started + 1) / intervalMs) * intervalMs;
-    timer = setTimeout(() => void beat(), next - now);
-  };
-  await beat();
+function gpuOf(worker: Worker): GpuSession {
+  if (!worker.gpu) throw new Error('no GPU lease: spawn this worker with a lease ({"spawn":"inference","lease":{…}})');
+  return worker.gpu;
 }
 
-await main();
+await runWorker({
+  name: "inference",
+  // Preprocess before attaching: a broken image or sharp build fails fast.
+  setup: async () => {
+    const size = numberFromEnv("COHESIX_INFERENCE_SIZE", 128, 1024);
+    const imagePath = process.env.COHESIX_INFERENCE_IMAGE || samplePath();
+    const tensor = await preprocess(await readFile(imagePath), { size });
+    const described = { shape: tensor.shape, dtype: "float32", sha256: tensor.sha256, channel_mean: tensor.channelMean };
+    return { tensor, described, input: basename(imagePath) };
+  },
+  start: async (worker) => {
+    gpuOf(worker);
+  },
+  tick: async (worker, tick, { tensor, described, input }) => {
+    const job = `${worker.id}.${tick}`;
+    try {
+      const [, , h, w] = tensor.shape;
+      const s = await gpuOf(worker).run({ job, kernel: "classify", grid: [Math.ceil((h * w) / 256), 1, 1], block: [256, 1, 1], payload: tensor.bytes, timeout_ms: 10_000 });
+      return { tick, ts_ms: Date.now(), job, state: s.state, input, tensor: described, ...(s.result ? { result: s.result } : {}), ...(s.reason ? { reason: s.reason } : {}) };
+    } catch (err) {
+      if (isClosedError(err)) throw err;
+      return { tick, ts_ms: Date.now(), job, state: "ERR", input, reason: err instanceof Error ? err.message : String(err) };
+    }
+  },
+});
