@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 # qemu-system-arm (qemu-system-aarch64), qemu-utils (qemu-img for the state
 # disk and snapshots), binutils-aarch64-linux-gnu (strips the arm64 node):
 # booting the aarch64-virt board. xz-utils: `cohesix fetch` unpacks .debs.
-# e2fsprogs: mkfs.ext4 formats the VM's state disk.
-packages=(diod openssl cpio qemu-system-arm qemu-utils binutils-aarch64-linux-gnu xz-utils e2fsprogs)
+# e2fsprogs: mkfs.ext4 formats the VM's state disk. socat: a pty pair for
+# the serial console tests.
+packages=(diod openssl cpio qemu-system-arm qemu-utils binutils-aarch64-linux-gnu xz-utils e2fsprogs socat)
 
 # `cohesix fetch` downloads the guest's arm64 .debs with apt-get download,
 # which needs arm64 in dpkg's architectures and its package lists.
