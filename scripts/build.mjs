@@ -6,8 +6,11 @@
 //
 //   node scripts/build.mjs            CLI, worker API and worker programs
 //   node scripts/build.mjs --workers  worker programs only
+//   node scripts/build.mjs --types    also the worker API's type declarations
+//                                     (dist/types, for `cohesix/worker`; run by prepack)
 import { build } from "esbuild";
-import { copyFileSync, existsSync, mkdirSync, readdirSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -53,4 +56,24 @@ if (existsSync("workers")) {
     mkdirSync(join("dist", "workers", d.name), { recursive: true });
     for (const f of assets) copyFileSync(join("workers", d.name, f), join("dist", "workers", d.name, f));
   }
+}
+
+// Type declarations of the worker API, which users' TypeScript checks
+// against (`import { runWorker } from "cohesix/worker"`). Sources import
+// with `.ts` extensions; the declarations must say `.js`, which TypeScript
+// maps to the `.d.ts` beside them.
+if (process.argv.includes("--types")) {
+  rmSync("dist/types", { recursive: true, force: true });
+  execFileSync(process.execPath, [join("node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.types.json"], { stdio: "inherit" });
+  const rewrite = (dir) => {
+    for (const d of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, d.name);
+      if (d.isDirectory()) rewrite(p);
+      else if (d.name.endsWith(".d.ts")) {
+        const text = readFileSync(p, "utf8");
+        writeFileSync(p, text.replace(/(from\s+|import\()(["'])(\.{1,2}\/[^"']*?)\.ts\2/g, "$1$2$3.js$2"));
+      }
+    }
+  };
+  rewrite("dist/types");
 }

@@ -66,7 +66,7 @@ export interface StopOptions {
  *
  * @example
  * ```ts
- * import { attachWorker } from "cohesix/workers";
+ * import { attachWorker } from "cohesix/worker";
  * const worker = await attachWorker();
  * worker.onClosed((reason) => { console.error(`closed: ${reason}`); process.exit(0); });
  * await worker.telemetry.append({ frame: 1 });

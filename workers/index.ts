@@ -17,7 +17,7 @@
  *
  * @example
  * ```ts
- * import { attachWorker } from "cohesix/workers";
+ * import { attachWorker } from "cohesix/worker";
  *
  * const worker = await attachWorker();
  * worker.onClosed((reason) => {
