@@ -1,10 +1,12 @@
 /**
  * The queen's control vocabulary (DESIGN §6), validated strictly: one JSON
  * object per write, exactly one command key, unknown fields refused with
- * `invalid: …` naming the field. Validation has no side effects.
+ * `invalid: …` naming the field; a spawn of a worker the image does not
+ * carry answers `not found: …` listing the ones it does. Validation has no
+ * side effects.
  * @module
  */
-import { InvalidError } from "../nine-door/errors.ts";
+import { InvalidError, NotFoundError } from "../nine-door/errors.ts";
 
 /** A budget: any subset of its three counters, each a positive integer. */
 export interface Budget {
@@ -138,7 +140,7 @@ export function parseQueenCommand(text: string, options: ParseOptions = {}): Que
       const worker = str("spawn", v.spawn, WORKER_NAME);
       const known = options.workers ?? ["heartbeat", "gpu"];
       if (!known.includes(worker)) {
-        throw new InvalidError(`unknown worker ${JSON.stringify(worker)} (known: ${known.join(", ")})`);
+        throw new NotFoundError(`no worker ${JSON.stringify(worker)} in this image (known: ${[...known].sort().join(", ") || "none"})`);
       }
       const cmd: { kind: "spawn"; worker: string; ticks?: number; budget?: Budget; lease?: LeaseRequest; restart?: boolean } = { kind: "spawn", worker };
       if ("ticks" in v) cmd.ticks = positiveInt("spawn.ticks", v.ticks);

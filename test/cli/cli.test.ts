@@ -84,10 +84,11 @@ describe("remote commands against a served appliance", () => {
     expect(r.stderr).toBe("");
   });
 
-  test("ctl with an unknown worker exits 1 with one invalid: line", async () => {
+  test("ctl with an unknown worker exits 1 with one not found: line listing the known ones", async () => {
     const r = await remote(["ctl", '{"spawn":"nope"}']);
     expect(r.exitCode).toBe(1);
-    expectOneErrorLine(r.stderr, "invalid");
+    expectOneErrorLine(r.stderr, "not found");
+    expect(r.stderr).toContain("known: gpu, heartbeat, inference");
     expect(r.stderr).toContain("nope");
   });
 
@@ -95,7 +96,7 @@ describe("remote commands against a served appliance", () => {
     const r = await remote(["cat", "/log/queen.log"]);
     expect(r.exitCode).toBe(0);
     expect(r.stdout).toMatch(/ctl from queen: \{"spawn":"heartbeat","ticks":3\}/);
-    expect(r.stdout).toMatch(/ctl from queen refused: invalid: .*\{"spawn":"nope"\}/);
+    expect(r.stdout).toMatch(/ctl from queen refused: not found: .*\{"spawn":"nope"\}/);
   });
 
   test("stat prints key=value metadata", async () => {

@@ -59,7 +59,7 @@ describe("bad input gets a clear error and changes nothing", () => {
     ["a spawn with a zero ops budget", '{"spawn":"heartbeat","budget":{"ops":0}}', /^invalid: spawn\.budget\.ops must be a positive integer/],
     ["a spawn with a negative ttl", '{"spawn":"heartbeat","budget":{"ttl_s":-1}}', /^invalid: spawn\.budget\.ttl_s must be a positive integer/],
     ["budget defaults of zero", '{"budget":{"ticks":0}}', /^invalid: budget\.ticks must be a positive integer/],
-    ["an unknown worker kind", '{"spawn":"toaster"}', /^invalid: unknown worker "toaster"/],
+    ["an unknown worker kind", '{"spawn":"toaster"}', /^not found: no worker "toaster" in this image \(known: gpu, heartbeat, inference\)/],
   ];
 
   for (const [what, command, error] of cases) {
