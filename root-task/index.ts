@@ -96,4 +96,20 @@ export {
   type TornTail,
 } from "./commit-log-format.ts";
 export { LOCK_FILE, acquireLogLock, type LogLock } from "./commit-log-lock.ts";
+export {
+  BOOT_MANIFEST_FORMAT,
+  BOOT_MANIFEST_PATH,
+  canonicalJson,
+  checkBootManifest,
+  checkDocumentSignature,
+  hashFile,
+  parseArtefact,
+  parseBootManifest,
+  signDocument,
+  signedBytes,
+  type BootArtefact,
+  type BootManifest,
+  type BootManifestCheck,
+  type CheckBootManifestOptions,
+} from "./boot-manifest.ts";
 export { Supervisor, type SpawnOptions, type StopWorkerOptions, type SupervisorOptions, type WorkerExit } from "./supervisor.ts";
