@@ -58,6 +58,7 @@ async function run(tool: string, args: readonly string[], options: RunToolOption
   const r = await execa(tool, [...args], {
     reject: false,
     encoding: "buffer",
+    stripFinalNewline: false,
     ...(options.input !== undefined ? { input: options.input } : { stdin: "ignore" as const }),
     env: { PATH: `${process.env.PATH ?? ""}:${SBIN}`, ...options.env },
   });
