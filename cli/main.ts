@@ -7,6 +7,7 @@
 import { NineError } from "../nine-door/index.ts";
 import { UsageError } from "./args.ts";
 import { fetch } from "./fetch.ts";
+import { consoleCommand, flash } from "./flash.ts";
 import { gpuBridge } from "./gpu-bridge.ts";
 import { keygen, serve, ticket } from "./local.ts";
 import { log } from "./log.ts";
@@ -36,12 +37,14 @@ const commands: Record<string, { run: Command; usage: string }> = {
   ctl: { run: (a, io) => ctl(a, io.env, io.out), usage: "ctl JSON [--addr DIAL] [--key FILE] [--unsigned]" },
   log: { run: (a, io) => log(a, io.out), usage: "log verify|show DIR [--boot-key FILE] [--from N] [--limit N] [--kind KIND]" },
   fetch: { run: (a, io) => fetch(a, io), usage: "fetch [--board aarch64-virt] [--from DIR] [--offline]" },
-  build: { run: (a, io) => build(a, io), usage: "build [--board aarch64-virt] [--queen-pub FILE] [--out DIR] [--extra SRC:DEST]... [--dir DIR]" },
-  boot: { run: (a, io) => boot(a, io), usage: "boot [--board aarch64-virt] [--detach] [--restore NAME] [--port N] [--append K=V]... [--dir DIR] (and build's options)" },
-  up: { run: (a, io) => up(a, io), usage: "up [--board aarch64-virt|host] [--detach] (build + boot; --board host serves without a VM)" },
+  build: { run: (a, io) => build(a, io), usage: "build [--board aarch64-virt] [--queen-pub FILE] [--out DIR] [--extra SRC:DEST]... [--worker KIND]... (adds to heartbeat, gpu; e.g. inference) [--dir DIR]" },
+  boot: { run: (a, io) => boot(a, io), usage: "boot [--board aarch64-virt] [--detach] [--restore NAME] [--port N] [--append K=V]... [--gpu-bridge DIAL [--gpu-bridge-key FILE] [--gpu-bridge-pin SHA256] [--gpu-bridge-ttl SECONDS]] [--dir DIR] (and build's options)" },
+  up: { run: (a, io) => up(a, io), usage: "up [--board aarch64-virt|host] [--detach] [--worker KIND]... [--gpu-bridge DIAL] (build + boot, and their options; --board host serves without a VM)" },
   down: { run: (a, io) => down(a, io), usage: "down [--board aarch64-virt] [--dir DIR]" },
   vm: { run: (a, io) => vm(a, io), usage: "vm pause|resume|snapshot NAME|restore NAME [--board aarch64-virt] [--dir DIR]" },
   "gpu-bridge": { run: (a, io) => gpuBridge(a, io), usage: "gpu-bridge --listen HOST:PORT [--backend auto|nvml|sim] [--key FILE] [--tls-key FILE --tls-cert FILE] [--executor CMD]" },
+  flash: { run: (a, io) => flash(a, io), usage: "flash FILE [--device DEV] [--yes] [--unmount] [--target-file PATH] [--pub FILE] [--max-size SIZE] | flash --list" },
+  console: { run: (a, io) => consoleCommand(a, io), usage: "console --port DEV [--baud 115200] [--log FILE] [--expect TEXT [--timeout S]]" },
 };
 
 /** The usage text. */
