@@ -31,6 +31,7 @@ import {
 import { BUILTIN_WORKERS } from "../workers/index.ts";
 import { CommitLog } from "./commit-log.ts";
 import { runLifecycleCommand, runQueenCommand, type ControlHost } from "./control.ts";
+import type { Budget } from "./queen-command.ts";
 import { keyId, publicKeyOf, readPrivateKey, writeKeyPair } from "./keys.ts";
 import { authorize, isWorkerRole, visibleChildren, type PolicyCaller } from "./policy.ts";
 import { applyCommit, genesis, runningWorkers, type ApplianceState, type Commit, type LifecycleState, type WorkerState } from "./state.ts";
@@ -59,8 +60,11 @@ export interface ApplianceOptions {
   readonly imageDigest?: string;
   /** Retention of /log/queen.log in bytes (default 1 MiB). */
   readonly logRetainBytes?: number;
-  /** Worker programs by kind; default the built-in ones. */
-  readonly programs?: Readonly<Record<string, { readonly entry: string; readonly role: string }>>;
+  /**
+   * Worker programs by kind; default the built-in ones. A project's workers
+   * (cohesix.config.json) carry a default budget and restart policy.
+   */
+  readonly programs?: Readonly<Record<string, { readonly entry: string; readonly role: string; readonly budget?: Budget; readonly restart?: boolean }>>;
   /** Telemetry interval handed to workers, ms; default 1000. */
   readonly intervalMs?: number;
   /** Grace between SIGTERM and SIGKILL for workers, ms; default 2000. */

@@ -17,8 +17,11 @@ export interface ControlHost {
   readonly queenPublicKey: Uint8Array;
   /** `open` accepts plain commands and envelopes; `signed-ctl` only envelopes. */
   readonly policy: "open" | "signed-ctl";
-  /** Worker kinds this image can spawn, with their roles. */
-  readonly programs: Readonly<Record<string, { readonly role: string }>>;
+  /**
+   * Worker kinds this image can spawn, with their roles and, for a
+   * project's workers, the config's default budget and restart policy.
+   */
+  readonly programs: Readonly<Record<string, { readonly role: string; readonly budget?: Budget; readonly restart?: boolean }>>;
   /** Why a GPU spawn cannot happen now, or undefined when it can. */
   gpuUnavailable(): string | undefined;
   /**
@@ -102,7 +105,8 @@ async function spawn(host: ControlHost, cmd: Extract<QueenCommand, { kind: "spaw
     const why = host.gpuUnavailable();
     if (why) throw new BusyError(why);
   }
-  const budget: Budget = { ...s.defaults, ...cmd.budget, ...(cmd.ticks !== undefined ? { ticks: cmd.ticks } : {}) };
+  // Appliance defaults, then the program's own (cohesix.config.json), then the command's.
+  const budget: Budget = { ...s.defaults, ...program.budget, ...cmd.budget, ...(cmd.ticks !== undefined ? { ticks: cmd.ticks } : {}) };
   const id = `worker-${s.nextWorker}`;
   // The lease first: a refusal reaches the queen and nothing is committed.
   if (cmd.lease) {
@@ -119,7 +123,7 @@ async function spawn(host: ControlHost, cmd: Extract<QueenCommand, { kind: "spaw
         kind: cmd.worker,
         role: program.role,
         budget,
-        restart: cmd.restart ?? false,
+        restart: cmd.restart ?? program.restart ?? false,
         ...(cmd.lease ? { lease: cmd.lease } : {}),
         ts_ms: Date.now(),
       },
