@@ -33,6 +33,10 @@ const benches: Record<string, Bench> = {
     summary: "/queen/ctl round trip with durable commits: p50/p99, commands/s, 1 and N queens",
     run: async (argv) => (await import("./ctl.ts")).run(argv),
   },
+  boot: {
+    summary: "aarch64-virt guest: boot → READY vs the floor image, restore → serving, initramfs sizes, warm build",
+    run: async (argv) => (await import("./boot.ts")).run(argv),
+  },
   "ctl-log": {
     summary: "commit log durable appends/s and latency with group commit",
     run: async (argv) => {

@@ -7,9 +7,12 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseDialString, parseListenAddress } from "../nine-door/index.ts";
+import { bundleForHost } from "../project/index.ts";
 import { serveAppliance, mintTicket, readPrivateKey, writeKeyPair } from "../root-task/index.ts";
+import { BUILTIN_WORKERS } from "../workers/index.ts";
 import { parse, required, str, UsageError } from "./args.ts";
 import { configDir, defaultQueenKey, defaultQueenPub } from "./paths.ts";
+import { projectOf } from "./project.ts";
 
 type Out = (text: string | Uint8Array) => void;
 
@@ -42,7 +45,9 @@ export async function ticket(argv: readonly string[], env: NodeJS.ProcessEnv, ou
  */
 export async function serve(argv: readonly string[], io: { env: NodeJS.ProcessEnv; out: Out; err: (text: string) => void; signal?: AbortSignal }): Promise<void> {
   const { env, out, signal } = io;
-  const p = parse(argv, { board: { type: "string" }, listen: { type: "string" }, state: { type: "string" }, "queen-pub": { type: "string" }, policy: { type: "string" }, "tls-key": { type: "string" }, "tls-cert": { type: "string" }, "gpu-bridge": { type: "string" }, "gpu-bridge-key": { type: "string" }, "gpu-bridge-pin": { type: "string" } }, { max: 0 });
+  const p = parse(argv, { board: { type: "string" }, listen: { type: "string" }, state: { type: "string" }, "queen-pub": { type: "string" }, policy: { type: "string" }, "tls-key": { type: "string" }, "tls-cert": { type: "string" }, "gpu-bridge": { type: "string" }, "gpu-bridge-key": { type: "string" }, "gpu-bridge-pin": { type: "string" }, project: { type: "string" } }, { max: 0 });
+  // In a project folder (or with --project DIR) its workers are served too.
+  const project = projectOf(p);
   const gpuDial = str(p, "gpu-bridge");
   const gpuKey = str(p, "gpu-bridge-key");
   const gpuPin = str(p, "gpu-bridge-pin");
@@ -57,11 +62,11 @@ export async function serve(argv: readonly string[], io: { env: NodeJS.ProcessEn
   const tlsKey = str(p, "tls-key");
   const tlsCert = str(p, "tls-cert");
   if ((tlsKey === undefined) !== (tlsCert === undefined)) throw new UsageError("--tls-key and --tls-cert go together");
-  const policy = str(p, "policy", "open");
+  const policy = str(p, "policy", project?.nineDoor.policy ?? "open");
   if (policy !== "open" && policy !== "signed-ctl") throw new UsageError("--policy must be open or signed-ctl");
   const board = str(p, "board", "host")!;
   if (board !== "host") throw new UsageError(`board ${JSON.stringify(board)} is not served directly: use --board host (QEMU boards boot with cohesix boot)`);
-  const listen = required(p, "listen", undefined, "e.g. --listen 127.0.0.1:5640 (port 0 picks a free port)");
+  const listen = required(p, "listen", project ? `${project.nineDoor.host}:${project.nineDoor.port}` : undefined, "e.g. --listen 127.0.0.1:5640 (port 0 picks a free port)");
   try {
     parseListenAddress(listen);
   } catch (err) {
@@ -76,11 +81,14 @@ export async function serve(argv: readonly string[], io: { env: NodeJS.ProcessEn
   process.once("SIGINT", onSignal);
   signal?.addEventListener("abort", onSignal, { once: true });
   try {
+    const programs = project ? { ...BUILTIN_WORKERS, ...(await bundleForHost(project)) } : undefined;
+    if (project) io.err(`serving project ${project.dir}: workers ${Object.keys(programs ?? {}).sort().join(", ")}\n`);
     const running = await serveAppliance({
       board,
       listen,
       stateDir: required(p, "state", undefined, "a directory for the appliance's state, e.g. --state .cohesix/state"),
-      queenPub: str(p, "queen-pub") ?? (await ensureDefaultQueenKey(env, io.err)),
+      queenPub: str(p, "queen-pub") ?? project?.queenPub ?? (await ensureDefaultQueenKey(env, io.err)),
+      ...(programs ? { programs } : {}),
       policy,
       ...(gpuDial !== undefined
         ? { gpuBridge: { dial: gpuDial, key: gpuKey ?? join(configDir(env), "bridge.key"), ...(gpuPin !== undefined ? { pin: gpuPin } : {}) } }

@@ -11,6 +11,7 @@ import { consoleCommand, flash } from "./flash.ts";
 import { gpuBridge } from "./gpu-bridge.ts";
 import { keygen, serve, ticket } from "./local.ts";
 import { log } from "./log.ts";
+import { newCommand, testCommand } from "./project.ts";
 import { cat, ctl, ls, stat, tail, write } from "./remote.ts";
 import { boot, build, down, up, vm } from "./vm.ts";
 
@@ -26,6 +27,8 @@ export interface Io {
 type Command = (argv: readonly string[], io: Io) => Promise<void>;
 
 const commands: Record<string, { run: Command; usage: string }> = {
+  new: { run: (a, io) => newCommand(a, io), usage: "new DIR [--name NAME] [--cohesix SPEC] (an appliance project of your own)" },
+  test: { run: (a, io) => testCommand(a, io), usage: "test [--project DIR] (the project's test/**/*.test.ts under node --test)" },
   keygen: { run: (a, io) => keygen(a, io.env, io.out), usage: "keygen [--out DIR] [--force]" },
   serve: { run: (a, io) => serve(a, io), usage: "serve --board host --listen HOST:PORT --state DIR [--queen-pub FILE] [--policy open|signed-ctl] [--tls-key FILE --tls-cert FILE] [--gpu-bridge DIAL [--gpu-bridge-key FILE] [--gpu-bridge-pin SHA256]]" },
   ticket: { run: (a, io) => ticket(a, io.env, io.out), usage: "ticket --role queen [--key FILE] [--ttl SECONDS]" },

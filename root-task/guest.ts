@@ -114,6 +114,13 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
   const say = options.say ?? ((line: string) => void process.stdout.write(`${line}\n`));
   const config = JSON.parse(await readFile(options.configPath ?? "/etc/cohesix/config.json", "utf8")) as GuestConfig;
   const params = cmdlineParams(await readFile(options.cmdlinePath ?? "/proc/cmdline", "utf8").catch(() => ""));
+  // Boot stage timing (`cohesix.trace=1`), in the format of rootfs/init.ts's `stage`.
+  const stage = async (name: string): Promise<void> => {
+    if (params.trace !== "1") return;
+    const up = (await readFile("/proc/uptime", "utf8").catch(() => "")).split(" ")[0];
+    if (up) say(`cohesix: stage ${name} at ${up} s`);
+  };
+  await stage("main");
   const stop = new AbortController();
   let reason = "";
   const onSignal = (name: string) => () => {
@@ -135,6 +142,7 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
   const readyFile = options.readyFile ?? "/run/cohesix/ready";
   await mkdir(join(readyFile, ".."), { recursive: true }).catch(() => {});
   await writeFile(readyFile, `${running.dialString}\n`).catch(() => {});
+  await stage("serving");
   say(`READY ${config.readyAddr}`);
   if (!stop.signal.aborted) await new Promise((resolve) => stop.signal.addEventListener("abort", resolve, { once: true }));
   say(`cohesix: stopping (${reason})`);

@@ -272,6 +272,72 @@ async function writeAtomic(path: string, data: Uint8Array | string): Promise<voi
   await rename(tmp, path);
 }
 
+/** Options of {@link runtimePart}. */
+export interface RuntimePartOptions {
+  readonly board: ImageBoard;
+  readonly artefacts: ImageArtefacts;
+  /** Folder for the stripped Node (`stripped/`) and the cached part. */
+  readonly cacheDir: string;
+  /** Default `gzip`. */
+  readonly compression?: Compression;
+  /** The arm64 strip program, or false to keep Node as fetched; default `aarch64-linux-gnu-strip` when installed. */
+  readonly strip?: string | false;
+  /** Progress lines. */
+  readonly say?: (line: string) => void;
+}
+
+/** The runtime part of an image, compressed, and what assembly needs to know of it. */
+export interface RuntimePart {
+  /** The compressed archive (a whole newc archive, trailer included). */
+  readonly data: Uint8Array;
+  /** Its size uncompressed. */
+  readonly rawBytes: number;
+  /** Its files, for the manifest. */
+  readonly files: readonly ManifestFile[];
+  /** The board's module files, relative to the kernel's module folder, in load order. */
+  readonly modules: readonly string[];
+}
+
+/**
+ * The runtime part — Node (stripped), its libraries, busybox, the board's
+ * modules and the device nodes: everything the pinned artefacts provide and
+ * nothing of the appliance. Written and compressed once per set of inputs
+ * and cached in `cacheDir` by their digest; the appliance image
+ * ({@link buildImage}) and the floor image (`buildFloorImage`) share it.
+ *
+ * @example
+ * ```ts
+ * const part = await runtimePart({ board, artefacts, cacheDir: ".cohesix/cache" });
+ * part.rawBytes; // ~113 MB
+ * ```
+ */
+export async function runtimePart(options: RuntimePartOptions): Promise<RuntimePart> {
+  const { board, artefacts, cacheDir } = options;
+  const say = options.say ?? (() => {});
+  const compression = options.compression ?? "gzip";
+  await mkdir(cacheDir, { recursive: true });
+  const node =
+    options.strip === false
+      ? { path: artefacts.node, stripped: false }
+      : await stripElf(artefacts.node, { cacheDir: join(cacheDir, "stripped"), ...(options.strip ? { strip: options.strip } : {}) });
+  say(node.stripped ? "node: stripped" : "node: not stripped (install binutils-aarch64-linux-gnu to strip it)");
+  const modules = await findModules(artefacts.modules, board.kernel.modules, artefacts.kernelVersion);
+  const runtime = await runtimeEntries({ board, artefacts, node: node.path, modules });
+  const files = manifestFiles(runtime);
+  const key = sha256(utf8(JSON.stringify({ v: 1, compression, entries: runtime.map((e) => (e.type === "file" ? { ...e, data: sha256(e.data) } : e)) })));
+  const cache = join(cacheDir, `runtime-${key}.cpio${compression === "gzip" ? ".gz" : ""}`);
+  if (existsSync(cache) && existsSync(`${cache}.size`)) {
+    say("runtime part: cached");
+    return { data: await readFile(cache), rawBytes: Number(await readFile(`${cache}.size`, "utf8")), files, modules };
+  }
+  say("runtime part: writing and compressing (once per set of artefacts)");
+  const raw = writeCpio(runtime);
+  const data = compress(raw, compression);
+  await writeAtomic(cache, data);
+  await writeAtomic(`${cache}.size`, String(raw.byteLength));
+  return { data, rawBytes: raw.byteLength, files, modules };
+}
+
 /**
  * Builds the image: bundles, the runtime part (from the cache when its
  * inputs have not changed), the appliance part, the size guard, then writes
@@ -295,30 +361,8 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
   say(`bundling the root task and workers for node${nodeMajor}`);
   const bundle = await bundleGuest({ root: options.root, nodeMajor });
 
-  const node =
-    options.strip === false
-      ? { path: artefacts.node, stripped: false }
-      : await stripElf(artefacts.node, { cacheDir: join(cacheDir, "stripped"), ...(options.strip ? { strip: options.strip } : {}) });
-  say(node.stripped ? "node: stripped" : "node: not stripped (install binutils-aarch64-linux-gnu to strip it)");
-  const modules = await findModules(artefacts.modules, board.kernel.modules, artefacts.kernelVersion);
-  const runtime = await runtimeEntries({ board, artefacts, node: node.path, modules });
-  const runtimeFiles = manifestFiles(runtime);
-  const runtimeKey = sha256(utf8(JSON.stringify({ v: 1, compression, entries: runtime.map((e) => (e.type === "file" ? { ...e, data: sha256(e.data) } : e)) })));
-  const runtimeCache = join(cacheDir, `runtime-${runtimeKey}.cpio${compression === "gzip" ? ".gz" : ""}`);
-  let runtimePart: Uint8Array;
-  let runtimeBytes: number;
-  if (existsSync(runtimeCache) && existsSync(`${runtimeCache}.size`)) {
-    runtimePart = await readFile(runtimeCache);
-    runtimeBytes = Number(await readFile(`${runtimeCache}.size`, "utf8"));
-    say("runtime part: cached");
-  } else {
-    say("runtime part: writing and compressing (once per set of artefacts)");
-    const raw = writeCpio(runtime);
-    runtimeBytes = raw.byteLength;
-    runtimePart = compress(raw, compression);
-    await writeAtomic(runtimeCache, runtimePart);
-    await writeAtomic(`${runtimeCache}.size`, String(runtimeBytes));
-  }
+  const runtime = await runtimePart({ board, artefacts, cacheDir, compression, ...(options.strip !== undefined ? { strip: options.strip } : {}), say });
+  const { modules, rawBytes: runtimeBytes } = runtime;
 
   const app = await applianceEntries({
     board,
@@ -332,7 +376,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
     ...(options.policy ? { policy: options.policy } : {}),
   });
   const appRaw = writeCpio(app);
-  const image = Buffer.concat([runtimePart, compress(appRaw, compression)]);
+  const image = Buffer.concat([runtime.data, compress(appRaw, compression)]);
   checkSize(image, { limit: board.sizeLimitBytes, what: `${board.name} initramfs` });
 
   const digest = `sha256:${sha256(image)}`;
@@ -342,7 +386,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
   const kernel = join(outDir, "Image");
   const kernelSha = sha256(kernelData);
   if (!existsSync(kernel) || sha256(await readFile(kernel)) !== kernelSha) await copyFile(artefacts.kernel, kernel);
-  const files = [...runtimeFiles, ...manifestFiles(app)].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const files = [...runtime.files, ...manifestFiles(app)].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const manifest: ImageManifest = {
     board: board.name,
     kernelVersion: artefacts.kernelVersion,

@@ -51,7 +51,7 @@ export { debDataMember, unpackDeb, type UnpackDebOptions } from "./unpack.ts";
 
 // --- image: guest bundles, boot scripts, image assembly ---
 export { NATIVE_PACKAGES, bundleGuest, stripElf, workerEntries, type BundleFile, type BundleGuestOptions, type GuestBundle, type StripOptions } from "./bundle.ts";
-export { SELFTEST_BEGIN, SELFTEST_END, initScript, inittab, runScript, type InitOptions } from "./init.ts";
+export { FLOOR_READY, SELFTEST_BEGIN, SELFTEST_END, STAGE_PATTERN, floorInitScript, initScript, inittab, runScript, type InitOptions } from "./init.ts";
 export {
   APPLETS,
   GUEST,
@@ -59,6 +59,7 @@ export {
   buildImage,
   findModules,
   runtimeEntries,
+  runtimePart,
   type BuildImageOptions,
   type BuiltImage,
   type ExtraFile,
@@ -66,5 +67,8 @@ export {
   type ImageBoard,
   type ImageManifest,
   type ManifestFile,
+  type RuntimePart,
+  type RuntimePartOptions,
 } from "./image.ts";
+export { buildFloorImage, floorEntries, type FloorImage, type FloorImageOptions } from "./floor.ts";
 // --- end image ---

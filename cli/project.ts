@@ -1,0 +1,75 @@
+/**
+ * The project commands — `new` and `test` — and how the other commands
+ * find the project they run in: `--project DIR`, else the current folder
+ * when it holds a `cohesix.config.json`.
+ * @module
+ */
+import { existsSync } from "node:fs";
+import { join, relative, resolve } from "node:path";
+import { CONFIG_FILE, loadProject, newProject, runProjectTests, type ProjectConfig } from "../project/index.ts";
+import { parse, str, UsageError, type Parsed } from "./args.ts";
+
+type Out = (text: string | Uint8Array) => void;
+interface Io {
+  readonly out: Out;
+  readonly err: (text: string) => void;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+/**
+ * The project a command runs in: `--project DIR` (which must hold a
+ * config), else the current folder when it holds one, else none.
+ *
+ * @example
+ * ```ts
+ * projectOf(parse(["--project", "my-appliance"], { project: { type: "string" } }))?.workers;
+ * ```
+ */
+export function projectOf(p: Parsed, cwd = process.cwd()): ProjectConfig | undefined {
+  const given = str(p, "project");
+  if (given !== undefined) return loadProject(resolve(cwd, given));
+  return existsSync(join(cwd, CONFIG_FILE)) ? loadProject(cwd) : undefined;
+}
+
+/**
+ * `new DIR [--name NAME] [--cohesix SPEC]`: scaffolds a project and says
+ * what to do next.
+ *
+ * @example
+ * ```ts
+ * await newCommand(["my-appliance"], io); // "created my-appliance: …"
+ * ```
+ */
+export async function newCommand(argv: readonly string[], io: Io): Promise<void> {
+  const p = parse(argv, { name: { type: "string" }, cohesix: { type: "string" } }, { min: 1, max: 1 });
+  const dir = p.positionals[0]!;
+  if (dir.startsWith("-")) throw new UsageError(`expected a folder, got ${JSON.stringify(dir)}`);
+  const name = str(p, "name");
+  const spec = str(p, "cohesix");
+  const made = await newProject(dir, { ...(name !== undefined ? { name } : {}), ...(spec !== undefined ? { cohesix: spec } : {}) });
+  const shown = relative(process.cwd(), made.dir) || ".";
+  io.out(
+    [
+      `created ${shown}: ${made.files.join(" ")}`,
+      "",
+      `  cd ${shown}`,
+      "  npm install && npm test     # type-check and test the example worker",
+      "  npm start                   # build the image with your workers and boot it (npx cohesix up)",
+      "",
+    ].join("\n"),
+  );
+}
+
+/**
+ * `test [--project DIR]`: runs the project's tests with `node --test`.
+ *
+ * @example
+ * ```ts
+ * await testCommand([], io);
+ * ```
+ */
+export async function testCommand(argv: readonly string[], io: Io): Promise<void> {
+  const p = parse(argv, { project: { type: "string" } }, { max: 0 });
+  const dir = resolve(str(p, "project", ".")!);
+  await runProjectTests(dir, { say: (line) => io.err(`${line}\n`) });
+}
