@@ -16,11 +16,16 @@ import { projectOf } from "./project.ts";
 
 type Out = (text: string | Uint8Array) => void;
 
-/** `keygen [--out DIR] [--force]`: writes DIR/queen.key (0600) and DIR/queen.pub. */
+/**
+ * `keygen [--release] [--out DIR] [--force]`: writes DIR/queen.key (0600)
+ * and DIR/queen.pub, or with `--release` the pair that signs disk images,
+ * DIR/release.key (0600) and DIR/release.pub. DIR defaults to
+ * ~/.config/cohesix.
+ */
 export async function keygen(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
-  const p = parse(argv, { out: { type: "string" }, force: { type: "boolean" } }, { max: 0 });
+  const p = parse(argv, { out: { type: "string" }, force: { type: "boolean" }, release: { type: "boolean" } }, { max: 0 });
   const dir = str(p, "out", configDir(env))!;
-  const written = await writeKeyPair(dir, { name: "queen", force: p.values.force === true });
+  const written = await writeKeyPair(dir, { name: p.values.release === true ? "release" : "queen", force: p.values.force === true });
   out(`${written.privatePath}\n${written.publicPath}\nkey id ${written.id}\n`);
 }
 

@@ -9,6 +9,7 @@ import { UsageError } from "./args.ts";
 import { fetch } from "./fetch.ts";
 import { consoleCommand, flash } from "./flash.ts";
 import { gpuBridge } from "./gpu-bridge.ts";
+import { image } from "./image.ts";
 import { keygen, serve, ticket } from "./local.ts";
 import { log } from "./log.ts";
 import { newCommand, testCommand } from "./project.ts";
@@ -29,7 +30,7 @@ type Command = (argv: readonly string[], io: Io) => Promise<void>;
 const commands: Record<string, { run: Command; usage: string }> = {
   new: { run: (a, io) => newCommand(a, io), usage: "new DIR [--name NAME] [--cohesix SPEC] (an appliance project of your own)" },
   test: { run: (a, io) => testCommand(a, io), usage: "test [--project DIR] (the project's test/**/*.test.ts under node --test)" },
-  keygen: { run: (a, io) => keygen(a, io.env, io.out), usage: "keygen [--out DIR] [--force]" },
+  keygen: { run: (a, io) => keygen(a, io.env, io.out), usage: "keygen [--release] [--out DIR] [--force]" },
   serve: { run: (a, io) => serve(a, io), usage: "serve --board host --listen HOST:PORT --state DIR [--queen-pub FILE] [--policy open|signed-ctl] [--tls-key FILE --tls-cert FILE] [--gpu-bridge DIAL [--gpu-bridge-key FILE] [--gpu-bridge-pin SHA256]]" },
   ticket: { run: (a, io) => ticket(a, io.env, io.out), usage: "ticket --role queen [--key FILE] [--ttl SECONDS]" },
   ls: { run: (a, io) => ls(a, io.env, io.out), usage: "ls [-l] [PATH] [--addr DIAL] [--key FILE]" },
@@ -46,6 +47,7 @@ const commands: Record<string, { run: Command; usage: string }> = {
   down: { run: (a, io) => down(a, io), usage: "down [--board aarch64-virt] [--dir DIR]" },
   vm: { run: (a, io) => vm(a, io), usage: "vm pause|resume|snapshot NAME|restore NAME [--board aarch64-virt] [--dir DIR]" },
   "gpu-bridge": { run: (a, io) => gpuBridge(a, io), usage: "gpu-bridge --listen HOST:PORT [--backend auto|nvml|sim] [--key FILE] [--tls-key FILE --tls-cert FILE] [--executor CMD]" },
+  image: { run: (a, io) => image(a, io), usage: "image --board B --out FILE [--key FILE] [--queen-pub FILE] [--data-mb N] [--extra SRC:DEST]... | image verify FILE [--pub FILE]" },
   flash: { run: (a, io) => flash(a, io), usage: "flash FILE [--device DEV] [--yes] [--unmount] [--target-file PATH] [--pub FILE] [--max-size SIZE] | flash --list" },
   console: { run: (a, io) => consoleCommand(a, io), usage: "console --port DEV [--baud 115200] [--log FILE] [--expect TEXT [--timeout S]]" },
 };

@@ -19,3 +19,13 @@ export function defaultQueenKey(env: NodeJS.ProcessEnv = process.env): string {
 export function defaultQueenPub(env: NodeJS.ProcessEnv = process.env): string {
   return join(configDir(env), "queen.pub");
 }
+
+/** The default release private key (signs disk images): `~/.config/cohesix/release.key`. */
+export function defaultReleaseKey(env: NodeJS.ProcessEnv = process.env): string {
+  return join(configDir(env), "release.key");
+}
+
+/** The default release public key (checks disk images): `~/.config/cohesix/release.pub`. */
+export function defaultReleasePub(env: NodeJS.ProcessEnv = process.env): string {
+  return join(configDir(env), "release.pub");
+}

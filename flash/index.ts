@@ -7,6 +7,8 @@
  *   the detached `IMAGE.manifest.json` and its check, run before any byte is flashed.
  * - `partition.ts` — the partition table as data, its sfdisk script, an MBR reader.
  * - `fat.ts` — the FAT boot partition through dosfstools and mtools.
+ * - `image.ts` — {@link buildBoardImage}: a board's image (initramfs for the
+ *   disk, kernel, extlinux.conf; `boards/<name>/disk.json`).
  * - `disk.ts` — {@link writeDiskImage}: boot files → signed boot manifest,
  *   FAT boot partition, ext4 data partition, MBR, detached manifest.
  * - `devices.ts` — block-device discovery through a {@link SystemView}
@@ -48,3 +50,4 @@ export { flashImage, runCommand, type FlashOptions, type Flashed, type Runner } 
 export { progressBar, type ProgressBar, type ProgressOptions } from "./progress.ts";
 export { ConsoleError, ESCAPE_BYTE, StreamMatcher, runConsole, type ConsoleInput, type ConsoleOptions, type ConsoleResult } from "./console.ts";
 export { buildEpoch, writeDiskImage, type BootFile, type WriteDiskImageOptions, type WrittenDiskImage } from "./disk.ts";
+export { GUEST_BOOT_DIR, GUEST_RELEASE_PUB, buildBoardImage, extlinuxConf, loadDiskSpec, type BuildBoardImageOptions, type BuiltBoardImage, type DiskSpec } from "./image.ts";

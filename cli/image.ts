@@ -1,0 +1,127 @@
+/**
+ * `cohesix image`: builds a board's flashable disk image and its signed
+ * manifest; `cohesix image verify` checks an image against its manifest.
+ *
+ * Files: the image and `IMAGE.manifest.json` where `--out` says; the
+ * initramfs, kernel and extlinux.conf of the build under
+ * `<--dir>/disk/<board>/` (default `.cohesix`), the runtime cache under
+ * `<--dir>/cache/`. Keys: `--key` (default ~/.config/cohesix/release.key,
+ * made with its public half on first use) signs; `--pub` (default
+ * ~/.config/cohesix/release.pub) checks.
+ * @module
+ */
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { loadBoard } from "../boards/index.ts";
+import { buildBoardImage, verifyImage } from "../flash/index.ts";
+import { writeKeyPair } from "../root-task/index.ts";
+import { fetchArtefacts, type ExtraFile } from "../rootfs/index.ts";
+import { packageRoot } from "../workers/index.ts";
+import { parse, required, str, UsageError, type Parsed } from "./args.ts";
+import { configDir, defaultQueenPub, defaultReleaseKey, defaultReleasePub } from "./paths.ts";
+
+interface Io {
+  readonly out: (text: string | Uint8Array) => void;
+  readonly err: (text: string) => void;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+/** A default key pair, made on first use, with a note on stderr. */
+async function defaultPair(name: "queen" | "release", path: string, io: Io): Promise<string> {
+  if (!existsSync(path)) {
+    const written = await writeKeyPair(configDir(io.env), { name });
+    io.err(`made ${name} key ${written.privatePath} (key id ${written.id})\n`);
+  }
+  return path;
+}
+
+function extras(p: Parsed): ExtraFile[] {
+  const list = (p.values.extra as string[] | undefined) ?? [];
+  return list.map((spec) => {
+    const i = spec.lastIndexOf(":");
+    if (i <= 0 || !spec.slice(i + 1).startsWith("/")) throw new UsageError(`--extra takes SRC:/GUEST/PATH, got ${JSON.stringify(spec)}`);
+    return { src: resolve(spec.slice(0, i)), dest: spec.slice(i + 1) };
+  });
+}
+
+/**
+ * `image --board B --out FILE [--key FILE] …` or `image verify FILE [--pub FILE]`.
+ *
+ * @example
+ * ```ts
+ * await image(["--board", "aarch64-virt", "--out", "cohesix.img"], io); // "cohesix.img\ncohesix.img.manifest.json\n…"
+ * await image(["verify", "cohesix.img", "--pub", "release.pub"], io);   // "ok cohesix.img …"
+ * ```
+ */
+export async function image(argv: readonly string[], io: Io): Promise<void> {
+  if (argv[0] === "verify") return verify(argv.slice(1), io);
+  const p = parse(
+    argv,
+    {
+      board: { type: "string" },
+      out: { type: "string" },
+      key: { type: "string" },
+      "queen-pub": { type: "string" },
+      policy: { type: "string" },
+      extra: { type: "string", multiple: true },
+      "data-mb": { type: "string" },
+      append: { type: "string", multiple: true },
+      dir: { type: "string" },
+      from: { type: "string" },
+      offline: { type: "boolean" },
+    },
+    { max: 0 },
+  );
+  const out = resolve(required(p, "out", undefined, "the disk image to write, e.g. --out cohesix.img"));
+  const board = loadBoard(str(p, "board", "aarch64-virt")!);
+  const policy = str(p, "policy");
+  if (policy !== undefined && policy !== "open" && policy !== "signed-ctl") throw new UsageError("--policy must be open or signed-ctl");
+  const dataText = str(p, "data-mb");
+  const dataMb = dataText === undefined ? undefined : Number(dataText);
+  if (dataMb !== undefined && (!Number.isSafeInteger(dataMb) || dataMb < 8)) throw new UsageError("--data-mb must be a whole number of MiB, at least 8");
+  const keyGiven = str(p, "key");
+  const releaseKey = keyGiven !== undefined ? resolve(keyGiven) : await defaultPair("release", defaultReleaseKey(io.env), io);
+  const queenGiven = str(p, "queen-pub");
+  const queenPub = queenGiven !== undefined ? resolve(queenGiven) : await defaultPair("queen", defaultQueenPub(io.env), io);
+  const dir = resolve(str(p, "dir", ".cohesix")!);
+  const from = str(p, "from");
+  const started = Date.now();
+  const artefacts = await fetchArtefacts(board, {
+    env: io.env,
+    offline: p.values.offline === true,
+    onProgress: (line) => io.err(`${line}\n`),
+    ...(from === undefined ? {} : { from: resolve(from) }),
+  });
+  const append = ((p.values.append as string[] | undefined) ?? []).join(" ");
+  const built = await buildBoardImage(out, {
+    board,
+    artefacts,
+    queenPub,
+    releaseKey,
+    root: packageRoot(),
+    workDir: join(dir, "disk", board.name),
+    cacheDir: join(dir, "cache"),
+    extra: extras(p),
+    ...(policy ? { policy } : {}),
+    ...(dataMb !== undefined ? { dataMb } : {}),
+    ...(append ? { append } : {}),
+    say: (line) => io.err(`image: ${line}\n`),
+  });
+  io.err(`image: done in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+  const m = built.manifest;
+  io.out(`${built.image}\n${built.manifestPath}\nsha256 ${m.image.sha256}\nboot manifest ${m.bootManifest}\nsigned by release key ${m.keyId}\n`);
+}
+
+/** `image verify FILE [--pub FILE]`: exit 0 and a summary, or the refusal. */
+async function verify(argv: readonly string[], io: Io): Promise<void> {
+  const p = parse(argv, { pub: { type: "string" }, manifest: { type: "string" } }, { min: 1, max: 1 });
+  const file = resolve(p.positionals[0]!);
+  const pubKeyFile = resolve(str(p, "pub") ?? defaultReleasePub(io.env));
+  const manifestPath = str(p, "manifest");
+  const m = await verifyImage(file, { pubKeyFile, ...(manifestPath !== undefined ? { manifestPath: resolve(manifestPath) } : {}) });
+  io.out(
+    `ok ${file}: ${m.image.size} bytes, sha256 ${m.image.sha256}, board ${m.board}, signed by release key ${m.keyId}\n` +
+      `boot manifest ${m.bootManifest} (shown in /proc/boot as manifest=)\n` +
+      m.artefacts.map((a) => `  ${a.path} ${a.size} ${a.sha256}\n`).join(""),
+  );
+}

@@ -1,0 +1,212 @@
+/**
+ * A board's flashable disk image: the initramfs built for the disk (the
+ * board's modules plus the boot partition's FAT modules, and the release
+ * public key at `/etc/cohesix/release.pub` for the boot-time check), the
+ * kernel, U-Boot's `extlinux/extlinux.conf`, then {@link writeDiskImage}.
+ *
+ * The disk itself is described by `boards/<name>/disk.json` (see
+ * {@link DiskSpec}): the guest's name for the disk, the data partition's
+ * size, the modules that mount the boot partition, the firmware QEMU boots
+ * it with, and an optional DTB.
+ * @module
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Board } from "../boards/index.ts";
+import { InvalidError, NotFoundError } from "../nine-door/index.ts";
+import { formatPublicKey, publicKeyOf, readPrivateKey } from "../root-task/index.ts";
+import { buildImage, type ExtraFile, type ImageArtefacts } from "../rootfs/index.ts";
+import { writeDiskImage, type BootFile, type WrittenDiskImage } from "./disk.ts";
+import { partitionDevice } from "./partition.ts";
+
+/** `boards/<name>/disk.json`: how the board boots a flashed disk. */
+export interface DiskSpec {
+  /** The guest's name for the whole disk, e.g. `/dev/vda` or `/dev/mmcblk0`. */
+  readonly device: string;
+  /** Size of the data partition (commit log) in MiB. */
+  readonly dataMb: number;
+  /** Kernel modules that mount the FAT boot partition, in load order (empty when built in). */
+  readonly modules: readonly string[];
+  /** The firmware QEMU boots the disk with (`-bios`), and its Debian package. */
+  readonly firmware?: { readonly path: string; readonly package: string };
+  /** QEMU's disk device, e.g. `virtio-blk-device`. */
+  readonly qemuDevice?: string;
+  /** A device tree (relative to the board folder) copied to `/board.dtb` and named by `fdt` in extlinux.conf. */
+  readonly dtb?: string;
+}
+
+/** Where the guest mounts the boot partition (read-only) for the boot-time check. */
+export const GUEST_BOOT_DIR = "/boot";
+/** Where the image carries the release public key. */
+export const GUEST_RELEASE_PUB = "/etc/cohesix/release.pub";
+
+/**
+ * Reads and validates a board's `disk.json`; refuses unknown fields by name.
+ *
+ * @example
+ * ```ts
+ * const disk = loadDiskSpec(loadBoard("aarch64-virt"));
+ * disk.device; // "/dev/vda"
+ * ```
+ */
+export function loadDiskSpec(board: Pick<Board, "name" | "dir">): DiskSpec {
+  const source = join(board.dir, "disk.json");
+  if (!existsSync(source)) throw new NotFoundError(`board ${board.name} has no disk image description (${source}): it cannot be flashed`);
+  const fail = (detail: string): never => {
+    throw new InvalidError(`board ${source}: ${detail}`);
+  };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(source, "utf8"));
+  } catch (err) {
+    return fail(`not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return fail("must be a JSON object");
+  const o = raw as Record<string, unknown>;
+  const known = ["description", "device", "dataMb", "modules", "firmware", "qemuDevice", "dtb"];
+  for (const k of Object.keys(o)) if (!known.includes(k)) fail(`${k} is not a known field (known: ${known.join(", ")})`);
+  if (typeof o.device !== "string" || !/^\/dev\/[A-Za-z0-9]+$/.test(o.device)) fail("device must be a device path such as /dev/vda or /dev/mmcblk0");
+  if (typeof o.dataMb !== "number" || !Number.isSafeInteger(o.dataMb) || o.dataMb < 8 || o.dataMb > 1 << 20) fail("dataMb must be an integer from 8 to 1048576");
+  if (!Array.isArray(o.modules) || o.modules.some((m) => typeof m !== "string" || !/^[A-Za-z0-9_-]+$/.test(m))) fail("modules must be an array of module names");
+  let firmware: DiskSpec["firmware"];
+  if (o.firmware !== undefined) {
+    const f = o.firmware as Record<string, unknown>;
+    if (typeof f !== "object" || f === null || typeof f.path !== "string" || typeof f.package !== "string") fail("firmware must be { path, package }");
+    firmware = { path: f.path as string, package: f.package as string };
+  }
+  if (o.qemuDevice !== undefined && typeof o.qemuDevice !== "string") fail("qemuDevice must be a string");
+  if (o.dtb !== undefined && (typeof o.dtb !== "string" || o.dtb.includes(".."))) fail("dtb must be a file in the board folder");
+  return {
+    device: o.device as string,
+    dataMb: o.dataMb as number,
+    modules: o.modules as string[],
+    ...(firmware ? { firmware } : {}),
+    ...(typeof o.qemuDevice === "string" ? { qemuDevice: o.qemuDevice } : {}),
+    ...(typeof o.dtb === "string" ? { dtb: o.dtb } : {}),
+  };
+}
+
+/**
+ * U-Boot's `extlinux/extlinux.conf` (the distro boot format): one entry,
+ * booted at once.
+ *
+ * @example
+ * ```ts
+ * extlinuxConf({ append: "console=ttyAMA0 rdinit=/init" });
+ * // "default cohesix\ntimeout 0\n\nlabel cohesix\n  kernel /Image\n  initrd /initrd.gz\n  append console=ttyAMA0 rdinit=/init\n"
+ * ```
+ */
+export function extlinuxConf(options: { append: string; kernel?: string; initrd?: string; fdt?: string; label?: string }): string {
+  const label = options.label ?? "cohesix";
+  return [
+    "# Cohesix: generated by `cohesix image`.",
+    `default ${label}`,
+    "timeout 0",
+    "",
+    `label ${label}`,
+    `  kernel ${options.kernel ?? "/Image"}`,
+    `  initrd ${options.initrd ?? "/initrd.gz"}`,
+    ...(options.fdt ? [`  fdt ${options.fdt}`] : []),
+    `  append ${options.append}`,
+    "",
+  ].join("\n");
+}
+
+/** Options of {@link buildBoardImage}. */
+export interface BuildBoardImageOptions {
+  readonly board: Board;
+  /** The board's fetched artefacts (`fetchArtefacts`). */
+  readonly artefacts: ImageArtefacts;
+  /** The queen public key baked into the initramfs. */
+  readonly queenPub: string;
+  /** The release private key file that signs the manifests. */
+  readonly releaseKey: string;
+  /** The cohesix package root (sources of the bundles). */
+  readonly root: string;
+  /** Folder for the initramfs, kernel and extlinux.conf of this build. */
+  readonly workDir: string;
+  /** Cache of the runtime part and the stripped Node. */
+  readonly cacheDir?: string;
+  readonly extra?: readonly ExtraFile[];
+  readonly policy?: "open" | "signed-ctl";
+  /** Data partition size in MiB; default the board's. */
+  readonly dataMb?: number;
+  /** Extra kernel command line words. */
+  readonly append?: string;
+  /** Seconds since 1970 for every timestamp; default SOURCE_DATE_EPOCH. */
+  readonly epoch?: number;
+  readonly say?: (line: string) => void;
+}
+
+/** What {@link buildBoardImage} made. */
+export interface BuiltBoardImage extends WrittenDiskImage {
+  /** The kernel command line in extlinux.conf. */
+  readonly cmdline: string;
+  readonly disk: DiskSpec;
+}
+
+/**
+ * Builds the board's disk image at `out` (and `out.manifest.json`).
+ *
+ * @example
+ * ```ts
+ * const artefacts = await fetchArtefacts(board);
+ * const built = await buildBoardImage("cohesix.img", { board, artefacts, queenPub, releaseKey: "~/.config/cohesix/release.key", root: packageRoot(), workDir: ".cohesix/disk/aarch64-virt" });
+ * built.manifest.bootManifest; // "sha256:…"
+ * ```
+ */
+export async function buildBoardImage(out: string, options: BuildBoardImageOptions): Promise<BuiltBoardImage> {
+  const { board } = options;
+  const say = options.say ?? (() => {});
+  const disk = loadDiskSpec(board);
+  const releaseKey = await readPrivateKey(options.releaseKey);
+  await mkdir(options.workDir, { recursive: true });
+  const releasePub = join(options.workDir, "release.pub");
+  await writeFile(releasePub, formatPublicKey(publicKeyOf(releaseKey)));
+
+  // The disk's initramfs loads the board's modules, then the boot partition's.
+  const known = new Set(board.kernel.modules.map((m) => m.replaceAll("-", "_")));
+  const modules = [...board.kernel.modules, ...disk.modules.filter((m) => !known.has(m.replaceAll("-", "_")))];
+  const built = await buildImage({
+    board: { ...board, kernel: { ...board.kernel, modules } },
+    artefacts: options.artefacts,
+    queenPub: options.queenPub,
+    outDir: join(options.workDir, "initramfs"),
+    root: options.root,
+    ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+    extra: [...(options.extra ?? []), { src: releasePub, dest: GUEST_RELEASE_PUB, mode: 0o644 }],
+    ...(options.policy ? { policy: options.policy } : {}),
+    say: (line) => say(`initramfs: ${line}`),
+  });
+
+  const cmdline = [
+    built.manifest.cmdline,
+    `cohesix.boot=${partitionDevice(disk.device, 1)}`,
+    `cohesix.state=${partitionDevice(disk.device, 2)}`,
+    ...(options.append ? [options.append] : []),
+  ].join(" ");
+  const conf = join(options.workDir, "extlinux.conf");
+  await writeFile(conf, extlinuxConf({ append: cmdline, ...(disk.dtb ? { fdt: "/board.dtb" } : {}) }));
+  const bootFiles: BootFile[] = [
+    { path: "/Image", src: built.kernel },
+    { path: "/initrd.gz", src: built.initrd },
+    { path: "/extlinux/extlinux.conf", src: conf },
+  ];
+  if (disk.dtb) {
+    const dtb = join(board.dir, disk.dtb);
+    if (!existsSync(dtb)) throw new NotFoundError(`board ${board.name}: device tree ${dtb} is missing`);
+    bootFiles.push({ path: "/board.dtb", src: dtb });
+  }
+  const written = await writeDiskImage(out, {
+    board: board.name,
+    bootFiles,
+    releaseKey,
+    initramfsDigest: built.manifest.digest,
+    dataBytes: (options.dataMb ?? disk.dataMb) * (1 << 20),
+    ...(options.epoch !== undefined ? { epoch: options.epoch } : {}),
+    say,
+  });
+  return { ...written, cmdline, disk };
+}
+
