@@ -60,6 +60,24 @@ export interface NodePin {
   readonly sha256: string;
 }
 
+/**
+ * A native addon package for the guest's architecture, pinned to one npm
+ * tarball (`npm pack`), e.g. sharp's `@img/sharp-linux-arm64`. It is placed
+ * in the image's `node_modules` only when a bundled worker imports the
+ * package named by `for`.
+ */
+export interface NativePin {
+  /** npm package, e.g. `@img/sharp-linux-arm64`. */
+  readonly package: string;
+  readonly version: string;
+  /** The JavaScript package that loads it, e.g. `sharp`. */
+  readonly for: string;
+  /** The registry's `dist.integrity` (`sha512-…`). */
+  readonly integrity: string;
+  /** sha256 of the tarball, hex. */
+  readonly sha256: string;
+}
+
 /** What a Debian package is for in the image. */
 export type DebRole = "sysroot" | "busybox" | "kernel";
 
@@ -79,6 +97,8 @@ export interface DebPin {
 export interface BoardArtefacts {
   readonly node: NodePin;
   readonly debs: readonly DebPin[];
+  /** Native addon packages for the guest (none when the board file lists none). */
+  readonly natives: readonly NativePin[];
 }
 
 /**
@@ -170,6 +190,7 @@ class Fields {
 const SHA256 = /^[0-9a-f]{64}$/;
 const SHA512_SRI = /^sha512-[A-Za-z0-9+/]{86}==$/;
 const NAME = /^[a-z0-9][a-z0-9._+-]*$/;
+const NPM_NAME = /^(@[a-z0-9][a-z0-9._-]*\/)?[a-z0-9][a-z0-9._-]*$/;
 const DEB_VERSION = /^([0-9]+:)?[0-9][A-Za-z0-9.+~-]*$/;
 const CIDR = /^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/;
 const IPV4 = /^(\d{1,3}\.){3}\d{1,3}$/;
@@ -204,7 +225,7 @@ export function parseBoard(value: unknown, options: { dir: string; source?: stri
   const s = top.object("sysroot");
   s.only(["triplet", "loader", "libraries"]);
   const a = top.object("artefacts");
-  a.only(["node", "debs"]);
+  a.only(["node", "debs", "natives"]);
   const np = a.object("node");
   np.only(["package", "version", "integrity", "sha256"]);
 
@@ -242,6 +263,25 @@ export function parseBoard(value: unknown, options: { dir: string; source?: stri
     names.add(d.name);
   }
 
+  const nativesRaw = a.raw("natives") ?? [];
+  if (!Array.isArray(nativesRaw)) fail("artefacts.natives must be an array");
+  const natives = (nativesRaw as unknown[]).map((raw, i): NativePin => {
+    const f = new Fields(raw, `artefacts.natives[${i}]`, fail);
+    f.only(["package", "version", "for", "integrity", "sha256"]);
+    return {
+      package: f.string("package", NPM_NAME, "an npm package name such as @img/sharp-linux-arm64"),
+      version: f.string("version", /^\d+\.\d+\.\d+$/, "an exact version such as 0.34.5"),
+      for: f.string("for", NPM_NAME, "the npm package that loads it, such as sharp"),
+      integrity: f.string("integrity", SHA512_SRI, "the registry's dist.integrity, sha512-…"),
+      sha256: f.string("sha256", SHA256, "64 lowercase hex digits"),
+    };
+  });
+  const nativeNames = new Set<string>();
+  for (const n of natives) {
+    if (nativeNames.has(n.package)) fail(`artefacts.natives lists ${n.package} twice`);
+    nativeNames.add(n.package);
+  }
+
   return {
     name: top.string("name", NAME),
     description: typeof description === "string" ? description : "",
@@ -274,6 +314,7 @@ export function parseBoard(value: unknown, options: { dir: string; source?: stri
         sha256: np.string("sha256", SHA256, "64 lowercase hex digits"),
       },
       debs,
+      natives,
     },
     dir: options.dir,
   };

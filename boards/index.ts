@@ -36,6 +36,7 @@ export {
   type BoardSysroot,
   type DebPin,
   type DebRole,
+  type NativePin,
   type NodePin,
 } from "./board.ts";
 

@@ -13,11 +13,12 @@ import { join, resolve } from "node:path";
 import { loadBoard, type Board } from "../boards/index.ts";
 import { bootVm, checkName, stopVm, vmControl, vmPaths, type VmOp } from "../qemu/index.ts";
 import { writeKeyPair } from "../root-task/index.ts";
-import { buildImage, fetchArtefacts, type BuiltImage, type ExtraFile } from "../rootfs/index.ts";
+import { DEFAULT_IMAGE_WORKERS, buildImage, fetchArtefacts, fetchNatives, type BuiltImage, type ExtraFile } from "../rootfs/index.ts";
 import { packageRoot } from "../workers/index.ts";
 import { parse, str, UsageError, type OptionSpecs, type Parsed } from "./args.ts";
 import { configDir, defaultQueenPub } from "./paths.ts";
 import { serve } from "./local.ts";
+import { GPU_BRIDGE_OPTIONS, prepareGuestBridge } from "./vm-gpu.ts";
 
 type Out = (text: string | Uint8Array) => void;
 interface Io {
@@ -36,6 +37,7 @@ const BUILD_OPTIONS: OptionSpecs = {
   policy: { type: "string" },
   from: { type: "string" },
   offline: { type: "boolean" },
+  worker: { type: "string", multiple: true },
 };
 
 const BOOT_OPTIONS: OptionSpecs = {
@@ -48,6 +50,7 @@ const BOOT_OPTIONS: OptionSpecs = {
   // `up --board host` only
   listen: { type: "string" },
   state: { type: "string" },
+  ...GPU_BRIDGE_OPTIONS,
 };
 
 function baseDir(p: Parsed): string {
@@ -81,6 +84,13 @@ function policyOf(p: Parsed): "open" | "signed-ctl" | undefined {
   return policy;
 }
 
+/** The image's workers: the defaults (heartbeat, gpu) plus each `--worker KIND` (e.g. inference). */
+function workersOf(p: Parsed): string[] {
+  const added = (p.values.worker as string[] | undefined) ?? [];
+  for (const w of added) if (!/^[a-z0-9][a-z0-9-]*$/.test(w)) throw new UsageError(`--worker takes a worker kind such as inference, got ${JSON.stringify(w)}`);
+  return [...new Set([...DEFAULT_IMAGE_WORKERS, ...added])];
+}
+
 function boardOf(p: Parsed): Board {
   const name = str(p, "board", "aarch64-virt")!;
   return loadBoard(name);
@@ -89,12 +99,13 @@ function boardOf(p: Parsed): Board {
 async function buildFor(board: Board, p: Parsed, io: Io): Promise<BuiltImage> {
   const started = Date.now();
   const from = str(p, "from");
-  const artefacts = await fetchArtefacts(board, {
+  const fetchOptions = {
     env: io.env,
     offline: p.values.offline === true,
-    onProgress: (line) => io.err(`${line}\n`),
+    onProgress: (line: string) => io.err(`${line}\n`),
     ...(from === undefined ? {} : { from: resolve(from) }),
-  });
+  };
+  const artefacts = await fetchArtefacts(board, fetchOptions);
   const dir = baseDir(p);
   const policy = policyOf(p);
   const built = await buildImage({
@@ -105,6 +116,8 @@ async function buildFor(board: Board, p: Parsed, io: Io): Promise<BuiltImage> {
     cacheDir: join(dir, "cache"),
     root: packageRoot(),
     extra: extras(p),
+    workers: workersOf(p),
+    natives: (packages) => fetchNatives(board, { ...fetchOptions, packages }),
     ...(policy ? { policy } : {}),
     say: (line) => io.err(`build: ${line}\n`),
   });
@@ -162,6 +175,10 @@ export async function up(argv: readonly string[], io: Io): Promise<void> {
     if (pub !== undefined) args.push("--queen-pub", pub);
     const policy = policyOf(p);
     if (policy) args.push("--policy", policy);
+    for (const name of ["gpu-bridge", "gpu-bridge-key", "gpu-bridge-pin"]) {
+      const value = str(p, name);
+      if (value !== undefined) args.push(`--${name}`, value);
+    }
     await serve(args, io);
     return;
   }
@@ -177,10 +194,14 @@ async function bootWith(p: Parsed, io: Io): Promise<void> {
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new UsageError("--port must be 0 to 65535");
   const timeoutS = Number(str(p, "timeout", "180"));
   if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new UsageError("--timeout must be a positive number of seconds");
-  const built = await buildFor(board, p, io);
-  const append = ((p.values.append as string[] | undefined) ?? []).join(" ");
   const paths = vmPaths(baseDir(p), board.name);
-  io.err(`boot: starting ${board.name}${restore ? ` from snapshot ${restore}` : ""} (console: ${paths.consoleLog})\n`);
+  const bridge = await prepareGuestBridge({ parsed: p, gateway: board.network.gateway, runDir: paths.runDir, env: io.env, err: io.err });
+  const built = await buildFor(board, p, io).catch(async (err: unknown) => {
+    await bridge?.remove();
+    throw err;
+  });
+  const append = ((p.values.append as string[] | undefined) ?? []).join(" ");
+  io.err(`boot: starting ${board.name}${restore ? ` from snapshot ${restore}` : ""}${bridge ? ` with the gpu bridge at ${bridge.dial}` : ""} (console: ${paths.consoleLog})\n`);
   const vm = await bootVm({
     board,
     kernel: built.kernel,
@@ -191,7 +212,8 @@ async function bootWith(p: Parsed, io: Io): Promise<void> {
     ...(restore ? { restore } : {}),
     detached: p.values.detach === true,
     timeoutMs: timeoutS * 1000,
-  });
+    ...(bridge ? { fwCfg: [bridge.fwCfg] } : {}),
+  }).finally(() => bridge?.remove());
   io.err(`boot: ${board.name} serving after ${(vm.readyMs / 1000).toFixed(2)} s (pid ${vm.info.pid})\n`);
   const pub = str(p, "queen-pub");
   const key = pub !== undefined && pub.endsWith(".pub") && existsSync(`${pub.slice(0, -4)}.key`) ? ` --key ${resolve(`${pub.slice(0, -4)}.key`)}` : "";

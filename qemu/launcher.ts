@@ -41,6 +41,12 @@ export interface QemuArgsOptions {
   readonly consoleLog: string;
   /** Start from this snapshot (`-loadvm`). */
   readonly restore?: string;
+  /**
+   * Firmware config items (`-fw_cfg name=…,file=…`): small files the guest
+   * reads under `/sys/firmware/qemu_fw_cfg/by_name/` (module `qemu_fw_cfg`).
+   * Only the file's path is on QEMU's command line, never its content.
+   */
+  readonly fwCfg?: readonly { readonly name: string; readonly file: string }[];
 }
 
 /**
@@ -75,6 +81,7 @@ export function qemuArgs(options: QemuArgsOptions): string[] {
     "-device", "virtio-blk-pci,drive=state",
     "-qmp", `unix:${options.qmpSocket},server=on,wait=off`,
     "-serial", `file:${options.consoleLog}`,
+    ...(options.fwCfg ?? []).flatMap((item) => ["-fw_cfg", `name=${item.name},file=${item.file.replaceAll(",", ",,")}`]),
     ...(options.restore ? ["-loadvm", options.restore] : []),
   ];
 }

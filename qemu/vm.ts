@@ -78,6 +78,8 @@ export interface BootVmOptions {
   readonly timeoutMs?: number;
   /** Each console line. */
   readonly onLine?: (line: string) => void;
+  /** Firmware config items handed to the guest (see `QemuArgsOptions.fwCfg`). */
+  readonly fwCfg?: readonly { readonly name: string; readonly file: string }[];
 }
 
 /** A booted VM. */
@@ -205,6 +207,7 @@ export async function bootVm(options: BootVmOptions): Promise<RunningVm> {
     consoleLog: paths.consoleLog,
     stderrFile: paths.stderrFile,
     ...(options.restore ? { restore: options.restore } : {}),
+    ...(options.fwCfg ? { fwCfg: options.fwCfg } : {}),
     detached: options.detached === true,
   });
   const info: VmInfo = {

@@ -21,6 +21,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import {
+  InvalidError,
   NineError,
   NotFoundError,
   RemoteMount,
@@ -50,8 +51,14 @@ export const GPU_BRIDGE_DOWN = "gpu-bridge-down";
 export interface GpuBridgeConfig {
   /** `HOST:PORT`, `tcp!HOST!PORT` or `tls!HOST!PORT`; with `pin`, a TCP address is dialled with TLS. */
   readonly dial: string;
-  /** The bridge's private key: bridge tickets are signed with it. */
-  readonly key: Uint8Array;
+  /** The bridge's private key: a fresh bridge ticket is signed with it at every connection. */
+  readonly key?: Uint8Array;
+  /**
+   * Instead of the key: where bridge tickets come from, asked at every
+   * connection (a QEMU guest holds a ticket minted on the host by `cohesix
+   * boot`, never the key). A ticket that has expired is refused by the bridge.
+   */
+  readonly ticket?: () => string;
   /** SHA-256 fingerprint of the bridge's TLS certificate. */
   readonly pin?: string;
   /** First redial delay (doubles up to 2 s). Default 100 ms. */
@@ -108,6 +115,7 @@ export class GpuMount {
   #closed = false;
 
   constructor(config: GpuBridgeConfig, host: GpuMountHost) {
+    if ((config.key === undefined) === (config.ticket === undefined)) throw new InvalidError("gpu bridge: give either the bridge key or a ticket source");
     this.#config = config;
     this.#host = host;
     this.#mount = this.#makeMount();
@@ -191,7 +199,7 @@ export class GpuMount {
       attach: {
         uname: "bridge",
         get aname() {
-          return mintTicket({ role: "bridge", sub: "appliance" }, config.key, { ttlS: 3600 });
+          return config.ticket ? config.ticket() : mintTicket({ role: "bridge", sub: "appliance" }, config.key!, { ttlS: 3600 });
         },
       },
       connectTimeoutMs: 3000,

@@ -15,6 +15,8 @@
  */
 import { open, readdir, readFile, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { BUILTIN_WORKERS } from "../workers/index.ts";
+import { guestGpuBridge } from "./guest-bridge.ts";
 import { serveAppliance } from "./serve.ts";
 
 /** The config baked into the image at `/etc/cohesix/config.json`. */
@@ -31,6 +33,8 @@ export interface GuestConfig {
   readonly policy: "open" | "signed-ctl";
   /** The address printed in the READY line (the guest's own), e.g. `tcp!10.0.2.15!5640`. */
   readonly readyAddr: string;
+  /** The worker programs in the image (`heartbeat`, `gpu`, opt-in `inference`); the queen can spawn only these. Default: all built-in ones. */
+  readonly workers?: readonly string[];
 }
 
 /** Options of {@link runGuest}. */
@@ -45,6 +49,8 @@ export interface RunGuestOptions {
   readonly readyFile?: string;
   /** Console writer; default stdout. */
   readonly say?: (line: string) => void;
+  /** Where the kernel shows QEMU's firmware config items (the GPU bridge, see `guest-bridge.ts`); default `/sys/firmware/qemu_fw_cfg/by_name`. */
+  readonly fwCfgDir?: string;
 }
 
 /**
@@ -131,7 +137,11 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
   process.once("SIGTERM", onSignal("SIGTERM"));
   process.once("SIGINT", onSignal("SIGINT"));
   void powerKey(options.inputDir ?? "/dev/input", stop.signal).then(onSignal("power key"));
+  const gpuBridge = guestGpuBridge(options.fwCfgDir !== undefined ? { fwCfgDir: options.fwCfgDir } : {});
+  const programs = config.workers ? Object.fromEntries(Object.entries(BUILTIN_WORKERS).filter(([kind]) => config.workers!.includes(kind))) : undefined;
   const running = await serveAppliance({
+    ...(gpuBridge ? { gpuBridge } : {}),
+    ...(programs ? { programs } : {}),
     board: config.board,
     listen: config.listen,
     stateDir: config.stateDir,

@@ -58,6 +58,7 @@ export {
   type LifecycleState,
 } from "./appliance.ts";
 export { defaultBridgeKeyPath, serveAppliance, type GpuBridgeFiles, type RunningAppliance, type ServeOptions } from "./serve.ts";
+export { FW_CFG_BY_NAME, FW_CFG_GPU_BRIDGE, formatGuestBridge, guestGpuBridge, parseGuestBridge, type GuestBridge } from "./guest-bridge.ts";
 export { GPU_BRIDGE_DOWN, GpuMount, type BridgeLeaseRecord, type GpuBridgeConfig, type GpuMountHost } from "./gpu-mount.ts";
 export { checkGpuWrite, guardGpuMount } from "./gpu-guard.ts";
 export { commitLogKey } from "./appliance.ts";

@@ -27,6 +27,12 @@ export interface GpuBridgeFiles {
   readonly key?: string;
   /** SHA-256 fingerprint of the bridge's TLS certificate: dial with TLS and pin it. */
   readonly pin?: string;
+  /**
+   * Instead of a key file: where bridge tickets come from, asked at every
+   * connection (the QEMU guest reads the ticket `cohesix boot` minted on
+   * the host; the bridge key never enters the guest).
+   */
+  readonly ticket?: () => string;
 }
 
 /**
@@ -44,6 +50,7 @@ export function defaultBridgeKeyPath(env: NodeJS.ProcessEnv = process.env): stri
 
 /** Reads the bridge key and builds the appliance's bridge configuration. */
 async function bridgeConfig(files: GpuBridgeFiles): Promise<GpuBridgeConfig> {
+  if (files.ticket !== undefined) return { dial: files.dial, ticket: files.ticket, ...(files.pin !== undefined ? { pin: files.pin } : {}) };
   const path = files.key ?? defaultBridgeKeyPath();
   if (!existsSync(path)) {
     throw new NotFoundError(`gpu bridge key ${path} does not exist: start \`cohesix gpu-bridge\` once on this host to make it, or pass --gpu-bridge-key FILE`);

@@ -13,7 +13,7 @@ import { join, relative } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import { InvalidError, NotFoundError, PermissionError } from "../nine-door/index.ts";
-import type { Board, DebPin } from "../boards/index.ts";
+import type { Board, DebPin, NativePin } from "../boards/index.ts";
 import { ArtefactCache, defaultCacheDir, sha256File } from "./cache.ts";
 import { aptDownload, findIn, fileNames, howToGet, npmPack, pinLabel, type Pin } from "./sources.ts";
 import { unpackDeb, untar } from "./unpack.ts";
@@ -121,6 +121,54 @@ export async function fetchArtefacts(board: Board, options: FetchArtefactsOption
   return { node, sysroot, busybox, kernel: kernel.image, modules: kernel.modules, moduleFiles, kernelVersion: kernel.version, cacheDir: cache.dir };
 }
 
+/** A native addon package unpacked in the cache. */
+export interface FetchedNative {
+  /** The board's pin. */
+  readonly pin: NativePin;
+  /** The unpacked npm package folder (its `package.json`, `lib/`…). */
+  readonly dir: string;
+}
+
+/**
+ * Gets the board's pinned native addon packages named in `packages` (all
+ * of them when omitted) into the cache — from the cache, `from`, or `npm
+ * pack` — verified against their sha256 and integrity pins, and unpacked.
+ * Same refusals as {@link fetchArtefacts}; a name the board does not pin is
+ * a `NotFoundError` listing the pinned ones.
+ *
+ * @example
+ * ```ts
+ * const [addon] = await fetchNatives(loadBoard("aarch64-virt"), { packages: ["@img/sharp-linux-arm64"] });
+ * addon.dir; // "~/.cache/cohesix/unpacked/a1b6…/package"
+ * ```
+ */
+export async function fetchNatives(board: Board, options: FetchArtefactsOptions & { readonly packages?: readonly string[] } = {}): Promise<FetchedNative[]> {
+  const all = board.artefacts.natives;
+  const wanted = options.packages ?? all.map((n) => n.package);
+  const pins = wanted.map((name) => {
+    const pin = all.find((n) => n.package === name);
+    if (!pin) {
+      throw new NotFoundError(`board ${board.name} pins no native package ${name} (pinned: ${all.map((n) => n.package).join(", ") || "none"}): add it to artefacts.natives in ${join(board.dir, "board.json")}`);
+    }
+    return pin;
+  });
+  if (pins.length === 0) return [];
+  const cache = new ArtefactCache(options.cacheDir ?? defaultCacheDir(options.env));
+  const say = options.onProgress ?? (() => {});
+  const blobs = await obtain(pins.map((p): Pin => ({ kind: "npm", ...p })), cache, board, options, say);
+  const out: FetchedNative[] = [];
+  for (const pin of pins) {
+    const tree = await cache.derive(cache.unpackedPath(pin.sha256), "unpack", async (tmp) => {
+      say(`fetch: unpacking ${pin.package}@${pin.version}`);
+      await untar(blobs.get(pin.sha256)!, tmp, []);
+    });
+    const dir = join(tree, "package");
+    if (!existsSync(join(dir, "package.json"))) throw new InvalidError(`${pin.package}@${pin.version}: the tarball holds no package/package.json`);
+    out.push({ pin, dir });
+  }
+  return out;
+}
+
 /** Makes sure every pin's blob is in the cache and intact; returns sha256 → blob path. */
 async function obtain(pins: readonly Pin[], cache: ArtefactCache, board: Board, options: FetchArtefactsOptions, say: (line: string) => void): Promise<Map<string, string>> {
   const found = new Map<string, string>();
@@ -168,7 +216,7 @@ async function obtainMissing(
     if (actual !== pin.sha256) {
       throw new PermissionError(`artefact ${pinLabel(pin)} (${file}) does not match its pin in ${boardFile}: expected sha256 ${pin.sha256}, actual ${actual}; refusing it`);
     }
-    if (pin.kind === "node") {
+    if (pin.kind !== "deb") {
       const integrity = `sha512-${await hashFile(file, "sha512", "base64")}`;
       if (integrity !== pin.integrity) {
         throw new PermissionError(`artefact ${pinLabel(pin)} (${file}) does not match its pin in ${boardFile}: expected integrity ${pin.integrity}, actual ${integrity}; refusing it`);
@@ -203,7 +251,7 @@ async function obtainMissing(
 
   const started = Date.now();
   for (const pin of missing) {
-    if (pin.kind !== "node") continue;
+    if (pin.kind === "deb") continue;
     say(`fetch: npm pack ${pinLabel(pin)}`);
     await accept(pin, await npmPack(pin, work, board.name), "move");
   }

@@ -1,22 +1,25 @@
 /**
- * Guest bundles: esbuild turns the guest's main program and every worker
- * program into self-contained ES modules for the board's Node (npm
+ * Guest bundles: esbuild turns the guest's main program and the chosen
+ * worker programs into self-contained ES modules for the board's Node (npm
  * dependencies included, since the image has no node_modules), minified,
  * with linked source maps. The result is data — paths relative to the
  * package folder in the image (`/opt/cohesix`) and their bytes — which
  * image assembly lays out; nothing is written here.
  *
  * Native addons cannot be bundled: the packages named in
- * {@link NATIVE_PACKAGES} (sharp's linux-arm64 binaries) stay external and
- * are copied from node_modules into the image's `node_modules` when present.
+ * {@link NATIVE_PACKAGES} (sharp's linux-arm64 binaries) stay external. The
+ * bundle reports which npm packages went into it (`packages`), so the image
+ * builder can add the board's pinned native packages those need
+ * (`natives.ts`), never the host's own builds.
  * @module
  */
 import { build, type BuildOptions } from "esbuild";
 import { execa } from "execa";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, rename, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
+import { packageOfInput } from "./natives.ts";
 
 /** One file of the guest package, relative to its folder in the image. */
 export interface BundleFile {
@@ -28,8 +31,8 @@ export interface BundleFile {
 }
 
 /**
- * Native addon packages for linux-arm64, copied into the image's
- * `node_modules` when a bundle may need them and they are installed.
+ * Native addon packages kept out of the bundles (external imports); the
+ * board's pinned builds of them are placed in the image's `node_modules`.
  *
  * @example
  * ```ts
@@ -52,19 +55,23 @@ export interface BundleGuestOptions {
   readonly nodeMajor?: number;
   /** The guest's main program; default `root-task/guest-main.ts`. */
   readonly guestEntry?: string;
-  /** Worker programs, kind → entry; default every `workers/<kind>/main.ts`. */
+  /**
+   * Worker programs, kind → entry; default every `workers/<kind>/main.ts`.
+   * Files beside an entry that are not TypeScript (the inference sample
+   * image) are assets, copied to `dist/workers/<kind>/`.
+   */
   readonly workers?: Readonly<Record<string, string>>;
-  /** Native packages to copy when installed; default {@link NATIVE_PACKAGES}. */
+  /** Native packages left external; default {@link NATIVE_PACKAGES}. */
   readonly nativePackages?: readonly string[];
 }
 
-/** The guest package: `package.json`, `dist/guest.mjs`, `dist/workers/<kind>.mjs`, maps, native addons. */
+/** The guest package: `package.json`, `dist/guest.mjs`, `dist/workers/<kind>.mjs`, maps, worker assets. */
 export interface GuestBundle {
   readonly files: readonly BundleFile[];
   /** Worker kinds bundled. */
   readonly workers: readonly string[];
-  /** Native packages copied in. */
-  readonly natives: readonly string[];
+  /** npm packages bundled into any output (e.g. `sharp`, `detect-libc`), sorted: what decides the native packages needed. */
+  readonly packages: readonly string[];
 }
 
 /** The worker programs of a package root: kind → `workers/<kind>/main.ts`. */
@@ -93,7 +100,6 @@ export async function bundleGuest(options: BundleGuestOptions): Promise<GuestBun
   const workers = options.workers ?? (await workerEntries(root));
   const entryPoints: Record<string, string> = { guest: options.guestEntry ?? join(root, "root-task", "guest-main.ts") };
   for (const [kind, entry] of Object.entries(workers)) entryPoints[`workers/${kind}`] = entry;
-  const natives = (options.nativePackages ?? NATIVE_PACKAGES).filter((p) => existsSync(join(root, "node_modules", p, "package.json")));
   const esbuildOptions: BuildOptions = {
     absWorkingDir: root,
     entryPoints,
@@ -107,6 +113,7 @@ export async function bundleGuest(options: BundleGuestOptions): Promise<GuestBun
     sourcemap: "linked",
     legalComments: "none",
     write: false,
+    metafile: true,
     external: [...OPTIONAL_NATIVE, ...(options.nativePackages ?? NATIVE_PACKAGES)],
     // CommonJS dependencies call require(); give ES modules one.
     banner: { js: 'import{createRequire as __cxReq}from"node:module";const require=__cxReq(import.meta.url);' },
@@ -120,24 +127,22 @@ export async function bundleGuest(options: BundleGuestOptions): Promise<GuestBun
   // The package marker that workers/programs.ts packageRoot() looks for.
   const manifest = { name: "cohesix", private: true, type: "module" };
   files.push({ path: "package.json", data: new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`) });
-  for (const pkg of natives) {
-    for (const f of await walk(join(root, "node_modules", pkg))) {
-      files.push({ path: `node_modules/${pkg}/${f.rel}`, data: await readFile(f.abs), mode: f.mode });
+  // Assets of the package's own workers (workers/<kind>/*, not TypeScript, top level only).
+  for (const [kind, entry] of Object.entries(workers)) {
+    const folder = join(root, "workers", kind);
+    if (entry !== join(folder, "main.ts")) continue;
+    for (const d of (await readdir(folder, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      if (!d.isFile() || /\.(ts|md)$/.test(d.name)) continue;
+      files.push({ path: `dist/workers/${kind}/${d.name}`, data: await readFile(join(folder, d.name)), mode: 0o644 });
     }
   }
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  return { files, workers: Object.keys(workers).sort(), natives };
-}
-
-async function walk(dir: string, prefix = ""): Promise<{ abs: string; rel: string; mode: number }[]> {
-  const out: { abs: string; rel: string; mode: number }[] = [];
-  for (const d of (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-    const abs = join(dir, d.name);
-    const rel = prefix ? `${prefix}/${d.name}` : d.name;
-    if (d.isDirectory()) out.push(...(await walk(abs, rel)));
-    else if (d.isFile()) out.push({ abs, rel, mode: (await stat(abs)).mode & 0o777 & ~0o022 });
+  const packages = new Set<string>();
+  for (const input of Object.keys(result.metafile?.inputs ?? {})) {
+    const pkg = packageOfInput(input);
+    if (pkg !== undefined) packages.add(pkg);
   }
-  return out;
+  return { files, workers: Object.keys(workers).sort(), packages: [...packages].sort() };
 }
 
 /** Options of {@link stripElf}. */

@@ -20,11 +20,12 @@ import { existsSync } from "node:fs";
 import { copyFile, mkdir, readdir, readFile, realpath, rename, stat, writeFile } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import { InvalidError, NotFoundError } from "../nine-door/index.ts";
-import { bundleGuest, stripElf, type BundleFile } from "./bundle.ts";
+import { bundleGuest, stripElf, workerEntries, type BundleFile } from "./bundle.ts";
 import { checkSize, compress, type Compression } from "./compress.ts";
 import type { CpioEntry } from "./cpio-entry.ts";
 import { writeCpio } from "./cpio.ts";
 import { initScript, inittab, runScript } from "./init.ts";
+import { checkNativeVersions, nativeFiles, nativesFor, type NativePinLike } from "./natives.ts";
 
 /** The parts of a board description that image assembly reads (boards/<name>/board.json). */
 export interface ImageBoard {
@@ -33,8 +34,26 @@ export interface ImageBoard {
   readonly network: { readonly guest: string; readonly gateway: string; readonly nineDoorPort: number };
   readonly sizeLimitBytes: number;
   readonly sysroot: { readonly triplet: string; readonly loader: string; readonly libraries: readonly string[] };
-  readonly artefacts?: { readonly node?: { readonly version?: string } };
+  readonly artefacts?: { readonly node?: { readonly version?: string }; readonly natives?: readonly NativePinLike[] };
+  /** The board's folder, for messages about its pins. */
+  readonly dir?: string;
 }
+
+/**
+ * The worker programs an image carries unless told otherwise: the
+ * heartbeat and the GPU worker. The inference worker is opt-in
+ * (`workers: [...DEFAULT_IMAGE_WORKERS, "inference"]`, `cohesix build
+ * --worker inference`) because sharp and libvips add ~20 MB.
+ *
+ * @example
+ * ```ts
+ * await buildImage({ ...options, workers: [...DEFAULT_IMAGE_WORKERS, "inference"] });
+ * ```
+ */
+export const DEFAULT_IMAGE_WORKERS: readonly string[] = ["heartbeat", "gpu"];
+
+/** Unpacked native packages for the guest, as `fetchNatives` returns them. */
+export type NativeSource = (packages: readonly string[]) => Promise<readonly { readonly pin: { readonly package: string }; readonly dir: string }[]>;
 
 /** The fetched pieces (see `fetchArtefacts`): paths on the build host. */
 export interface ImageArtefacts {
@@ -75,6 +94,17 @@ export interface BuildImageOptions {
   readonly cacheDir?: string;
   /** Extra files (e.g. a test image's self-test script). */
   readonly extra?: readonly ExtraFile[];
+  /**
+   * Worker programs to carry, by kind (`workers/<kind>/main.ts` of `root`);
+   * default {@link DEFAULT_IMAGE_WORKERS}. An unknown kind is refused.
+   */
+  readonly workers?: readonly string[];
+  /**
+   * Gets the board's pinned native packages that the bundled workers need
+   * (e.g. `(names) => fetchNatives(board, { packages: names })`). Required
+   * only when a worker imports a package with pinned natives (sharp).
+   */
+  readonly natives?: NativeSource;
   /** Access policy of /queen/ctl in the guest; default `open`. */
   readonly policy?: "open" | "signed-ctl";
   /** Default `gzip`. */
@@ -98,6 +128,10 @@ export interface ImageManifest {
   readonly kernelVersion: string;
   /** `sha256:<hex>` of `initramfs.cpio.gz`, passed to the guest as `cohesix.image=` and shown in /proc/boot. */
   readonly digest: string;
+  /** Worker programs in the image, by kind. */
+  readonly workers: readonly string[];
+  /** Native packages placed in the image, `name@version`. */
+  readonly natives: readonly string[];
   readonly image: { readonly file: string; readonly bytes: number; readonly uncompressedBytes: number; readonly runtimeBytes: number };
   readonly kernel: { readonly file: string; readonly sha256: string };
   readonly cmdline: string;
@@ -201,7 +235,7 @@ export async function runtimeEntries(options: { board: ImageBoard; artefacts: Im
 }
 
 /** The guest config baked in as `/etc/cohesix/config.json`. */
-function guestConfig(board: ImageBoard, policy: "open" | "signed-ctl"): string {
+function guestConfig(board: ImageBoard, policy: "open" | "signed-ctl", workers: readonly string[] | undefined): string {
   const port = board.network.nineDoorPort;
   const ip = board.network.guest.split("/")[0]!;
   const config = {
@@ -211,6 +245,7 @@ function guestConfig(board: ImageBoard, policy: "open" | "signed-ctl"): string {
     queenPub: GUEST.queenPub,
     policy,
     readyAddr: `tcp!${ip}!${port}`,
+    ...(workers ? { workers } : {}),
   };
   return `${JSON.stringify(config, null, 2)}\n`;
 }
@@ -230,6 +265,8 @@ export async function applianceEntries(options: {
   queenPub: Uint8Array;
   extra?: readonly ExtraFile[];
   policy?: "open" | "signed-ctl";
+  /** Worker kinds in the image, written to the guest config (the guest spawns only these). */
+  workers?: readonly string[];
 }): Promise<CpioEntry<Uint8Array>[]> {
   const { board } = options;
   const init = { modules: options.modulePaths, address: board.network.guest, gateway: board.network.gateway, stateDir: GUEST.stateDir };
@@ -237,7 +274,7 @@ export async function applianceEntries(options: {
     { type: "file", path: "/init", data: utf8(initScript(init)), mode: 0o755 },
     { type: "file", path: "/etc/inittab", data: utf8(inittab()), mode: 0o644 },
     { type: "file", path: "/etc/cohesix/run", data: utf8(runScript(init)), mode: 0o755 },
-    { type: "file", path: GUEST.config, data: utf8(guestConfig(board, options.policy ?? "open")), mode: 0o644 },
+    { type: "file", path: GUEST.config, data: utf8(guestConfig(board, options.policy ?? "open", options.workers)), mode: 0o644 },
     { type: "file", path: GUEST.queenPub, data: options.queenPub, mode: 0o644 },
     { type: "file", path: "/etc/passwd", data: utf8("root:x:0:0:root:/root:/bin/sh\n"), mode: 0o644 },
     { type: "file", path: "/etc/group", data: utf8("root:x:0:\n"), mode: 0o644 },
@@ -358,8 +395,24 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
   await mkdir(cacheDir, { recursive: true });
 
   const nodeMajor = Number((board.artefacts?.node?.version ?? "22").split(".")[0]) || 22;
-  say(`bundling the root task and workers for node${nodeMajor}`);
-  const bundle = await bundleGuest({ root: options.root, nodeMajor });
+  const available = await workerEntries(options.root);
+  const kinds = [...new Set(options.workers ?? DEFAULT_IMAGE_WORKERS)].sort();
+  const workers: Record<string, string> = {};
+  for (const kind of kinds) {
+    const entry = available[kind];
+    if (entry === undefined) throw new NotFoundError(`image: no worker program ${JSON.stringify(kind)} (available: ${Object.keys(available).join(", ") || "none"})`);
+    workers[kind] = entry;
+  }
+  say(`bundling the root task and workers (${kinds.join(", ")}) for node${nodeMajor}`);
+  const bundle = await bundleGuest({ root: options.root, nodeMajor, workers });
+  const natives = nativesFor(board.artefacts?.natives ?? [], bundle.packages);
+  let nativeBundle: BundleFile[] = [];
+  if (natives.length > 0) {
+    checkNativeVersions(natives, { root: options.root, ...(board.dir ? { boardFile: join(board.dir, "board.json") } : {}) });
+    if (!options.natives) throw new NotFoundError(`image: the workers need ${natives.map((n) => `${n.package}@${n.version}`).join(", ")} but no native package source was given`);
+    say(`native packages: ${natives.map((n) => `${n.package}@${n.version}`).join(", ")} (for ${[...new Set(natives.map((n) => n.for))].join(", ")})`);
+    nativeBundle = await nativeFiles(await options.natives(natives.map((n) => n.package)));
+  }
 
   const runtime = await runtimePart({ board, artefacts, cacheDir, compression, ...(options.strip !== undefined ? { strip: options.strip } : {}), say });
   const { modules, rawBytes: runtimeBytes } = runtime;
@@ -368,7 +421,8 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
     board,
     // insmod in the board's order
     modulePaths: modules.map((rel) => `/lib/modules/${artefacts.kernelVersion}/${rel}`),
-    bundle: bundle.files,
+    bundle: [...bundle.files, ...nativeBundle],
+    workers: kinds,
     queenPub: await readFile(options.queenPub).catch((err: Error) => {
       throw new NotFoundError(`image: queen public key ${options.queenPub}: ${err.message} (make one with \`cohesix keygen\`)`);
     }),
@@ -391,6 +445,8 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
     board: board.name,
     kernelVersion: artefacts.kernelVersion,
     digest,
+    workers: kinds,
+    natives: natives.map((n) => `${n.package}@${n.version}`),
     image: { file: initrd.split(sep).pop()!, bytes: image.byteLength, uncompressedBytes: runtimeBytes + appRaw.byteLength, runtimeBytes },
     kernel: { file: "Image", sha256: kernelSha },
     cmdline: `${board.kernel.cmdline} cohesix.image=${digest}`,

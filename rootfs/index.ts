@@ -43,7 +43,7 @@ export { checkSize, compress, decompress, type CheckSizeOptions, type Compressio
 // --- end cpio ---
 
 // --- artefacts: pinned downloads, per-user cache, unpacking ---
-export { fetchArtefacts, type Artefacts, type FetchArtefactsOptions, type ModuleFile } from "./artefacts.ts";
+export { fetchArtefacts, fetchNatives, type Artefacts, type FetchArtefactsOptions, type FetchedNative, type ModuleFile } from "./artefacts.ts";
 export { ArtefactCache, defaultCacheDir, sha256File, type BlobState } from "./cache.ts";
 export { fileNames, howToGet, pinLabel, type Pin } from "./sources.ts";
 export { debDataMember, unpackDeb, type UnpackDebOptions } from "./unpack.ts";
@@ -54,6 +54,7 @@ export { NATIVE_PACKAGES, bundleGuest, stripElf, workerEntries, type BundleFile,
 export { FLOOR_READY, SELFTEST_BEGIN, SELFTEST_END, STAGE_PATTERN, floorInitScript, initScript, inittab, runScript, type InitOptions } from "./init.ts";
 export {
   APPLETS,
+  DEFAULT_IMAGE_WORKERS,
   GUEST,
   applianceEntries,
   buildImage,
@@ -67,8 +68,10 @@ export {
   type ImageBoard,
   type ImageManifest,
   type ManifestFile,
+  type NativeSource,
   type RuntimePart,
   type RuntimePartOptions,
 } from "./image.ts";
 export { buildFloorImage, floorEntries, type FloorImage, type FloorImageOptions } from "./floor.ts";
+export { checkNativeVersions, nativeFiles, nativesFor, packageOfInput, type NativePinLike } from "./natives.ts";
 // --- end image ---

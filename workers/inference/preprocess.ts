@@ -65,6 +65,30 @@ export async function preprocess(image: Uint8Array, options: { size: number }): 
   };
 }
 
+/** Where the preprocessing ran, as the telemetry reports it. */
+export interface PreprocessRuntime {
+  /** `process.platform`-`process.arch`, e.g. `linux-arm64` inside the aarch64 guest. */
+  readonly platform: string;
+  readonly node: string;
+  /** sharp's version and the libvips it loaded. */
+  readonly sharp: string;
+  readonly vips: string;
+}
+
+/**
+ * The platform and the sharp/libvips build in use, so a result line shows
+ * where its tensor was made (the guest's `linux-arm64` natives, or the host's).
+ *
+ * @example
+ * ```ts
+ * preprocessRuntime(); // { platform: "linux-arm64", node: "24.22.0", sharp: "0.34.5", vips: "8.17.3" }
+ * ```
+ */
+export function preprocessRuntime(): PreprocessRuntime {
+  const v = sharp.versions as { sharp?: string; vips?: string };
+  return { platform: `${process.platform}-${process.arch}`, node: process.versions.node, sharp: v.sharp ?? "unknown", vips: v.vips ?? "unknown" };
+}
+
 function round(n: number): number {
   return Math.round(n * 1e4) / 1e4;
 }
