@@ -6,7 +6,10 @@
  * devtmpfs and tmpfs, loads the board's modules in order, brings up lo and
  * eth0 with a static address, and mounts the state disk (virtio-blk,
  * `/dev/vda`, ext4, formatted by the host when `cohesix boot` creates it) on
- * the state directory. It then execs busybox `init` as PID 1: busybox init
+ * the state directory. A flashed disk image (`cohesix image`) names its
+ * partitions on the command line instead: `cohesix.state=/dev/vda2` (the
+ * data partition) and `cohesix.boot=/dev/vda1` (the FAT boot partition,
+ * mounted read-only at `/boot` for the boot manifest check). It then execs busybox `init` as PID 1: busybox init
  * reaps orphans, which Node as PID 1 would not, and runs one job,
  * `/etc/cohesix/run`, which runs the root task under Node and powers the
  * machine off when it exits (QEMU runs with `-no-reboot`, so the VM ends).
@@ -35,6 +38,9 @@ export interface InitOptions {
   /** The guest program; default `/opt/cohesix/dist/guest.mjs`. */
   readonly program?: string;
 }
+
+/** Where `/init` mounts the boot partition named by `cohesix.boot=` (read-only). */
+export const BOOT_DIR = "/boot";
 
 /** First line of the self-test's framed output on the console. */
 export const SELFTEST_BEGIN = "=== cohesix selftest begin";
@@ -89,10 +95,25 @@ export function initScript(options: InitOptions): string {
     `ip addr add ${options.address} dev eth0`,
     `ip route add default via ${options.gateway}`,
     "stage network",
-    `if [ -b ${dev} ]; then`,
-    `  mount -t ext4 -o noatime ${dev} ${options.stateDir} || echo "cohesix: state disk ${dev} did not mount; state lives in memory until power-off"`,
+    // A flashed disk names its partitions on the command line (extlinux.conf's
+    // append): cohesix.state= the data partition, cohesix.boot= the FAT boot
+    // partition, mounted read-only for the root task's boot manifest check.
+    `state_dev=${dev}`,
+    "boot_dev=",
+    "for word in $cmdline; do",
+    "  case \"$word\" in",
+    "    cohesix.state=*) state_dev=\"${word#cohesix.state=}\" ;;",
+    "    cohesix.boot=*) boot_dev=\"${word#cohesix.boot=}\" ;;",
+    "  esac",
+    "done",
+    'if [ -n "$boot_dev" ]; then',
+    `  mkdir -p ${BOOT_DIR}`,
+    `  mount -t vfat -o ro,noatime "$boot_dev" ${BOOT_DIR} || echo "cohesix: boot partition $boot_dev did not mount; the boot manifest cannot be checked"`,
+    "fi",
+    'if [ -b "$state_dev" ]; then',
+    `  mount -t ext4 -o noatime "$state_dev" ${options.stateDir} || echo "cohesix: state disk $state_dev did not mount; state lives in memory until power-off"`,
     "else",
-    `  echo "cohesix: no state disk (${dev}); state lives in memory until power-off"`,
+    '  echo "cohesix: no state disk ($state_dev); state lives in memory until power-off"',
     "fi",
     "stage state-disk",
     "exec /bin/init",
