@@ -58,6 +58,12 @@ export interface ApplianceOptions {
   readonly policy?: "open" | "signed-ctl";
   /** Digest of the image this appliance booted from; `none` on the host. */
   readonly imageDigest?: string;
+  /**
+   * The boot manifest check of a flashed disk (see `checkBootManifest`),
+   * read each time /proc/boot is: `manifest=` its digest and
+   * `manifest_check=` `pending`, `ok` or `FAILED: …`. Absent: `manifest=none`.
+   */
+  readonly bootManifest?: () => { readonly digest: string; readonly status: string };
   /** Retention of /log/queen.log in bytes (default 1 MiB). */
   readonly logRetainBytes?: number;
   /**
@@ -418,6 +424,11 @@ export class Appliance {
     return new Directory("/", { children: [this.gpu, this.logs, proc, queen, this.workers] });
   }
 
+  #manifestLines(): string[] {
+    const check = this.options.bootManifest?.();
+    return check ? [`manifest=${check.digest}`, `manifest_check=${check.status}`] : ["manifest=none"];
+  }
+
   #banner(): string {
     const ids = Object.keys(this.options.programs ?? BUILTIN_WORKERS).sort();
     return [
@@ -427,6 +438,7 @@ export class Appliance {
       `kernel=${os.type()} ${os.release()} ${os.arch()}`,
       `kernel_uptime_at_start_s=${this.#uptimeAtStart.toFixed(1)}`,
       `image=${this.options.imageDigest ?? "none"}`,
+      ...this.#manifestLines(),
       `boot_key=${keyId(this.bootPublicKey)}`,
       `queen_key=${keyId(this.options.queenPublicKey)}`,
       `policy=${this.options.policy ?? "open"}`,
