@@ -16,6 +16,7 @@
 import { open, readdir, readFile, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BUILTIN_WORKERS } from "../workers/index.ts";
+import { checkBootManifest } from "./boot-manifest.ts";
 import { guestGpuBridge } from "./guest-bridge.ts";
 import { serveAppliance } from "./serve.ts";
 
@@ -47,6 +48,10 @@ export interface RunGuestOptions {
   readonly inputDir?: string;
   /** A file created once serving (for boot-time scripts); default `/run/cohesix/ready`. */
   readonly readyFile?: string;
+  /** Where `/init` mounted the boot partition of a flashed disk; default `/boot`. */
+  readonly bootDir?: string;
+  /** The release public key baked into the image; default `/etc/cohesix/release.pub`. */
+  readonly releasePub?: string;
   /** Console writer; default stdout. */
   readonly say?: (line: string) => void;
   /** Where the kernel shows QEMU's firmware config items (the GPU bridge, see `guest-bridge.ts`); default `/sys/firmware/qemu_fw_cfg/by_name`. */
@@ -139,7 +144,16 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
   void powerKey(options.inputDir ?? "/dev/input", stop.signal).then(onSignal("power key"));
   const gpuBridge = guestGpuBridge(options.fwCfgDir !== undefined ? { fwCfgDir: options.fwCfgDir } : {});
   const programs = config.workers ? Object.fromEntries(Object.entries(BUILTIN_WORKERS).filter(([kind]) => config.workers!.includes(kind))) : undefined;
+  // A flashed disk (`cohesix.boot=` on the command line): the boot manifest
+  // is checked beside the boot, so hashing the kernel and initramfs does not
+  // delay READY; /proc/boot shows `pending` until it is done.
+  let manifest = { digest: "pending", status: "pending" };
+  const manifestCheck =
+    params.boot === undefined
+      ? undefined
+      : checkBootManifest({ bootDir: options.bootDir ?? "/boot", releasePub: options.releasePub ?? "/etc/cohesix/release.pub" });
   const running = await serveAppliance({
+    ...(manifestCheck ? { bootManifest: () => manifest } : {}),
     ...(gpuBridge ? { gpuBridge } : {}),
     ...(programs ? { programs } : {}),
     board: config.board,
@@ -154,6 +168,11 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
   await writeFile(readyFile, `${running.dialString}\n`).catch(() => {});
   await stage("serving");
   say(`READY ${config.readyAddr}`);
+  void manifestCheck?.then((check) => {
+    manifest = check;
+    say(`cohesix: boot manifest ${check.digest} ${check.status}`);
+    running.app.audit(`boot manifest ${check.digest} ${check.status}`);
+  });
   if (!stop.signal.aborted) await new Promise((resolve) => stop.signal.addEventListener("abort", resolve, { once: true }));
   say(`cohesix: stopping (${reason})`);
   await running.stop(reason);
