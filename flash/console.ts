@@ -45,7 +45,7 @@ export interface ConsoleOptions {
   readonly input?: ConsoleInput;
   /** Received bytes. */
   readonly output: (bytes: Uint8Array) => void;
-  /** Messages for the user (stderr). */
+  /** Messages for the user (stderr); the first says the port is open. */
   readonly notice?: (text: string) => void;
   readonly signal?: AbortSignal;
 }
@@ -220,7 +220,7 @@ export async function runConsole(options: ConsoleOptions): Promise<ConsoleResult
     }
   });
   if (matcher) notice?.(`waiting for ${JSON.stringify(options.expect)} on ${port}${deadline === undefined ? "" : ` (timeout ${Math.round(options.timeoutMs! / 1000)} s)`}\n`);
-  else if (interactive && input.isTTY) notice?.(`connected to ${port} at ${baudRate} baud; Ctrl-] exits\r\n`);
+  else notice?.(`connected to ${port} at ${baudRate} baud${interactive ? "; Ctrl-] exits" : ""}\r\n`);
 
   try {
     return await outcome;
