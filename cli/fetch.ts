@@ -4,7 +4,7 @@
  */
 import { resolve } from "node:path";
 import { loadBoard } from "../boards/index.ts";
-import { fetchArtefacts } from "../rootfs/index.ts";
+import { fetchArtefacts, fetchNatives } from "../rootfs/index.ts";
 import { parse, str } from "./args.ts";
 
 type Out = (text: string | Uint8Array) => void;
@@ -12,7 +12,7 @@ type Out = (text: string | Uint8Array) => void;
 /**
  * `fetch [--board aarch64-virt] [--from DIR] [--offline]`:
  * downloads (or takes from DIR), verifies and unpacks the board's
- * artefacts into `$XDG_CACHE_HOME/cohesix` (default `~/.cache/cohesix`), printing progress on stderr and the unpacked paths on stdout.
+ * artefacts (and its pinned native addon packages) into `$XDG_CACHE_HOME/cohesix` (default `~/.cache/cohesix`), printing progress on stderr and the unpacked paths on stdout.
  *
  * @example
  * ```ts
@@ -24,12 +24,15 @@ export async function fetch(argv: readonly string[], io: { env: NodeJS.ProcessEn
   const board = loadBoard(str(p, "board", "aarch64-virt")!);
   const from = str(p, "from");
   const started = Date.now();
-  const a = await fetchArtefacts(board, {
+  const options = {
     env: io.env,
     offline: p.values.offline === true,
-    onProgress: (line) => io.err(`${line}\n`),
+    onProgress: (line: string) => io.err(`${line}\n`),
     ...(from === undefined ? {} : { from: resolve(from) }),
-  });
+  };
+  const a = await fetchArtefacts(board, options);
+  // Native addons for opt-in workers (sharp for `--worker inference`), so such images build offline too.
+  const natives = await fetchNatives(board, options);
   io.err(`fetch: ${board.name} ready in ${((Date.now() - started) / 1000).toFixed(1)} s (cache ${a.cacheDir})\n`);
   io.out(
     [
@@ -39,6 +42,7 @@ export async function fetch(argv: readonly string[], io: { env: NodeJS.ProcessEn
       `kernel ${a.kernel}`,
       `modules ${a.modules}`,
       `kernel-version ${a.kernelVersion}`,
+      ...natives.map((n) => `native ${n.pin.package}@${n.pin.version} ${n.dir}`),
       "",
     ].join("\n"),
   );

@@ -5,7 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadBoard, type Board } from "../../boards/index.ts";
 import { main } from "../../cli/main.ts";
 import { InvalidError, NotFoundError, PermissionError } from "../../nine-door/index.ts";
-import { defaultCacheDir, fetchArtefacts, fileNames, unpackDeb, type Artefacts, type Pin } from "../../rootfs/index.ts";
+import { execa } from "execa";
+import { defaultCacheDir, fetchArtefacts, fetchNatives, fileNames, unpackDeb, type Artefacts, type FetchedNative, type Pin } from "../../rootfs/index.ts";
+import { packageRoot } from "../../workers/index.ts";
 
 // One real fetch (≈110 MB from npm and Debian's archive) into a private
 // cache; the other tests reuse its blobs.
@@ -15,6 +17,7 @@ const board = loadBoard("aarch64-virt");
 const busyboxPin = board.artefacts.debs.find((d) => d.role === "busybox")!;
 const progress: string[] = [];
 let first: Artefacts;
+let natives: FetchedNative[] = [];
 let fetchSeconds = 0;
 
 const pins = (b: Board): Pin[] => [{ kind: "node", ...b.artefacts.node }, ...b.artefacts.debs.map((d): Pin => ({ kind: "deb", ...d }))];
@@ -44,6 +47,7 @@ beforeAll(async () => {
   first = await fetchArtefacts(board, { cacheDir, onProgress: (l) => progress.push(l) });
   fetchSeconds = (Date.now() - started) / 1000;
   console.error(`cold fetch into an empty cache: ${fetchSeconds.toFixed(1)} s`);
+  natives = await fetchNatives(board, { cacheDir, onProgress: (l) => progress.push(l) });
 }, 600_000);
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
@@ -160,9 +164,72 @@ describe("fetchArtefacts", () => {
     expect(code).toBe(0);
     expect(out).toContain(`node ${first.node}\n`);
     expect(out).toContain(`kernel-version ${first.kernelVersion}\n`);
+    for (const n of natives) expect(out).toContain(`native ${n.pin.package}@${n.pin.version} ${n.dir}\n`);
     expect(err).toMatch(/fetch: aarch64-virt ready in/);
     let err2 = "";
     expect(await main(["fetch", "--board", "nope"], { out: () => {}, err: (t) => (err2 += t), env: process.env })).toBe(1);
     expect(err2).toMatch(/not found: no board "nope" \(known: .*aarch64-virt/);
+  });
+
+  it("fetchNatives() gets sharp's linux-arm64 packages with npm pack at the versions the installed sharp wants, verified and unpacked", () => {
+    expect(progress.some((l) => l.startsWith("fetch: npm pack @img/sharp-linux-arm64@"))).toBe(true);
+    expect(natives.map((n) => n.pin.package)).toEqual(["@img/sharp-linux-arm64", "@img/sharp-libvips-linux-arm64"]);
+    const sharp = JSON.parse(readFileSync(join(packageRoot(), "node_modules", "sharp", "package.json"), "utf8")) as { optionalDependencies: Record<string, string> };
+    for (const n of natives) {
+      expect(n.pin.for).toBe("sharp");
+      expect(`${n.pin.package}@${n.pin.version}`).toBe(`${n.pin.package}@${sharp.optionalDependencies[n.pin.package]}`);
+      expect(JSON.parse(readFileSync(join(n.dir, "package.json"), "utf8"))).toMatchObject({ name: n.pin.package, version: n.pin.version, cpu: ["arm64"] });
+    }
+    // aarch64 ELF shared objects (e_machine 183)
+    const addon = readFileSync(join(natives[0]!.dir, "lib", "sharp-linux-arm64.node"));
+    expect(addon.readUInt16LE(18)).toBe(183);
+    const vips = readdirSync(join(natives[1]!.dir, "lib")).find((f) => f.startsWith("libvips-cpp.so."));
+    expect(vips).toBeDefined();
+    expect(readFileSync(join(natives[1]!.dir, "lib", vips!)).readUInt16LE(18)).toBe(183);
+  });
+
+  it("every shared library the native packages need is in the board's sysroot or in the packages themselves", async () => {
+    const provided = new Set([board.sysroot.loader, ...board.sysroot.libraries]);
+    const objects: string[] = [];
+    for (const n of natives) {
+      for (const f of readdirSync(join(n.dir, "lib"))) {
+        if (/\.(node|so)(\.\d+)*$/.test(f)) {
+          provided.add(f);
+          objects.push(join(n.dir, "lib", f));
+        }
+      }
+    }
+    const readelf = (await execa("aarch64-linux-gnu-readelf", ["--version"], { reject: false })).exitCode === 0 ? "aarch64-linux-gnu-readelf" : "readelf";
+    for (const object of objects) {
+      const r = await execa(readelf, ["-d", object]);
+      const needed = [...r.stdout.matchAll(/\(NEEDED\)\s+Shared library: \[(.+?)\]/g)].map((m) => m[1]!);
+      expect(needed.length).toBeGreaterThan(0);
+      for (const lib of needed) expect(provided.has(lib), `${object} needs ${lib}, which the image would not have: add it to sysroot.libraries`).toBe(true);
+    }
+  });
+
+  it("fetchNatives() works offline from the cache and from a --from folder, and refuses a bad pin or an unpinned package", async () => {
+    const again = await fetchNatives(board, { cacheDir, offline: true });
+    expect(again.map((n) => n.dir)).toEqual(natives.map((n) => n.dir));
+
+    const dir = join(scratch, "from-natives");
+    mkdirSync(dir, { recursive: true });
+    for (const n of natives) copyFileSync(join(cacheDir, "blobs", "sha256", n.pin.sha256), join(dir, fileNames({ kind: "npm", ...n.pin })[0]!));
+    expect(readdirSync(dir).sort()).toEqual(["img-sharp-libvips-linux-arm64-1.2.4.tgz", "img-sharp-linux-arm64-0.34.5.tgz"]);
+    const other = join(scratch, "cache-from-natives");
+    const fromFolder = await fetchNatives(board, { cacheDir: other, from: dir, offline: true, packages: ["@img/sharp-linux-arm64"] });
+    expect(fromFolder).toHaveLength(1);
+    expect(fromFolder[0]!.dir.startsWith(other)).toBe(true);
+
+    const wrong = "0".repeat(64);
+    const bad: Board = { ...board, artefacts: { ...board.artefacts, natives: board.artefacts.natives.map((n) => ({ ...n, sha256: wrong })) } };
+    await expect(fetchNatives(bad, { cacheDir: join(scratch, "cache-bad-natives"), from: dir })).rejects.toThrow(
+      new RegExp(`artefact @img/sharp-linux-arm64@0\\.34\\.5 .* does not match its pin in .*board\\.json: expected sha256 ${wrong}`),
+    );
+    await expect(fetchNatives(board, { cacheDir: join(scratch, "cache-empty-natives"), offline: true })).rejects.toThrow(
+      /@img\/sharp-linux-arm64@0\.34\.5, @img\/sharp-libvips-linux-arm64@1\.2\.4 not in the cache .*npm pack @img\/sharp-linux-arm64@0\.34\.5/,
+    );
+    await expect(fetchNatives(board, { cacheDir, packages: ["@img/sharp-linux-x64"] })).rejects.toThrow(NotFoundError);
+    await expect(fetchNatives(board, { cacheDir, packages: ["@img/sharp-linux-x64"] })).rejects.toThrow(/pins no native package @img\/sharp-linux-x64 \(pinned: @img\/sharp-linux-arm64, @img\/sharp-libvips-linux-arm64\)/);
   });
 });
