@@ -21,10 +21,12 @@
 export { ConsoleWatcher, GuestPanicError, type ConsoleWatcherOptions, type WaitForOptions } from "./console.ts";
 export {
   QemuMissingError,
+  consolePty,
   createStateDisk,
   launchQemu,
   packageOf,
   qemuArgs,
+  type DiskBoot,
   type LaunchOptions,
   type LaunchedQemu,
   type QemuArgsOptions,

@@ -7,8 +7,9 @@
  */
 import { execa } from "execa";
 import { existsSync } from "node:fs";
-import { mkdir, open, rename, rm } from "node:fs/promises";
+import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { dirname } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 
 /** The parts of a board description the launcher reads. */
 export interface QemuBoard {
@@ -24,17 +25,41 @@ export interface QemuBoard {
   readonly network: { readonly nineDoorPort: number };
 }
 
+/**
+ * A flashed disk image booted through firmware, as on a real board: QEMU
+ * loads the firmware (`-bios`, e.g. Debian's qemu_arm64 U-Boot), which
+ * finds `extlinux/extlinux.conf` on the disk and loads the kernel and
+ * initramfs itself. The disk's data partition holds the state.
+ */
+export interface DiskBoot {
+  /** The firmware file, e.g. `/usr/lib/u-boot/qemu_arm64/u-boot.bin`. */
+  readonly firmware: string;
+  /** The raw disk image. */
+  readonly image: string;
+  /** QEMU's disk device; default `virtio-blk-device`. */
+  readonly device?: string;
+}
+
 /** Options of {@link qemuArgs}. */
 export interface QemuArgsOptions {
   readonly board: QemuBoard;
-  readonly kernel: string;
-  readonly initrd: string;
-  /** Kernel command line. */
-  readonly cmdline: string;
+  /** The kernel Image (`-kernel`); not used with {@link QemuArgsOptions.disk}. */
+  readonly kernel?: string;
+  /** The initramfs (`-initrd`); not used with `disk`. */
+  readonly initrd?: string;
+  /** Kernel command line (`-append`); not used with `disk` (extlinux.conf has it). */
+  readonly cmdline?: string;
+  /** Boot a disk image through firmware instead of `-kernel`/`-initrd`. */
+  readonly disk?: DiskBoot;
   /** Host port forwarded (on 127.0.0.1) to the guest's NineDoor port. */
   readonly hostPort: number;
-  /** The qcow2 state disk. */
-  readonly stateDisk: string;
+  /** The qcow2 state disk; not used with `disk`. */
+  readonly stateDisk?: string;
+  /**
+   * The console on a pseudo-terminal too (as a board's serial port), still
+   * logged to `consoleLog`: QEMU names the pty on its stderr, see {@link consolePty}.
+   */
+  readonly serialPty?: boolean;
   /** QMP Unix socket path. */
   readonly qmpSocket: string;
   /** The guest console goes to this file. */
@@ -70,20 +95,55 @@ export function qemuArgs(options: QemuArgsOptions): string[] {
     "-display", "none",
     "-monitor", "none",
     "-no-reboot",
-    "-kernel", options.kernel,
-    "-initrd", options.initrd,
-    "-append", options.cmdline,
+    ...bootArgs(options),
     "-netdev", `user,id=n0,hostfwd=tcp:127.0.0.1:${options.hostPort}-:${board.network.nineDoorPort}`,
     // romfile= : QEMU installed without recommends lacks efi-virtio.rom; -kernel boots need no option ROM.
     "-device", `${nic},netdev=n0,romfile=`,
     "-device", "virtio-rng-pci",
-    "-drive", `if=none,id=state,file=${options.stateDisk},format=qcow2`,
-    "-device", "virtio-blk-pci,drive=state",
+    ...diskArgs(options),
     "-qmp", `unix:${options.qmpSocket},server=on,wait=off`,
-    "-serial", `file:${options.consoleLog}`,
+    ...(options.serialPty
+      ? ["-chardev", `pty,id=serial0,logfile=${options.consoleLog},logappend=on`, "-serial", "chardev:serial0"]
+      : ["-serial", `file:${options.consoleLog}`]),
     ...(options.fwCfg ?? []).flatMap((item) => ["-fw_cfg", `name=${item.name},file=${item.file.replaceAll(",", ",,")}`]),
     ...(options.restore ? ["-loadvm", options.restore] : []),
   ];
+}
+
+/** `-kernel`/`-initrd`/`-append`, or `-bios` for a disk boot. */
+function bootArgs(options: QemuArgsOptions): string[] {
+  if (options.disk) return ["-bios", options.disk.firmware];
+  if (options.kernel === undefined || options.initrd === undefined || options.cmdline === undefined) {
+    throw new Error("qemu: a kernel, an initramfs and a command line are needed unless a disk image is booted");
+  }
+  return ["-kernel", options.kernel, "-initrd", options.initrd, "-append", options.cmdline];
+}
+
+/** The flashed disk image (raw), or the qcow2 state disk. */
+function diskArgs(options: QemuArgsOptions): string[] {
+  if (options.disk) return ["-drive", `if=none,id=disk,file=${options.disk.image},format=raw`, "-device", `${options.disk.device ?? "virtio-blk-device"},drive=disk`];
+  if (options.stateDisk === undefined) return [];
+  return ["-drive", `if=none,id=state,file=${options.stateDisk},format=qcow2`, "-device", "virtio-blk-pci,drive=state"];
+}
+
+/**
+ * The pseudo-terminal QEMU put the console on (`serialPty`), read from
+ * QEMU's stderr file ("char device redirected to /dev/pts/N").
+ *
+ * @example
+ * ```ts
+ * await consolePty("run/qemu.err", { timeoutMs: 10_000 }); // "/dev/pts/3"
+ * ```
+ */
+export async function consolePty(stderrFile: string, options: { timeoutMs: number }): Promise<string> {
+  const deadline = Date.now() + options.timeoutMs;
+  for (;;) {
+    const text = await readFile(stderrFile, "utf8").catch(() => "");
+    const m = /char device redirected to (\/dev\/pts\/\d+) \(label serial0\)/.exec(text);
+    if (m) return m[1]!;
+    if (Date.now() > deadline) throw new Error(`qemu: no console pty named in ${stderrFile} after ${Math.round(options.timeoutMs / 1000)} s${text.trim() ? `: ${text.trim()}` : ""}`);
+    await sleep(50);
+  }
 }
 
 /** QEMU (or a helper) is not installed: the message names the Debian package. */
