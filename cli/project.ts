@@ -7,6 +7,7 @@
 import { existsSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { CONFIG_FILE, loadProject, newProject, runProjectTests, type ProjectConfig } from "../project/index.ts";
+import type { ExtraFile, ImageProgram } from "../rootfs/index.ts";
 import { parse, str, UsageError, type Parsed } from "./args.ts";
 
 type Out = (text: string | Uint8Array) => void;
@@ -29,6 +30,22 @@ export function projectOf(p: Parsed, cwd = process.cwd()): ProjectConfig | undef
   const given = str(p, "project");
   if (given !== undefined) return loadProject(resolve(cwd, given));
   return existsSync(join(cwd, CONFIG_FILE)) ? loadProject(cwd) : undefined;
+}
+
+/**
+ * What a project adds to an image: its workers (bundled from their
+ * sources) and its extra files.
+ *
+ * @example
+ * ```ts
+ * imageInputsOf(project).programs; // { sensor: { source: "/…/workers/sensor.ts", role: "worker-sensor", budget: {…}, restart: false } }
+ * ```
+ */
+export function imageInputsOf(project: ProjectConfig): { programs: Record<string, ImageProgram>; extra: ExtraFile[] } {
+  const programs: Record<string, ImageProgram> = {};
+  for (const w of project.workers) programs[w.name] = { source: w.entry, role: w.ticketRole, budget: w.budget, restart: w.restart };
+  const extra = project.files.map((f): ExtraFile => ({ src: f.src, dest: f.dest, ...(f.mode !== undefined ? { mode: f.mode } : {}) }));
+  return { programs, extra };
 }
 
 /**

@@ -18,6 +18,7 @@ import { packageRoot } from "../workers/index.ts";
 import { parse, str, UsageError, type OptionSpecs, type Parsed } from "./args.ts";
 import { configDir, defaultQueenPub } from "./paths.ts";
 import { serve } from "./local.ts";
+import { imageInputsOf, projectOf } from "./project.ts";
 import { GPU_BRIDGE_OPTIONS, prepareGuestBridge } from "./vm-gpu.ts";
 
 type Out = (text: string | Uint8Array) => void;
@@ -38,6 +39,8 @@ const BUILD_OPTIONS: OptionSpecs = {
   from: { type: "string" },
   offline: { type: "boolean" },
   worker: { type: "string", multiple: true },
+  // An appliance project other than the current folder's.
+  project: { type: "string" },
 };
 
 const BOOT_OPTIONS: OptionSpecs = {
@@ -54,12 +57,12 @@ const BOOT_OPTIONS: OptionSpecs = {
 };
 
 function baseDir(p: Parsed): string {
-  return resolve(str(p, "dir", ".cohesix")!);
+  return resolve(str(p, "dir") ?? join(projectOf(p)?.dir ?? ".", ".cohesix"));
 }
 
 /** The default queen public key, made with its private half on first use. */
 async function queenPub(p: Parsed, io: Io): Promise<string> {
-  const given = str(p, "queen-pub");
+  const given = str(p, "queen-pub") ?? projectOf(p)?.queenPub;
   if (given !== undefined) return resolve(given);
   const pub = defaultQueenPub(io.env);
   if (!existsSync(pub)) {
@@ -81,7 +84,7 @@ function extras(p: Parsed): ExtraFile[] {
 function policyOf(p: Parsed): "open" | "signed-ctl" | undefined {
   const policy = str(p, "policy");
   if (policy !== undefined && policy !== "open" && policy !== "signed-ctl") throw new UsageError("--policy must be open or signed-ctl");
-  return policy;
+  return policy ?? projectOf(p)?.nineDoor.policy;
 }
 
 /** The image's workers: the defaults (heartbeat, gpu) plus each `--worker KIND` (e.g. inference). */
@@ -92,7 +95,7 @@ function workersOf(p: Parsed): string[] {
 }
 
 function boardOf(p: Parsed): Board {
-  const name = str(p, "board", "aarch64-virt")!;
+  const name = str(p, "board") ?? projectOf(p)?.board ?? "aarch64-virt";
   return loadBoard(name);
 }
 
@@ -108,6 +111,9 @@ async function buildFor(board: Board, p: Parsed, io: Io): Promise<BuiltImage> {
   const artefacts = await fetchArtefacts(board, fetchOptions);
   const dir = baseDir(p);
   const policy = policyOf(p);
+  const project = projectOf(p);
+  const fromProject = project ? imageInputsOf(project) : undefined;
+  if (project) io.err(`build: project ${project.dir}: workers ${project.workers.map((w) => w.name).join(", ") || "none"}\n`);
   const built = await buildImage({
     board,
     artefacts,
@@ -115,8 +121,9 @@ async function buildFor(board: Board, p: Parsed, io: Io): Promise<BuiltImage> {
     outDir: resolve(str(p, "out", join(dir, "image", board.name))!),
     cacheDir: join(dir, "cache"),
     root: packageRoot(),
-    extra: extras(p),
+    extra: [...(fromProject?.extra ?? []), ...extras(p)],
     workers: workersOf(p),
+    ...(fromProject ? { programs: fromProject.programs } : {}),
     natives: (packages) => fetchNatives(board, { ...fetchOptions, packages }),
     ...(policy ? { policy } : {}),
     say: (line) => io.err(`build: ${line}\n`),
@@ -168,9 +175,12 @@ export async function boot(argv: readonly string[], io: Io): Promise<void> {
  */
 export async function up(argv: readonly string[], io: Io): Promise<void> {
   const p = parse(argv, BOOT_OPTIONS, { max: 0 });
-  if (str(p, "board") === "host") {
+  const project = projectOf(p);
+  if ((str(p, "board") ?? project?.board) === "host") {
     const dir = baseDir(p);
-    const args = ["--board", "host", "--listen", str(p, "listen", "127.0.0.1:5640")!, "--state", str(p, "state", join(dir, "state"))!];
+    const listen = str(p, "listen") ?? (project ? `${project.nineDoor.host}:${project.nineDoor.port}` : "127.0.0.1:5640");
+    const args = ["--board", "host", "--listen", listen, "--state", str(p, "state", join(dir, "state"))!];
+    if (project) args.push("--project", project.dir);
     const pub = str(p, "queen-pub");
     if (pub !== undefined) args.push("--queen-pub", pub);
     const policy = policyOf(p);
@@ -189,7 +199,7 @@ async function bootWith(p: Parsed, io: Io): Promise<void> {
   const board = boardOf(p);
   const restore = str(p, "restore");
   if (restore !== undefined) checkName(restore);
-  const portText = str(p, "port");
+  const portText = str(p, "port") ?? (projectOf(p) ? String(projectOf(p)!.nineDoor.port) : undefined);
   const port = portText === undefined ? undefined : Number(portText);
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new UsageError("--port must be 0 to 65535");
   const timeoutS = Number(str(p, "timeout", "180"));

@@ -19,6 +19,7 @@ import { BUILTIN_WORKERS } from "../workers/index.ts";
 import { checkBootManifest } from "./boot-manifest.ts";
 import { guestGpuBridge } from "./guest-bridge.ts";
 import { serveAppliance } from "./serve.ts";
+import type { Budget } from "./queen-command.ts";
 
 /** The config baked into the image at `/etc/cohesix/config.json`. */
 export interface GuestConfig {
@@ -36,6 +37,11 @@ export interface GuestConfig {
   readonly readyAddr: string;
   /** The worker programs in the image (`heartbeat`, `gpu`, opt-in `inference`); the queen can spawn only these. Default: all built-in ones. */
   readonly workers?: readonly string[];
+  /**
+   * The project's own workers (cohesix.config.json): entry relative to the
+   * package folder, ticket role, default budget and restart policy.
+   */
+  readonly programs?: Readonly<Record<string, { readonly entry: string; readonly role: string; readonly budget?: Budget; readonly restart?: boolean }>>;
 }
 
 /** Options of {@link runGuest}. */
@@ -143,7 +149,8 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
   process.once("SIGINT", onSignal("SIGINT"));
   void powerKey(options.inputDir ?? "/dev/input", stop.signal).then(onSignal("power key"));
   const gpuBridge = guestGpuBridge(options.fwCfgDir !== undefined ? { fwCfgDir: options.fwCfgDir } : {});
-  const programs = config.workers ? Object.fromEntries(Object.entries(BUILTIN_WORKERS).filter(([kind]) => config.workers!.includes(kind))) : undefined;
+  const builtins = config.workers ? Object.fromEntries(Object.entries(BUILTIN_WORKERS).filter(([kind]) => config.workers!.includes(kind))) : undefined;
+  const programs = builtins || config.programs ? { ...(builtins ?? BUILTIN_WORKERS), ...config.programs } : undefined;
   // A flashed disk (`cohesix.boot=` on the command line): the boot manifest
   // is checked beside the boot, so hashing the kernel and initramfs does not
   // delay READY; /proc/boot shows `pending` until it is done.

@@ -52,6 +52,22 @@ export interface ImageBoard {
  */
 export const DEFAULT_IMAGE_WORKERS: readonly string[] = ["heartbeat", "gpu"];
 
+/**
+ * A worker program of the user's project (cohesix.config.json): its source
+ * on the build host, bundled with its npm dependencies to
+ * `dist/workers/<name>.mjs`, and what the root task needs to spawn it.
+ */
+export interface ImageProgram {
+  /** Absolute path of the worker's main module. */
+  readonly source: string;
+  /** The role its tickets name, e.g. `worker-camera`. */
+  readonly role: string;
+  /** Default budget of its spawns. */
+  readonly budget?: { readonly ticks?: number; readonly ops?: number; readonly ttl_s?: number };
+  /** Restart it when it exits. */
+  readonly restart?: boolean;
+}
+
 /** Unpacked native packages for the guest, as `fetchNatives` returns them. */
 export type NativeSource = (packages: readonly string[]) => Promise<readonly { readonly pin: { readonly package: string }; readonly dir: string }[]>;
 
@@ -99,6 +115,8 @@ export interface BuildImageOptions {
    * default {@link DEFAULT_IMAGE_WORKERS}. An unknown kind is refused.
    */
   readonly workers?: readonly string[];
+  /** The project's own worker programs by name, carried besides the built-in ones. */
+  readonly programs?: Readonly<Record<string, ImageProgram>>;
   /**
    * Gets the board's pinned native packages that the bundled workers need
    * (e.g. `(names) => fetchNatives(board, { packages: names })`). Required
@@ -234,8 +252,11 @@ export async function runtimeEntries(options: { board: ImageBoard; artefacts: Im
   return entries;
 }
 
+/** A project's workers as the guest config lists them (`programs`): entry relative to `/opt/cohesix`. */
+type GuestPrograms = Readonly<Record<string, { readonly entry: string; readonly role: string; readonly budget?: ImageProgram["budget"]; readonly restart?: boolean }>>;
+
 /** The guest config baked in as `/etc/cohesix/config.json`. */
-function guestConfig(board: ImageBoard, policy: "open" | "signed-ctl", workers: readonly string[] | undefined): string {
+function guestConfig(board: ImageBoard, policy: "open" | "signed-ctl", workers: readonly string[] | undefined, programs: GuestPrograms | undefined): string {
   const port = board.network.nineDoorPort;
   const ip = board.network.guest.split("/")[0]!;
   const config = {
@@ -246,6 +267,7 @@ function guestConfig(board: ImageBoard, policy: "open" | "signed-ctl", workers: 
     policy,
     readyAddr: `tcp!${ip}!${port}`,
     ...(workers ? { workers } : {}),
+    ...(programs && Object.keys(programs).length > 0 ? { programs } : {}),
   };
   return `${JSON.stringify(config, null, 2)}\n`;
 }
@@ -267,6 +289,8 @@ export async function applianceEntries(options: {
   policy?: "open" | "signed-ctl";
   /** Worker kinds in the image, written to the guest config (the guest spawns only these). */
   workers?: readonly string[];
+  /** The project's workers: entry relative to the package folder, role, defaults. */
+  programs?: GuestPrograms;
 }): Promise<CpioEntry<Uint8Array>[]> {
   const { board } = options;
   const init = { modules: options.modulePaths, address: board.network.guest, gateway: board.network.gateway, stateDir: GUEST.stateDir };
@@ -274,7 +298,7 @@ export async function applianceEntries(options: {
     { type: "file", path: "/init", data: utf8(initScript(init)), mode: 0o755 },
     { type: "file", path: "/etc/inittab", data: utf8(inittab()), mode: 0o644 },
     { type: "file", path: "/etc/cohesix/run", data: utf8(runScript(init)), mode: 0o755 },
-    { type: "file", path: GUEST.config, data: utf8(guestConfig(board, options.policy ?? "open", options.workers)), mode: 0o644 },
+    { type: "file", path: GUEST.config, data: utf8(guestConfig(board, options.policy ?? "open", options.workers, options.programs)), mode: 0o644 },
     { type: "file", path: GUEST.queenPub, data: options.queenPub, mode: 0o644 },
     { type: "file", path: "/etc/passwd", data: utf8("root:x:0:0:root:/root:/bin/sh\n"), mode: 0o644 },
     { type: "file", path: "/etc/group", data: utf8("root:x:0:\n"), mode: 0o644 },
@@ -403,7 +427,14 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
     if (entry === undefined) throw new NotFoundError(`image: no worker program ${JSON.stringify(kind)} (available: ${Object.keys(available).join(", ") || "none"})`);
     workers[kind] = entry;
   }
-  say(`bundling the root task and workers (${kinds.join(", ")}) for node${nodeMajor}`);
+  const programs: Record<string, GuestPrograms[string]> = {};
+  for (const [name, p] of Object.entries(options.programs ?? {})) {
+    if (Object.hasOwn(workers, name) || Object.hasOwn(available, name)) throw new InvalidError(`image: project worker ${JSON.stringify(name)} has the name of a built-in worker`);
+    workers[name] = p.source;
+    programs[name] = { entry: `dist/workers/${name}.mjs`, role: p.role, ...(p.budget ? { budget: p.budget } : {}), ...(p.restart !== undefined ? { restart: p.restart } : {}) };
+  }
+  const carried = [...kinds, ...Object.keys(programs)].sort();
+  say(`bundling the root task and workers (${carried.join(", ")}) for node${nodeMajor}`);
   const bundle = await bundleGuest({ root: options.root, nodeMajor, workers });
   const natives = nativesFor(board.artefacts?.natives ?? [], bundle.packages);
   let nativeBundle: BundleFile[] = [];
@@ -422,7 +453,8 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
     // insmod in the board's order
     modulePaths: modules.map((rel) => `/lib/modules/${artefacts.kernelVersion}/${rel}`),
     bundle: [...bundle.files, ...nativeBundle],
-    workers: kinds,
+    workers: carried,
+    programs,
     queenPub: await readFile(options.queenPub).catch((err: Error) => {
       throw new NotFoundError(`image: queen public key ${options.queenPub}: ${err.message} (make one with \`cohesix keygen\`)`);
     }),
@@ -445,7 +477,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
     board: board.name,
     kernelVersion: artefacts.kernelVersion,
     digest,
-    workers: kinds,
+    workers: carried,
     natives: natives.map((n) => `${n.package}@${n.version}`),
     image: { file: initrd.split(sep).pop()!, bytes: image.byteLength, uncompressedBytes: runtimeBytes + appRaw.byteLength, runtimeBytes },
     kernel: { file: "Image", sha256: kernelSha },

@@ -64,6 +64,7 @@ export {
   type BuildImageOptions,
   type BuiltImage,
   type ExtraFile,
+  type ImageProgram,
   type ImageArtefacts,
   type ImageBoard,
   type ImageManifest,
