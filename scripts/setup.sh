@@ -11,8 +11,11 @@ cd "$(dirname "$0")/.."
 # disk and snapshots), binutils-aarch64-linux-gnu (strips the arm64 node):
 # booting the aarch64-virt board. xz-utils: `cohesix fetch` unpacks .debs.
 # e2fsprogs: mkfs.ext4 formats the VM's state disk. socat: a pty pair for
-# the serial console tests.
-packages=(diod openssl cpio qemu-system-arm qemu-utils binutils-aarch64-linux-gnu xz-utils e2fsprogs socat)
+# the serial console tests. fdisk (sfdisk), dosfstools (mkfs.vfat), mtools:
+# `cohesix image` lays out the disk image and fills its FAT boot partition
+# without root or loop devices. u-boot-qemu: the qemu_arm64 U-Boot that boots
+# the flashed image in the end-to-end test.
+packages=(diod openssl cpio qemu-system-arm qemu-utils binutils-aarch64-linux-gnu xz-utils e2fsprogs socat fdisk dosfstools mtools u-boot-qemu)
 
 # `cohesix fetch` downloads the guest's arm64 .debs with apt-get download,
 # which needs arm64 in dpkg's architectures and its package lists.
