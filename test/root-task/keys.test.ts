@@ -45,6 +45,35 @@ describe("generateKeyPair", () => {
     expect(verifySignature(sig.subarray(1), msg, a.publicKey)).toBe(false);
   });
 
+  test("matches RFC 8032's first Ed25519 test vector (public key and signature)", () => {
+    const hex = (h: string): Uint8Array => new Uint8Array(Buffer.from(h, "hex"));
+    const seed = hex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60");
+    const pub = hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+    const sig = hex("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b");
+    expect(publicKeyOf(seed)).toEqual(pub);
+    expect(sign(new Uint8Array(0), seed)).toEqual(sig);
+    expect(verifySignature(sig, new Uint8Array(0), pub)).toBe(true);
+  });
+
+  test("verifySignature() refuses the malleable S + L and a non-canonical public key (RFC 8032 strict)", async () => {
+    const pair = await generateKeyPair();
+    const msg = new TextEncoder().encode("ticket");
+    const sig = sign(msg, pair.privateKey);
+    // S + L: the same signature with S outside [0, L).
+    const L = (1n << 252n) + 27742317777372353535851937790883648493n;
+    let s = 0n;
+    for (let i = 31; i >= 0; i--) s = (s << 8n) | BigInt(sig[32 + i]!);
+    s += L;
+    const malleable = new Uint8Array(sig);
+    for (let i = 0; i < 32; i++) malleable[32 + i] = Number((s >> BigInt(8 * i)) & 0xffn);
+    expect(verifySignature(malleable, msg, pair.publicKey)).toBe(false);
+    // y = p + 1 encodes the same point as y = 1 (the identity) non-canonically.
+    const nonCanonical = new Uint8Array(32).fill(0xff);
+    nonCanonical[0] = 0xee;
+    nonCanonical[31] = 0x7f;
+    expect(verifySignature(sig, msg, nonCanonical)).toBe(false);
+  });
+
   test("keyId() is a short stable hex fingerprint", async () => {
     const { publicKey } = await generateKeyPair();
     expect(keyId(publicKey)).toMatch(/^[0-9a-f]{16}$/);
