@@ -22,6 +22,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const NPM_MS = 600_000;
+const BOOT_MS = 480_000;
 
 let dir = "";
 let app = "";
@@ -172,4 +173,28 @@ describe("a project made with the packed package", () => {
       await child;
     }
   }, 300_000);
+
+  test("the same project boots in QEMU: /proc/boot lists its workers, which run in the guest, npm dependency included", async () => {
+    const up = await npx(["up", "--detach", "--port", "0", "--queen-pub", join(dir, "keys", "queen.pub")], BOOT_MS);
+    expect(up.exitCode, String(up.all)).toBe(0);
+    expect(String(up.stderr)).toMatch(/build: project .*my-appliance: workers sensor, camera, counter/);
+    const addr = String(up.stdout).split("\n")[0]!;
+    expect(addr).toMatch(/^tcp!127\.0\.0\.1!\d+$/);
+    const manifest = JSON.parse(await readFile(join(app, ".cohesix", "image", "aarch64-virt", "manifest.json"), "utf8")) as { workers: string[]; files: { path: string }[] };
+    expect(manifest.workers).toEqual(["camera", "counter", "gpu", "heartbeat", "sensor"]);
+    expect(manifest.files.map((f) => f.path)).toContain("/opt/cohesix/dist/workers/counter.mjs");
+
+    expect(await queen(addr, ["cat", "/proc/boot"])).toMatch(/workers=camera,counter,gpu,heartbeat,sensor/);
+    expect(await queen(addr, ["ctl", '{"spawn":"counter"}'])).toBe("worker-1");
+    expect(await queen(addr, ["ctl", '{"spawn":"camera"}'])).toBe("worker-2");
+    expect((await telemetry(addr, "worker-1", 2, 180_000))[1]).toEqual({ n: 2, is_number: true, is_number_text: false });
+    expect((await telemetry(addr, "worker-2", 2, 180_000)).slice(0, 2)).toEqual([{ frame: 1 }, { frame: 2 }]);
+    // The config's default budget applies: counter's spawn carries ticks=1000.
+    expect(await queen(addr, ["cat", "/proc/workers"])).toMatch(/id=worker-1 kind=counter role=worker-counter .*budget_ticks=1000 /);
+    const unknown = await npx(["ctl", '{"spawn":"toaster"}', "--addr", addr, "--key", join(dir, "keys", "queen.key")]);
+    expect(String(unknown.stderr)).toContain('not found: no worker "toaster" in this image (known: camera, counter, gpu, heartbeat, sensor)');
+
+    const down = await npx(["down"], 120_000);
+    expect(down.exitCode, String(down.all)).toBe(0);
+  }, BOOT_MS + 300_000);
 });
