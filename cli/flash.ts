@@ -54,9 +54,10 @@ export function parseSize(text: string, option: string): number {
 function askOnTerminal(question: string): Promise<boolean> {
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   return new Promise((resolveAnswer) => {
+    // Answer first: close() emits "close" at once, which stands for end of input (no).
     rl.question(question, (answer) => {
-      rl.close();
       resolveAnswer(/^\s*y(es)?\s*$/i.test(answer));
+      rl.close();
     });
     rl.once("close", () => resolveAnswer(false));
   });
@@ -113,7 +114,7 @@ export async function flash(argv: readonly string[], io: Io): Promise<void> {
     ...(fakeRoot ? { run: fakeRunner(io.err) } : {}),
     ...(interactive ? { confirm: askOnTerminal } : {}),
     log: io.err,
-    progress: progressBar({ write: io.err, tty: isatty(2), columns: process.stderr.columns ?? 80 }),
+    progress: progressBar({ write: io.err, tty: isatty(2), columns: process.stderr.columns || 80 }),
     ...(io.signal === undefined ? {} : { signal: io.signal }),
   });
 }

@@ -151,7 +151,7 @@ export async function flashImage(imagePath: string, options: FlashOptions): Prom
     verified = { sha256: (await verifyImage(imagePath, { pubKeyFile: options.pubKeyFile })).image.sha256 };
   } catch (err) {
     const why = err instanceof NineError ? err.detail : err instanceof Error ? err.message : String(err);
-    throw new RefusedError(`refusing to flash ${imagePath}: ${why}; nothing was written`);
+    throw new RefusedError(`refusing to flash${why.includes(imagePath) ? "" : ` ${imagePath}`}: ${why}; nothing was written`);
   }
   if (options.targetFile !== undefined) return flashFile(imagePath, verified, options);
 

@@ -87,7 +87,8 @@ export function progressBar(options: ProgressOptions): ProgressBar {
       start(label);
       const ms = now() - phaseStart;
       const line = `${label}: ${formatBytes(total)} in ${(ms / 1000).toFixed(1)} s (${rate(total, ms)})`;
-      if (options.tty && drawn) options.write(`\r${line.padEnd(columns - 1).slice(0, columns - 1)}\n`);
+      // The summary may wrap; it is the line that stays.
+      if (options.tty && drawn) options.write(`\r${line.padEnd(columns - 1)}\n`);
       else options.write(`${line}\n`);
       drawn = false;
       phase = "";

@@ -101,7 +101,7 @@ describe("flashImage(): the manifest is checked before anything is written", () 
     try {
       const bad = await copyImage(img.image, join(dir, "byte.img"), (1 << 20) + 4096);
       const err = await refused(flashImage(bad, m.options()));
-      expect(err.message).toMatch(/^permission: refusing to flash .*byte\.img: .*sha256 [0-9a-f]{64} differs from the signed [0-9a-f]{64}.*; nothing was written$/);
+      expect(err.message).toMatch(/^permission: refusing to flash: .*byte\.img: .*sha256 [0-9a-f]{64} differs from the signed [0-9a-f]{64}.*; nothing was written$/);
       expect(await m.untouched("sdb")).toBe(true);
       expect(m.log).toEqual([]); // not even the disk list: the image was refused first
     } finally {
