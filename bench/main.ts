@@ -37,6 +37,10 @@ const benches: Record<string, Bench> = {
     summary: "aarch64-virt guest: boot → READY vs the floor image, restore → serving, initramfs sizes, warm build",
     run: async (argv) => (await import("./boot.ts")).run(argv),
   },
+  image: {
+    summary: "flashable disk image: build time (cold, warm), size, flash-to-file MB/s with verification on",
+    run: async (argv) => (await import("./image.ts")).run(argv),
+  },
   "ctl-log": {
     summary: "commit log durable appends/s and latency with group commit",
     run: async (argv) => {
