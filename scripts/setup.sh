@@ -47,7 +47,8 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci
 fi
 
-# The guest's pinned artefacts (arm64 Node, libraries, busybox, kernel) for
+# The guest's pinned artefacts (arm64 Node, libraries, busybox, kernel, and
+# sharp's arm64 packages for images built with --worker inference) for
 # `npm start` (cohesix up): fetched into ~/.cache/cohesix when root, where
 # apt-get download works; otherwise the commands are printed.
 if [ "$(id -u)" = 0 ]; then
