@@ -6,7 +6,14 @@
  * - `artefacts`: {@link fetchArtefacts} gets a board's pinned pieces (Node
  *   from npm; glibc, busybox and the kernel from Debian) into the per-user
  *   cache (`cache.ts`), verified by sha256 and unpacked (`unpack.ts`),
- *   from npm/apt or a `--from` folder (`sources.ts`).
+ *   from npm/apt or a `--from` folder (`sources.ts`); {@link fetchNatives}
+ *   gets the board's pinned native addon packages (sharp's linux-arm64 builds).
+ * - `natives`: which pinned native packages a bundle needs
+ *   ({@link nativesFor}), the version check against the installed loader
+ *   ({@link checkNativeVersions}) and their layout under `node_modules`
+ *   ({@link nativeFiles}) — for the built-in workers and users' own.
+ * - `image`: {@link buildImage} with the workers an image carries
+ *   ({@link DEFAULT_IMAGE_WORKERS}, `workers: [...DEFAULT_IMAGE_WORKERS, "inference"]`).
  *
  * @example
  * ```ts
