@@ -19,6 +19,7 @@ import { fetchArtefacts, type ExtraFile } from "../rootfs/index.ts";
 import { packageRoot } from "../workers/index.ts";
 import { parse, required, str, UsageError, type Parsed } from "./args.ts";
 import { configDir, defaultQueenPub, defaultReleaseKey, defaultReleasePub } from "./paths.ts";
+import { imageInputsOf, projectOf } from "./project.ts";
 
 interface Io {
   readonly out: (text: string | Uint8Array) => void;
@@ -69,21 +70,25 @@ export async function image(argv: readonly string[], io: Io): Promise<void> {
       dir: { type: "string" },
       from: { type: "string" },
       offline: { type: "boolean" },
+      project: { type: "string" },
     },
     { max: 0 },
   );
+  // In a project folder (or with --project DIR): its workers, files, board, keys and policy.
+  const project = projectOf(p);
+  const fromProject = project ? imageInputsOf(project) : undefined;
   const out = resolve(required(p, "out", undefined, "the disk image to write, e.g. --out cohesix.img"));
-  const board = loadBoard(str(p, "board", "aarch64-virt")!);
-  const policy = str(p, "policy");
+  const board = loadBoard(str(p, "board") ?? project?.board ?? "aarch64-virt");
+  const policy = str(p, "policy") ?? project?.nineDoor.policy;
   if (policy !== undefined && policy !== "open" && policy !== "signed-ctl") throw new UsageError("--policy must be open or signed-ctl");
   const dataText = str(p, "data-mb");
   const dataMb = dataText === undefined ? undefined : Number(dataText);
   if (dataMb !== undefined && (!Number.isSafeInteger(dataMb) || dataMb < 8)) throw new UsageError("--data-mb must be a whole number of MiB, at least 8");
-  const keyGiven = str(p, "key");
+  const keyGiven = str(p, "key") ?? project?.releaseKey;
   const releaseKey = keyGiven !== undefined ? resolve(keyGiven) : await defaultPair("release", defaultReleaseKey(io.env), io);
-  const queenGiven = str(p, "queen-pub");
+  const queenGiven = str(p, "queen-pub") ?? project?.queenPub;
   const queenPub = queenGiven !== undefined ? resolve(queenGiven) : await defaultPair("queen", defaultQueenPub(io.env), io);
-  const dir = resolve(str(p, "dir", ".cohesix")!);
+  const dir = resolve(str(p, "dir") ?? join(project?.dir ?? ".", ".cohesix"));
   const from = str(p, "from");
   const started = Date.now();
   const artefacts = await fetchArtefacts(board, {
@@ -101,7 +106,8 @@ export async function image(argv: readonly string[], io: Io): Promise<void> {
     root: packageRoot(),
     workDir: join(dir, "disk", board.name),
     cacheDir: join(dir, "cache"),
-    extra: extras(p),
+    extra: [...(fromProject?.extra ?? []), ...extras(p)],
+    ...(fromProject ? { programs: fromProject.programs } : {}),
     ...(policy ? { policy } : {}),
     ...(dataMb !== undefined ? { dataMb } : {}),
     ...(append ? { append } : {}),

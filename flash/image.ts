@@ -16,7 +16,7 @@ import { join } from "node:path";
 import type { Board } from "../boards/index.ts";
 import { InvalidError, NotFoundError } from "../nine-door/index.ts";
 import { formatPublicKey, publicKeyOf, readPrivateKey } from "../root-task/index.ts";
-import { buildImage, type ExtraFile, type ImageArtefacts } from "../rootfs/index.ts";
+import { buildImage, type ExtraFile, type ImageArtefacts, type ImageProgram } from "../rootfs/index.ts";
 import { writeDiskImage, type BootFile, type WrittenDiskImage } from "./disk.ts";
 import { partitionDevice } from "./partition.ts";
 
@@ -129,6 +129,8 @@ export interface BuildBoardImageOptions {
   /** Cache of the runtime part and the stripped Node. */
   readonly cacheDir?: string;
   readonly extra?: readonly ExtraFile[];
+  /** An appliance project's own workers, carried besides the built-in ones (see `buildImage`). */
+  readonly programs?: Readonly<Record<string, ImageProgram>>;
   readonly policy?: "open" | "signed-ctl";
   /** Data partition size in MiB; default the board's. */
   readonly dataMb?: number;
@@ -177,6 +179,7 @@ export async function buildBoardImage(out: string, options: BuildBoardImageOptio
     ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
     extra: [...(options.extra ?? []), { src: releasePub, dest: GUEST_RELEASE_PUB, mode: 0o644 }],
     ...(options.policy ? { policy: options.policy } : {}),
+    ...(options.programs ? { programs: options.programs } : {}),
     say: (line) => say(`initramfs: ${line}`),
   });
 
