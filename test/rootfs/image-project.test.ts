@@ -1,0 +1,91 @@
+/**
+ * Image assembly with an appliance project's workers (stand-in artefacts, as
+ * in image.test.ts): each is bundled with its own npm dependencies to
+ * dist/workers/<name>.mjs, the guest config lists it with its role, default
+ * budget and restart policy, and the manifest names it; a name that clashes
+ * with a built-in worker is refused.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { loadBoard } from "../../boards/index.ts";
+import { buildImage, decompress, readCpio, type CpioEntry, type ImageArtefacts, type ImageProgram } from "../../rootfs/index.ts";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+const work = mkdtempSync(join(tmpdir(), "cohesix-image-project-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const board = loadBoard("aarch64-virt");
+const version = "6.1.0-test-arm64";
+
+const put = (path: string, text: string): string => {
+  mkdirSync(join(path, ".."), { recursive: true });
+  writeFileSync(path, text);
+  return path;
+};
+
+function fakeArtefacts(): ImageArtefacts {
+  const a = join(work, "artefacts");
+  const modules = join(a, "lib", "modules", version);
+  board.kernel.modules.forEach((m) => put(join(modules, "kernel", `${m}.ko`), `module ${m}\n`));
+  for (const lib of [board.sysroot.loader, ...board.sysroot.libraries]) put(join(a, "sysroot", "lib", board.sysroot.triplet, lib), `library ${lib}\n`);
+  return {
+    node: put(join(a, "node"), "node binary\n"),
+    busybox: put(join(a, "busybox"), "busybox binary\n"),
+    kernel: put(join(a, "Image"), "kernel image\n"),
+    sysroot: join(a, "sysroot"),
+    modules,
+    kernelVersion: version,
+  };
+}
+
+// A project: a worker importing the worker API and a small npm package of its own.
+const project = join(work, "project");
+put(join(project, "node_modules", "shout", "package.json"), JSON.stringify({ name: "shout", version: "1.0.0", main: "index.js" }));
+put(join(project, "node_modules", "shout", "index.js"), 'module.exports = (s) => String(s).toUpperCase() + "!SHOUT-MARKER";\n');
+symlinkSync(root, join(project, "node_modules", "cohesix"));
+put(join(project, "workers", "camera.ts"), 'import shout from "shout";\nimport { runWorker } from "cohesix/worker";\nawait runWorker({ name: "camera", tick: async (_w, n) => ({ frame: n, label: shout("f") }) });\n');
+
+const camera: ImageProgram = { source: join(project, "workers", "camera.ts"), role: "worker-camera", budget: { ticks: 500 }, restart: true };
+
+function build(name: string, programs: Record<string, ImageProgram>) {
+  return buildImage({
+    board,
+    artefacts: fakeArtefacts(),
+    queenPub: put(join(work, "queen.pub"), "cohesix-ed25519-public test\n"),
+    root,
+    outDir: join(work, name, "image"),
+    cacheDir: join(work, name, "cache"),
+    strip: false,
+    programs,
+  });
+}
+
+function entriesOf(initrd: string): Map<string, CpioEntry<Uint8Array>> {
+  const raw = decompress(readFileSync(initrd));
+  const split = raw.indexOf("TRAILER!!!");
+  const second = raw.subarray(raw.indexOf("070701", split));
+  return new Map([...readCpio(raw), ...readCpio(second)].map((e) => [e.path, e]));
+}
+
+const text = (e: CpioEntry<Uint8Array> | undefined): string => new TextDecoder().decode((e as { data: Uint8Array }).data);
+
+describe("buildImage with a project's workers", () => {
+  it("bundles each with its npm dependencies and lists it in the guest config and the manifest", async () => {
+    const built = await build("project", { camera });
+    const byPath = entriesOf(built.initrd);
+    expect(built.manifest.workers).toEqual(["camera", "gpu", "heartbeat"]);
+    const bundle = text(byPath.get("opt/cohesix/dist/workers/camera.mjs"));
+    expect(bundle).toContain("!SHOUT-MARKER");
+    expect(bundle).not.toMatch(/from\s*"(shout|cohesix\/worker)"/);
+    const config = JSON.parse(text(byPath.get("etc/cohesix/config.json"))) as { workers: string[]; programs: Record<string, unknown> };
+    expect(config.workers).toEqual(["camera", "gpu", "heartbeat"]);
+    expect(config.programs).toEqual({ camera: { entry: "dist/workers/camera.mjs", role: "worker-camera", budget: { ticks: 500 }, restart: true } });
+  }, 120_000);
+
+  it("refuses a project worker named like a built-in one", async () => {
+    await expect(build("clash", { heartbeat: camera })).rejects.toThrow('invalid: image: project worker "heartbeat" has the name of a built-in worker');
+  }, 60_000);
+});
