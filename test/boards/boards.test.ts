@@ -83,4 +83,17 @@ describe("boards", () => {
     expect(() => parseEdited((b) => delete b.sizeLimitBytes)).toThrow(/sizeLimitBytes must be an integer/);
     expect(() => parseBoard([], { dir: "/x" })).toThrow(InvalidError);
   });
+
+  it("parseBoard() reads the native addon pins and names a bad one's field", () => {
+    const natives = loadBoard("aarch64-virt").artefacts.natives;
+    expect(natives.map((n) => `${n.package}@${n.version} for ${n.for}`)).toEqual(["@img/sharp-linux-arm64@0.34.5 for sharp", "@img/sharp-libvips-linux-arm64@1.2.4 for sharp"]);
+    expect((parseEdited((b) => delete b.artefacts.natives) as { artefacts: { natives: unknown[] } }).artefacts.natives).toEqual([]);
+    expect(() => parseEdited((b) => (b.artefacts.natives = {}))).toThrow(/artefacts\.natives must be an array/);
+    expect(() => parseEdited((b) => (b.artefacts.natives[0].package = "Sharp Linux"))).toThrow(/artefacts\.natives\[0\]\.package "Sharp Linux" is malformed/);
+    expect(() => parseEdited((b) => (b.artefacts.natives[1].version = "^1.2.4"))).toThrow(/artefacts\.natives\[1\]\.version "\^1\.2\.4" is malformed \(an exact version/);
+    expect(() => parseEdited((b) => delete b.artefacts.natives[0].for)).toThrow(/artefacts\.natives\[0\]\.for must be a non-empty string/);
+    expect(() => parseEdited((b) => (b.artefacts.natives[0].integrity = "sha1-x"))).toThrow(/artefacts\.natives\[0\]\.integrity/);
+    expect(() => parseEdited((b) => (b.artefacts.natives[0].arch = "arm64"))).toThrow(/artefacts\.natives\[0\]\.arch is not a known field/);
+    expect(() => parseEdited((b) => b.artefacts.natives.push({ ...b.artefacts.natives[0] }))).toThrow(/lists @img\/sharp-linux-arm64 twice/);
+  });
 });

@@ -33,6 +33,12 @@ describe("qemuArgs", () => {
     expect(args).not.toContain("-loadvm");
   });
 
+  it("hands firmware config items to the guest by file, never by content, escaping commas in the path", () => {
+    const args = qemuArgs({ ...base, fwCfg: [{ name: "opt/cohesix/gpu-bridge", file: "/run/a,b/gpu-bridge.json" }] });
+    expect(args.slice(args.indexOf("-fw_cfg"), args.indexOf("-fw_cfg") + 2)).toEqual(["-fw_cfg", "name=opt/cohesix/gpu-bridge,file=/run/a,,b/gpu-bridge.json"]);
+    expect(qemuArgs(base)).not.toContain("-fw_cfg");
+  });
+
   it("boots from a snapshot with -loadvm", () => {
     const args = qemuArgs({ ...base, restore: "snap-1" });
     expect(args.slice(-2)).toEqual(["-loadvm", "snap-1"]);
