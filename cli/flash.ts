@@ -170,6 +170,7 @@ export async function consoleCommand(argv: readonly string[], io: Io): Promise<v
       signal,
     });
     if (result.end === "aborted" && io.signal === undefined) throw new Error(`interrupted before ${expect === undefined ? "the session ended" : JSON.stringify(expect) + " appeared"}`);
+    if (result.end === "escape" && expect !== undefined) throw new Error(`stopped with Ctrl-] before ${JSON.stringify(expect)} appeared`);
     if (result.end === "escape") io.err(`\r\n[console closed]\r\n`);
     if (result.end === "expected") io.err(`\nfound ${JSON.stringify(expect)} on ${port}\n`);
   } finally {
