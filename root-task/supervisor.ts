@@ -6,9 +6,10 @@
  * logs are the root task's, told through callbacks.
  * @module
  */
-import { execa } from "execa";
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { Writable } from "node:stream";
 import { BusyError, InvalidError, NotFoundError } from "../nine-door/index.ts";
 import { BUILTIN_WORKERS, WORKER_ENV, workerProgram, type WorkerProgram } from "../workers/index.ts";
 
@@ -78,6 +79,17 @@ interface Running {
 
 const DEFAULT_GRACE_MS = 2000;
 
+/** Worker processes still running: sent SIGTERM if this process exits first. */
+const children = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function killChildrenOnExit(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once("exit", () => {
+    for (const child of children) child.kill("SIGTERM");
+  });
+}
+
 /**
  * Spawns and stops worker processes and watches their heartbeats.
  *
@@ -102,6 +114,7 @@ export class Supervisor {
     const staleAfter = options.staleAfter ?? 3;
     if (!(staleAfter > 0)) throw new InvalidError(`supervisor: staleAfter must be > 0, got ${staleAfter}`);
     this.#options = { ...options, staleAfter };
+    killChildrenOnExit();
   }
 
   /** Ids of the workers whose processes are running. */
@@ -164,20 +177,21 @@ export class Supervisor {
     });
     delete env[WORKER_ENV.ticket];
 
-    const child = execa(process.execPath, [entry], {
-      env,
-      extendEnv: false,
-      stdio: ["ignore", "pipe", "pipe", Buffer.from(options.ticket)],
-      buffer: false,
-      reject: false,
-      cleanup: true,
-      forceKillAfterDelay: false,
+    // node:child_process rather than execa: the supervisor runs in the
+    // guest's root task, where execa and its dependencies were ~40 % of the
+    // bundle every boot parses.
+    const child = spawn(process.execPath, [entry], { env, stdio: ["ignore", "pipe", "pipe", "pipe"] });
+    // Settles once the process is gone and its output has been read ('close'), or it could not start ('error').
+    const ended = new Promise<WorkerExit>((resolve) => {
+      child.once("close", (code, sig) => resolve({ code, signal: sig }));
+      child.once("error", () => resolve({ code: null, signal: null }));
     });
     const pid = child.pid;
-    if (pid === undefined) {
-      child.catch(() => {});
-      throw new BusyError(`spawn ${id}: ${process.execPath} ${entry} did not start`);
-    }
+    if (pid === undefined) throw new BusyError(`spawn ${id}: ${process.execPath} ${entry} did not start`);
+    const ticketPipe = child.stdio[3] as Writable;
+    ticketPipe.on("error", () => {}); // a child that exits before reading its ticket
+    ticketPipe.end(options.ticket);
+    children.add(child);
     const deliver = (chunk: Buffer | string) => options.onStderr?.(typeof chunk === "string" ? Buffer.from(chunk) : chunk);
     child.stdout?.on("data", deliver);
     child.stderr?.on("data", deliver);
@@ -190,10 +204,7 @@ export class Supervisor {
       stale: false,
       gone: false,
       watchdog: setTimeout(() => this.#stale(running), staleMs).unref(),
-      exited: child.then(
-        (r) => ({ code: r.exitCode ?? null, signal: (r.signal as NodeJS.Signals | undefined) ?? null }),
-        () => ({ code: null, signal: null }),
-      ),
+      exited: ended.finally(() => children.delete(child)),
     };
     this.#running.set(id, running);
     const pidFile = this.#options.runDir === undefined ? undefined : join(this.#options.runDir, `${id}.pid`);
