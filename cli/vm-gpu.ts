@@ -63,6 +63,8 @@ export interface GuestBridgeSetup {
   readonly parsed: Parsed;
   /** The board's gateway as the guest sees the host, e.g. `10.0.2.2`. */
   readonly gateway: string;
+  /** The board's kernel modules: without `qemu_fw_cfg` the guest sees the item only if its kernel has the driver built in. */
+  readonly modules?: readonly string[];
   /** The VM's run folder: the item's file goes there. */
   readonly runDir: string;
   readonly env: NodeJS.ProcessEnv;
@@ -94,6 +96,9 @@ export async function prepareGuestBridge(setup: GuestBridgeSetup): Promise<{ fwC
   if (!Number.isSafeInteger(ttlS) || ttlS <= 0) throw new UsageError("--gpu-bridge-ttl must be a whole number of seconds above 0");
   const { dial, rewritten } = guestDial(given, setup.gateway);
   if (rewritten) setup.err(`boot: gpu bridge ${given} is on this host: the guest dials it as ${dial}\n`);
+  if (setup.modules && !setup.modules.some((m) => m.replaceAll("-", "_") === "qemu_fw_cfg")) {
+    setup.err("boot: warning: the board loads no qemu_fw_cfg module; the guest finds the gpu bridge only if its kernel has CONFIG_FW_CFG_SYSFS built in\n");
+  }
   const key = keyPath ?? defaultBridgeKey(setup.env);
   if (!existsSync(key)) {
     throw new UsageError(`--gpu-bridge: bridge key ${key} does not exist: start \`cohesix gpu-bridge\` once on this host to make it, or pass --gpu-bridge-key FILE`);

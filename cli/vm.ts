@@ -205,7 +205,7 @@ async function bootWith(p: Parsed, io: Io): Promise<void> {
   const timeoutS = Number(str(p, "timeout", "180"));
   if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new UsageError("--timeout must be a positive number of seconds");
   const paths = vmPaths(baseDir(p), board.name);
-  const bridge = await prepareGuestBridge({ parsed: p, gateway: board.network.gateway, runDir: paths.runDir, env: io.env, err: io.err });
+  const bridge = await prepareGuestBridge({ parsed: p, gateway: board.network.gateway, modules: board.kernel.modules, runDir: paths.runDir, env: io.env, err: io.err });
   const built = await buildFor(board, p, io).catch(async (err: unknown) => {
     await bridge?.remove();
     throw err;

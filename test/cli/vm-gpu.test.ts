@@ -21,9 +21,9 @@ afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 const env = { XDG_CONFIG_HOME: join(scratch, "config") };
 const defaultKey = join(scratch, "config", "cohesix", "bridge.key");
 
-async function prepare(argv: string[], runDir = join(scratch, "run")) {
+async function prepare(argv: string[], runDir = join(scratch, "run"), modules: readonly string[] = ["virtio_net", "qemu_fw_cfg"]) {
   const err: string[] = [];
-  const item = await prepareGuestBridge({ parsed: parse(argv, GPU_BRIDGE_OPTIONS), gateway: "10.0.2.2", runDir, env, err: (t) => err.push(t) });
+  const item = await prepareGuestBridge({ parsed: parse(argv, GPU_BRIDGE_OPTIONS), gateway: "10.0.2.2", modules, runDir, env, err: (t) => err.push(t) });
   return { item, err: err.join("") };
 }
 
@@ -55,6 +55,7 @@ describe("boot --gpu-bridge (host side)", () => {
     const { publicKey } = await ensureBridgeKey(defaultKey);
     const { item, err } = await prepare(["--gpu-bridge", "127.0.0.1:5650"]);
     expect(err).toContain("gpu bridge 127.0.0.1:5650 is on this host: the guest dials it as tcp!10.0.2.2!5650");
+    expect(err).not.toContain("warning");
     expect(item!.fwCfg.name).toBe(FW_CFG_GPU_BRIDGE);
     expect(item!.dial).toBe("tcp!10.0.2.2!5650");
     expect(statSync(item!.fwCfg.file).mode & 0o777).toBe(0o600);
@@ -78,6 +79,9 @@ describe("boot --gpu-bridge (host side)", () => {
     const t = verifyTicket(content.ticket, { keys: [publicKey] });
     expect(t.exp - t.iat).toBe(600);
     await item!.remove();
+    const noDriver = await prepare(["--gpu-bridge", "tcp!10.0.2.2!7000", "--gpu-bridge-key", named], join(scratch, "run3"), ["virtio_net"]);
+    expect(noDriver.err).toContain("warning: the board loads no qemu_fw_cfg module");
+    await noDriver.item!.remove();
   });
 
   it("cohesix boot refuses --gpu-bridge-key without --gpu-bridge before building anything", async () => {
