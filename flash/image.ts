@@ -32,6 +32,8 @@ export interface DiskSpec {
   readonly firmware?: { readonly path: string; readonly package: string };
   /** QEMU's disk device, e.g. `virtio-blk-device`. */
   readonly qemuDevice?: string;
+  /** QEMU machine options for the firmware boot, e.g. `acpi=off` (so the power key is the GPIO key a device-tree kernel sees). */
+  readonly qemuMachineOptions?: string;
   /** A device tree (relative to the board folder) copied to `/board.dtb` and named by `fdt` in extlinux.conf. */
   readonly dtb?: string;
 }
@@ -64,7 +66,7 @@ export function loadDiskSpec(board: Pick<Board, "name" | "dir">): DiskSpec {
   }
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return fail("must be a JSON object");
   const o = raw as Record<string, unknown>;
-  const known = ["description", "device", "dataMb", "modules", "firmware", "qemuDevice", "dtb"];
+  const known = ["description", "device", "dataMb", "modules", "firmware", "qemuDevice", "qemuMachineOptions", "dtb"];
   for (const k of Object.keys(o)) if (!known.includes(k)) fail(`${k} is not a known field (known: ${known.join(", ")})`);
   if (typeof o.device !== "string" || !/^\/dev\/[A-Za-z0-9]+$/.test(o.device)) fail("device must be a device path such as /dev/vda or /dev/mmcblk0");
   if (typeof o.dataMb !== "number" || !Number.isSafeInteger(o.dataMb) || o.dataMb < 8 || o.dataMb > 1 << 20) fail("dataMb must be an integer from 8 to 1048576");
@@ -76,6 +78,7 @@ export function loadDiskSpec(board: Pick<Board, "name" | "dir">): DiskSpec {
     firmware = { path: f.path as string, package: f.package as string };
   }
   if (o.qemuDevice !== undefined && typeof o.qemuDevice !== "string") fail("qemuDevice must be a string");
+  if (o.qemuMachineOptions !== undefined && (typeof o.qemuMachineOptions !== "string" || !/^[a-z0-9_-]+=[A-Za-z0-9_-]+(,[a-z0-9_-]+=[A-Za-z0-9_-]+)*$/.test(o.qemuMachineOptions))) fail("qemuMachineOptions must be KEY=VALUE[,KEY=VALUE…]");
   if (o.dtb !== undefined && (typeof o.dtb !== "string" || o.dtb.includes(".."))) fail("dtb must be a file in the board folder");
   return {
     device: o.device as string,
@@ -83,6 +86,7 @@ export function loadDiskSpec(board: Pick<Board, "name" | "dir">): DiskSpec {
     modules: o.modules as string[],
     ...(firmware ? { firmware } : {}),
     ...(typeof o.qemuDevice === "string" ? { qemuDevice: o.qemuDevice } : {}),
+    ...(typeof o.qemuMachineOptions === "string" ? { qemuMachineOptions: o.qemuMachineOptions } : {}),
     ...(typeof o.dtb === "string" ? { dtb: o.dtb } : {}),
   };
 }

@@ -38,6 +38,13 @@ export interface DiskBoot {
   readonly image: string;
   /** QEMU's disk device; default `virtio-blk-device`. */
   readonly device?: string;
+  /**
+   * Machine options for firmware boots, e.g. `acpi=off`: QEMU's `virt`
+   * with firmware and ACPI wires the power button to an ACPI device that a
+   * device-tree kernel (booted by U-Boot) never sees; without ACPI it is
+   * the GPIO key the guest watches.
+   */
+  readonly machineOptions?: string;
 }
 
 /** Options of {@link qemuArgs}. */
@@ -88,7 +95,7 @@ export function qemuArgs(options: QemuArgsOptions): string[] {
   const q = board.qemu;
   const nic = q.nic ?? "virtio-net-pci";
   return [
-    "-M", q.machine,
+    "-M", options.disk?.machineOptions ? `${q.machine},${options.disk.machineOptions}` : q.machine,
     "-cpu", q.cpu,
     "-m", String(q.memoryMb),
     "-smp", String(q.smp ?? 1),

@@ -22,7 +22,7 @@ afterAll(async () => {
 describe("qemuArgs() for a disk image", () => {
   const args = qemuArgs({
     board,
-    disk: { firmware: "/usr/lib/u-boot/qemu_arm64/u-boot.bin", image: "/tmp/x/cohesix.img" },
+    disk: { firmware: "/usr/lib/u-boot/qemu_arm64/u-boot.bin", image: "/tmp/x/cohesix.img", machineOptions: "acpi=off" },
     hostPort: 40000,
     qmpSocket: "/tmp/x/qmp.sock",
     consoleLog: "/tmp/x/console.log",
@@ -32,6 +32,7 @@ describe("qemuArgs() for a disk image", () => {
 
   it("loads the firmware with -bios and puts the raw image on virtio-blk-device, with no -kernel, -initrd or state disk", () => {
     expect(after("-bios")).toEqual(["/usr/lib/u-boot/qemu_arm64/u-boot.bin"]);
+    expect(after("-M")).toEqual(["virt,acpi=off"]);
     expect(after("-drive")).toEqual(["if=none,id=disk,file=/tmp/x/cohesix.img,format=raw"]);
     expect(after("-device")).toContain("virtio-blk-device,drive=disk");
     for (const flag of ["-kernel", "-initrd", "-append"]) expect(args).not.toContain(flag);
