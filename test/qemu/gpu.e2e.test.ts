@@ -186,7 +186,9 @@ describe("GPU bridge from the aarch64-virt guest (QEMU)", () => {
       result: { kernel: "classify" },
     });
     // the guest's Node, not the host's
-    expect((line.preprocess as { node: string }).node).toBe(loadBoard("aarch64-virt").artefacts.node.version);
+    const pre = line.preprocess as { node: string; ms: number };
+    expect(pre.node).toBe(loadBoard("aarch64-virt").artefacts.node.version);
+    process.stderr.write(`gpu e2e: sharp preprocessing of the sample in the guest took ${pre.ms} ms\n`);
   }, 240_000);
 
   it("cohesix down stops the guest and leaves no QEMU behind", async () => {

@@ -10,7 +10,7 @@
  *
  * ```json
  * {"tick":1,"ts_ms":…,"job":"worker-4.1","state":"OK","input":"sample.png","tensor":{"shape":[1,3,128,128],"dtype":"float32","sha256":"sha256:…","channel_mean":[…]},
- *  "preprocess":{"platform":"linux-arm64","node":"24.22.0","sharp":"0.34.5","vips":"8.17.3"},"result":{…}}
+ *  "preprocess":{"platform":"linux-arm64","node":"24.22.0","sharp":"0.34.5","vips":"8.17.3","ms":…},"result":{…}}
  * ```
  *
  * then repeats every `COHESIX_INTERVAL_MS`. The image is the sample shipped
@@ -52,9 +52,11 @@ await runWorker({
   setup: async () => {
     const size = numberFromEnv("COHESIX_INFERENCE_SIZE", 128, 1024);
     const imagePath = process.env.COHESIX_INFERENCE_IMAGE || samplePath();
+    const started = performance.now();
     const tensor = await preprocess(await readFile(imagePath), { size });
+    const ms = Math.round(performance.now() - started);
     const described = { shape: tensor.shape, dtype: "float32", sha256: tensor.sha256, channel_mean: tensor.channelMean };
-    return { tensor, described, input: basename(imagePath), runtime: preprocessRuntime() };
+    return { tensor, described, input: basename(imagePath), runtime: { ...preprocessRuntime(), ms } };
   },
   start: async (worker) => {
     gpuOf(worker);
