@@ -8,7 +8,7 @@
  */
 import { execa, type ResultPromise } from "execa";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, symlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -82,6 +82,20 @@ describe("an appliance project from this checkout", () => {
     const r = await execa("node", [BIN, "test"], { cwd: project, reject: false, timeout: 60_000 });
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
     expect(r.stdout).toMatch(/# pass 2/);
+  });
+
+  test("cohesix test exits 1 when a test fails, and cohesix new refuses a name npm would refuse", async () => {
+    await writeFile(join(project, "test", "broken.test.ts"), 'import assert from "node:assert/strict";\nimport { test } from "node:test";\ntest("fails", () => assert.equal(1, 2));\n');
+    try {
+      const r = await execa("node", [BIN, "test"], { cwd: project, reject: false, timeout: 60_000 });
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toMatch(/^io: test: tests failed \(node --test exited 1\)$/m);
+    } finally {
+      await rm(join(project, "test", "broken.test.ts"));
+    }
+    const bad = await cohesix(["new", join(scratch.dir, "My App!")], { env: scratch.env });
+    expect(bad.exitCode).toBe(1);
+    expect(bad.stderr).toBe('invalid: new: "my app!" is not an npm package name (lowercase letters, digits, . _ -): choose another folder name or pass --name');
   });
 
   test("a bad config stops serve with the field named", async () => {
