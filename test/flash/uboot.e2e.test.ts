@@ -172,7 +172,7 @@ describe("aarch64-virt disk image booted by U-Boot (QEMU)", () => {
     expect(await queen(["cat", "/log/queen.log"])).toContain(`boot manifest ${manifest.bootManifest} ok`);
   }, 240_000);
 
-  it("the queen spawns a heartbeat worker, reads its telemetry, and its commit lands on the data partition", async () => {
+  it("the queen spawns a heartbeat worker and reads its telemetry", async () => {
     const reply = await queen(["ctl", '{"spawn":"heartbeat","ticks":3}']);
     const id = /worker-\d+/.exec(reply)?.[0];
     expect(id, reply).toBeDefined();
