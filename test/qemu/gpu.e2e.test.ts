@@ -21,6 +21,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadBoard } from "../../boards/index.ts";
+import { preprocess } from "../../workers/inference/preprocess.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const cli = join(root, "bin", "cohesix.js");
@@ -189,6 +190,9 @@ describe("GPU bridge from the aarch64-virt guest (QEMU)", () => {
     const pre = line.preprocess as { node: string; ms: number };
     expect(pre.node).toBe(loadBoard("aarch64-virt").artefacts.node.version);
     process.stderr.write(`gpu e2e: sharp preprocessing of the sample in the guest took ${pre.ms} ms\n`);
+    // the same pinned sharp and libvips give the guest's arm64 tensor byte for byte as the host's
+    const host = await preprocess(readFileSync(join(root, "workers", "inference", "sample.png")), { size: 128 });
+    expect((line.tensor as { sha256: string }).sha256).toBe(host.sha256);
   }, 240_000);
 
   it("cohesix down stops the guest and leaves no QEMU behind", async () => {
