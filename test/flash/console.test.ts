@@ -214,7 +214,8 @@ describe("runConsole() on a pty", () => {
     input.write(Buffer.from([0x61, 0x62, ESCAPE_BYTE, 0x63]));
     const r = await session;
     expect(r.end).toBe("escape");
-    await delay(200);
+    await until(() => b.received() === "ls /proc\rab", "the keys before Ctrl-]");
+    await delay(200); // and nothing after it
     expect(b.received()).toBe("ls /proc\rab");
   });
 
