@@ -96,6 +96,7 @@ function workersOf(p: Parsed): string[] {
 
 function boardOf(p: Parsed): Board {
   const name = str(p, "board") ?? projectOf(p)?.board ?? "aarch64-virt";
+  if (name === "host") throw new UsageError("board host runs on this machine and has no image: use `cohesix up --board host` (or --board aarch64-virt to build one)");
   return loadBoard(name);
 }
 
