@@ -142,6 +142,8 @@ export interface BuildBoardImageOptions {
   readonly append?: string;
   /** Seconds since 1970 for every timestamp; default SOURCE_DATE_EPOCH. */
   readonly epoch?: number;
+  /** The arm64 strip program, or false to keep Node as fetched (see `buildImage`). */
+  readonly strip?: string | false;
   readonly say?: (line: string) => void;
 }
 
@@ -184,6 +186,7 @@ export async function buildBoardImage(out: string, options: BuildBoardImageOptio
     extra: [...(options.extra ?? []), { src: releasePub, dest: GUEST_RELEASE_PUB, mode: 0o644 }],
     ...(options.policy ? { policy: options.policy } : {}),
     ...(options.programs ? { programs: options.programs } : {}),
+    ...(options.strip !== undefined ? { strip: options.strip } : {}),
     say: (line) => say(`initramfs: ${line}`),
   });
 
