@@ -60,6 +60,11 @@ function askOnTerminal(question: string): Promise<boolean> {
       rl.close();
     });
     rl.once("close", () => resolveAnswer(false));
+    // Ctrl-C at the prompt is a no.
+    rl.once("SIGINT", () => {
+      resolveAnswer(false);
+      rl.close();
+    });
   });
 }
 
@@ -103,20 +108,25 @@ export async function flash(argv: readonly string[], io: Io): Promise<void> {
   if (device !== undefined && targetFile !== undefined) throw new UsageError("--device and --target-file exclude each other");
 
   const interactive = isatty(0);
-  await flashImage(resolve(image), {
-    pubKeyFile: resolve(str(p, "pub") ?? defaultReleasePub(io.env)),
-    ...(device === undefined ? {} : { device }),
-    ...(targetFile === undefined ? {} : { targetFile }),
-    yes: p.values.yes === true,
-    unmount: p.values.unmount === true,
-    maxBytes,
-    view,
-    ...(fakeRoot ? { run: fakeRunner(io.err) } : {}),
-    ...(interactive ? { confirm: askOnTerminal } : {}),
-    log: io.err,
-    progress: progressBar({ write: io.err, tty: isatty(2), columns: process.stderr.columns || 80 }),
-    ...(io.signal === undefined ? {} : { signal: io.signal }),
-  });
+  const { signal, done } = processSignal(io.signal);
+  try {
+    await flashImage(resolve(image), {
+      pubKeyFile: resolve(str(p, "pub") ?? defaultReleasePub(io.env)),
+      ...(device === undefined ? {} : { device }),
+      ...(targetFile === undefined ? {} : { targetFile }),
+      yes: p.values.yes === true,
+      unmount: p.values.unmount === true,
+      maxBytes,
+      view,
+      ...(fakeRoot ? { run: fakeRunner(io.err) } : {}),
+      ...(interactive ? { confirm: askOnTerminal } : {}),
+      log: io.err,
+      progress: progressBar({ write: io.err, tty: isatty(2), columns: process.stderr.columns || 80 }),
+      signal,
+    });
+  } finally {
+    done();
+  }
 }
 
 /** Aborts on SIGTERM/SIGHUP/SIGINT so a terminal left in raw mode is restored; returns the signal and a cleanup. */

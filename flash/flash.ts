@@ -17,7 +17,8 @@
  * ```
  * @module
  */
-import { stat } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { execa } from "execa";
 import { BusyError, NineError } from "../nine-door/index.ts";
@@ -25,7 +26,7 @@ import { deviceName, formatBytes, listDisks, systemView, type Disk, type SystemV
 import { verifyImage } from "./manifest.ts";
 import type { ProgressBar } from "./progress.ts";
 import { assessDisks, chooseDisk, formatCandidates, RefusedError, refusalsOf } from "./rules.ts";
-import { writeImage, type WriteResult } from "./writer.ts";
+import { WriteError, writeImage, type WriteResult } from "./writer.ts";
 
 /** Runs a system command (`umount`, `blockdev`, `partx`) without throwing on failure. */
 export type Runner = (file: string, args: readonly string[]) => Promise<{ exitCode: number; stderr: string }>;
@@ -99,6 +100,16 @@ async function rereadPartitions(path: string, run: Runner, log: (t: string) => v
   return false;
 }
 
+/** An aborted write says what it leaves behind. */
+async function interruptible<T>(target: string, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (err) {
+    if ((err as Error).name === "AbortError") throw new WriteError(`interrupted: ${target} holds part of the image; flash it again before use`, { cause: err });
+    throw err;
+  }
+}
+
 function writeProgress(options: FlashOptions) {
   const bar = options.progress;
   if (bar === undefined) return undefined;
@@ -126,11 +137,11 @@ async function flashFile(imagePath: string, verified: Verified, options: FlashOp
     await confirmOrRefuse(options, `Overwrite ${target} with ${imagePath} (${formatBytes(image.size)})? [y/N] `, target);
   }
   options.log(`writing ${imagePath} (${formatBytes(image.size)}) to ${target}\n`);
-  const result = await writeImage(imagePath, target, {
+  const result = await interruptible(target, () => writeImage(imagePath, target, {
     expectedSha256: verified.sha256,
     ...(options.signal === undefined ? {} : { signal: options.signal }),
     onProgress: writeProgress(options),
-  });
+  }));
   options.log(`wrote and verified ${target}: sha256 ${result.sha256}\n`);
   return { ...result, target, partitionsReread: false };
 }
@@ -167,6 +178,12 @@ export async function flashImage(imagePath: string, options: FlashOptions): Prom
     const s = await stat(disk.path).catch(() => undefined);
     if (s === undefined || !s.isBlockDevice()) throw new RefusedError(`${disk.path} is not a block device node: is /dev mounted?`);
   }
+  // Before asking: a user who cannot write the disk should not be asked to confirm erasing it.
+  try {
+    await access(disk.path, constants.W_OK);
+  } catch {
+    throw new RefusedError(`cannot write ${disk.path}: permission denied; run as root (sudo) or join the disk group`);
+  }
 
   const what = `${disk.path}${disk.model ? ` (${disk.model}, ${formatBytes(disk.sizeBytes)})` : ` (${formatBytes(disk.sizeBytes)})`}`;
   await confirmOrRefuse(options, `Write ${imagePath} (${formatBytes(imageBytes)}) to ${what}? Everything on it will be erased. [y/N] `, what);
@@ -180,7 +197,7 @@ export async function flashImage(imagePath: string, options: FlashOptions): Prom
   }
 
   options.log(`writing ${imagePath} (${formatBytes(imageBytes)}) to ${what}\n`);
-  const result = await writeImage(imagePath, disk.path, {
+  const result = await interruptible(disk.path, () => writeImage(imagePath, disk.path, {
     device: true,
     expectedSha256: verified.sha256,
     ...(options.signal === undefined ? {} : { signal: options.signal }),
@@ -188,7 +205,7 @@ export async function flashImage(imagePath: string, options: FlashOptions): Prom
     flushBuffers: async () => {
       await run("blockdev", ["--flushbufs", disk.path]);
     },
-  });
+  }));
   const partitionsReread = await rereadPartitions(disk.path, run, options.log);
   options.log(`wrote and verified ${disk.path}: sha256 ${result.sha256}; it is safe to remove\n`);
   return { ...result, target: disk.path, partitionsReread };

@@ -301,6 +301,19 @@ describe("flashImage(): choosing, confirming and writing a disk", () => {
     }
   });
 
+  it("says an interrupted write leaves part of the image on the card", async () => {
+    const m = await machine(oneCard());
+    try {
+      const ac = new AbortController();
+      const progress = { update: (_l: string, done: number) => void (done > 0 && ac.abort()), finish: () => {} };
+      const p = flashImage(img.image, m.options({ signal: ac.signal, progress }));
+      await expect(p).rejects.toThrow(/^io: interrupted: .*sdb holds part of the image; flash it again before use$/);
+      expect(await m.untouched("sdb")).toBe(false);
+    } finally {
+      await m.fake.remove();
+    }
+  });
+
   it("refuses a partition named as the device", async () => {
     const m = await machine(oneCard());
     try {
