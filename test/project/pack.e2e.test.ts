@@ -253,4 +253,13 @@ describe("a project made with the packed package", () => {
 
     expect(await step("npx cohesix down")).toMatch(/aarch64-virt: stopped/);
   }, BOOT_MS + 300_000);
+
+  test("cohesix image in the project writes a signed disk image whose initramfs carries the project's workers", async () => {
+    const img = join(dir, "my-appliance.img");
+    const r = await npx(["image", "--out", img], 300_000);
+    expect(r.exitCode, String(r.all)).toBe(0);
+    expect(String(r.stderr)).toContain("bundling the root task and workers (camera, counter, gpu, heartbeat, sensor)");
+    const verify = await npx(["image", "verify", img]);
+    expect(verify.exitCode, String(verify.all)).toBe(0);
+  }, 360_000);
 });
