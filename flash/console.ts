@@ -167,20 +167,24 @@ export async function runConsole(options: ConsoleOptions): Promise<ConsoleResult
   const deadline = options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs;
   options.signal?.throwIfAborted();
 
-  const { sp, early } = await openWithRetry(port, baudRate, matcher ? deadline : undefined, options.signal);
-  let log: WriteStream | undefined;
+  // The log first: a log that cannot be written fails before the port is touched.
+  const log = options.logFile === undefined ? undefined : await openLog(options.logFile);
+  const endLog = () => (log === undefined ? Promise.resolve() : new Promise<void>((r) => log.end(r)));
+  let opened: { sp: SerialPort; early: Buffer };
   try {
-    if (options.logFile !== undefined) log = await openLog(options.logFile);
+    opened = await openWithRetry(port, baudRate, matcher ? deadline : undefined, options.signal);
   } catch (err) {
-    await closePort(sp);
+    await endLog();
     throw err;
   }
+  const { sp, early } = opened;
 
   const interactive = input !== undefined && (matcher === undefined || input.isTTY === true);
   let bytes = 0;
   let timer: NodeJS.Timeout | undefined;
   let onInput: ((chunk: Buffer | string) => void) | undefined;
   let rawSet = false;
+  let onAbort: (() => void) | undefined;
 
   const outcome = new Promise<ConsoleResult>((resolve, reject) => {
     const received = (chunk: Buffer) => {
@@ -202,7 +206,8 @@ export async function runConsole(options: ConsoleOptions): Promise<ConsoleResult
         reject(new ConsoleError("io", `${JSON.stringify(options.expect)} did not appear on ${port} within ${Math.round(options.timeoutMs! / 1000)} s (${bytes} bytes received)`));
       }, Math.max(0, deadline - Date.now()));
     }
-    options.signal?.addEventListener("abort", () => resolve({ end: "aborted", bytes }), { once: true });
+    onAbort = () => resolve({ end: "aborted", bytes });
+    options.signal?.addEventListener("abort", onAbort, { once: true });
     if (interactive) {
       if (input.isTTY && input.setRawMode) {
         input.setRawMode(true);
@@ -226,6 +231,7 @@ export async function runConsole(options: ConsoleOptions): Promise<ConsoleResult
     return await outcome;
   } finally {
     if (timer !== undefined) clearTimeout(timer);
+    if (onAbort !== undefined) options.signal?.removeEventListener("abort", onAbort);
     if (onInput !== undefined && input !== undefined) {
       input.removeListener("data", onInput);
       input.pause();
@@ -235,7 +241,7 @@ export async function runConsole(options: ConsoleOptions): Promise<ConsoleResult
     sp.removeAllListeners("close");
     sp.on("error", () => {});
     await closePort(sp);
-    if (log !== undefined) await new Promise<void>((r) => log!.end(r));
+    await endLog();
   }
 }
 

@@ -199,6 +199,12 @@ describe("runConsole() on a pty", () => {
     expect((late as Error).message).toMatch(/^not found: /);
   });
 
+  it("refuses a log file it cannot write before opening the port", async () => {
+    const err = await runConsole({ port: "/dev/ttyNOPE9", logFile: "/nonexistent-dir/console.log", output: () => {} }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConsoleError);
+    expect((err as Error).message).toMatch(/^io: cannot open log file \/nonexistent-dir\/console\.log: ENOENT/);
+  });
+
   it("forwards keys to the board and ends at Ctrl-], sending nothing after it", async () => {
     const p = await pair();
     const b = await board(p.board);
