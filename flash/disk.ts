@@ -15,7 +15,7 @@ import { mkdir, mkdtemp, open, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { BOOT_MANIFEST_FORMAT, BOOT_MANIFEST_PATH, hashFile, signDocument, type BootArtefact, type BootManifest } from "../root-task/index.ts";
 import { InvalidError } from "../nine-door/index.ts";
-import { makeFat } from "./fat.ts";
+import { FAT32_MIN_BYTES, makeFat } from "./fat.ts";
 import { IMAGE_MANIFEST_FORMAT, manifestPathOf, sha256OfFile, type ImageManifest } from "./manifest.ts";
 import { ALIGN_BYTES, layoutDisk, sfdiskScript, type PartitionTable } from "./partition.ts";
 import { runTool } from "./tools.ts";
@@ -150,7 +150,7 @@ export async function writeDiskImage(out: string, options: WriteDiskImageOptions
 
     const files = [...options.bootFiles, { path: BOOT_MANIFEST_PATH, src: bootManifestSrc }];
     const contentBytes = artefacts.reduce((n, a) => n + a.size, 0) + bootManifestText.length;
-    const table = layoutDisk({ bootBytes: Math.ceil(contentBytes * 1.02) + BOOT_SLACK_BYTES, dataBytes: options.dataBytes ?? DEFAULT_DATA_BYTES, diskId: seed.readUInt32LE(0) });
+    const table = layoutDisk({ bootBytes: Math.max(FAT32_MIN_BYTES, Math.ceil(contentBytes * 1.02) + BOOT_SLACK_BYTES), dataBytes: options.dataBytes ?? DEFAULT_DATA_BYTES, diskId: seed.readUInt32LE(0) });
     const [boot, data] = table.partitions as [PartitionTable["partitions"][0], PartitionTable["partitions"][0]];
 
     say(`boot partition: FAT, ${(boot.size / ALIGN_BYTES).toFixed(0)} MiB, ${files.length} files`);

@@ -8,6 +8,9 @@
 import { InvalidError } from "../nine-door/index.ts";
 import { runTool, runToolBytes } from "./tools.ts";
 
+/** The smallest FAT32 partition made here: 65,525 clusters and more need about 33 MiB; 64 MiB leaves room. */
+export const FAT32_MIN_BYTES = 64 << 20;
+
 /** A file to put in the FAT partition: its absolute path there and the host file. */
 export interface FatFile {
   readonly path: string;
@@ -43,7 +46,9 @@ export async function makeFat(out: string, options: MakeFatOptions): Promise<voi
   if (!/^[A-Z0-9_-]{1,11}$/.test(options.label)) throw new InvalidError(`FAT label ${JSON.stringify(options.label)}: up to 11 of A-Z 0-9 _ -`);
   const env = mtoolsEnv(options.epoch);
   const volumeId = options.volumeId.toString(16).padStart(8, "0");
-  await runTool("mkfs.vfat", ["-C", "--invariant", "-i", volumeId, "-n", options.label, out, String(options.size / 1024)], { env });
+  if (options.size < FAT32_MIN_BYTES) throw new InvalidError(`FAT partition size ${options.size} is below ${FAT32_MIN_BYTES / (1 << 20)} MiB, the least a FAT32 file system of 512-byte clusters needs`);
+  // FAT32, to match the partition type (0x0c) boot ROMs and U-Boot look for.
+  await runTool("mkfs.vfat", ["-C", "-F", "32", "--invariant", "-i", volumeId, "-n", options.label, out, String(options.size / 1024)], { env });
   const dirs = new Set<string>();
   for (const f of options.files) {
     const parts = f.path.split("/").filter(Boolean);
