@@ -22,7 +22,7 @@ beforeAll(async () => {
   backing = join(dir, "disk.bin");
   const fh = await open(backing, "w");
   await fh.write(Buffer.alloc(4096, 0x5a), 0, 4096, 0);
-  await fh.truncate(64 << 20);
+  await fh.truncate(256 << 20); // larger than the image, so only the removable rule refuses it
   await fh.close();
   if (process.getuid?.() === 0) {
     const r = await execa("losetup", ["--find", "--show", backing], { reject: false });
@@ -42,7 +42,7 @@ describe("a loop device on the real system", () => {
     const name = basename(loop);
     const assessed = assessDisks(await listDisks(systemView()), { imageBytes: 1 << 20 });
     const mine = assessed.find((a) => a.disk.name === name);
-    expect(mine?.disk).toMatchObject({ path: loop, removable: false, sizeBytes: 64 << 20 });
+    expect(mine?.disk).toMatchObject({ path: loop, removable: false, sizeBytes: 256 << 20 });
     expect(mine?.refusals.map((r) => r.code)).toEqual(["not-removable"]);
 
     const err = await flashImage(img.image, { pubKeyFile: img.pub, device: loop, yes: true, log: () => {} }).catch((e: unknown) => e);
