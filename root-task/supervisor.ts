@@ -6,8 +6,9 @@
  * logs are the root task's, told through callbacks.
  * @module
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 import type { Writable } from "node:stream";
 import { BusyError, InvalidError, NotFoundError } from "../nine-door/index.ts";
@@ -180,6 +181,8 @@ export class Supervisor {
     // node:child_process rather than execa: the supervisor runs in the
     // guest's root task, where execa and its dependencies were ~40 % of the
     // bundle every boot parses.
+    // node:child_process on the first spawn: the guest's boot does not pay for it when no worker runs.
+    const { spawn } = createRequire(import.meta.url)("node:child_process") as typeof import("node:child_process");
     const child = spawn(process.execPath, [entry], { env, stdio: ["ignore", "pipe", "pipe", "pipe"] });
     // Settles once the process is gone and its output has been read ('close'), or it could not start ('error').
     const ended = new Promise<WorkerExit>((resolve) => {

@@ -13,11 +13,12 @@
  * (`natives.ts`), never the host's own builds.
  * @module
  */
-import { build, type BuildOptions } from "esbuild";
+import { build, type BuildOptions, type Plugin } from "esbuild";
 import { execa } from "execa";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, writeFile } from "node:fs/promises";
+import { builtinModules } from "node:module";
 import { join, relative, sep } from "node:path";
 import { packageOfInput } from "./natives.ts";
 
@@ -74,6 +75,25 @@ export interface GuestBundle {
   readonly packages: readonly string[];
 }
 
+/**
+ * An esbuild plugin: the bundles get Node's built-in modules through
+ * `require()`, not through ES `import`s. For each built-in an ES module
+ * imports, Node builds a facade that reads every export, which runs the
+ * built-in's lazy getters — `node:fs` loads its streams, `node:crypto`
+ * WebCrypto — and cost the guest root task ~2 s of its emulated boot.
+ * Through require() a built-in loads only what is used.
+ */
+const builtinsViaRequire: Plugin = {
+  name: "builtins-via-require",
+  setup(b) {
+    const names = new Set(builtinModules.flatMap((n) => [n, `node:${n}`]));
+    b.onResolve({ filter: /^[a-z:_/0-9]+$/ }, (args) =>
+      args.kind === "import-statement" && names.has(args.path) ? { path: args.path, namespace: "builtin-via-require" } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: "builtin-via-require" }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)});`, loader: "js" }));
+  },
+};
+
 /** The worker programs of a package root: kind → `workers/<kind>/main.ts`. */
 export async function workerEntries(root: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
@@ -117,6 +137,7 @@ export async function bundleGuest(options: BundleGuestOptions): Promise<GuestBun
     external: [...OPTIONAL_NATIVE, ...(options.nativePackages ?? NATIVE_PACKAGES)],
     // CommonJS dependencies call require(); give ES modules one.
     banner: { js: 'import{createRequire as __cxReq}from"node:module";const require=__cxReq(import.meta.url);' },
+    plugins: [builtinsViaRequire],
     logLevel: "silent",
   };
   const result = await build(esbuildOptions).catch((err: Error) => {

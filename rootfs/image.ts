@@ -24,7 +24,7 @@ import { bundleGuest, stripElf, workerEntries, type BundleFile } from "./bundle.
 import { checkSize, compress, type Compression } from "./compress.ts";
 import type { CpioEntry } from "./cpio-entry.ts";
 import { writeCpio } from "./cpio.ts";
-import { initScript, inittab, runScript } from "./init.ts";
+import { LOADER, initScript, inittab, loaderScript, runScript } from "./init.ts";
 import { checkNativeVersions, nativeFiles, nativesFor, type NativePinLike } from "./natives.ts";
 
 /** The parts of a board description that image assembly reads (boards/<name>/board.json). */
@@ -298,6 +298,7 @@ export async function applianceEntries(options: {
     { type: "file", path: "/init", data: utf8(initScript(init)), mode: 0o755 },
     { type: "file", path: "/etc/inittab", data: utf8(inittab()), mode: 0o644 },
     { type: "file", path: "/etc/cohesix/run", data: utf8(runScript(init)), mode: 0o755 },
+    { type: "file", path: LOADER, data: utf8(loaderScript(init)), mode: 0o644 },
     { type: "file", path: GUEST.config, data: utf8(guestConfig(board, options.policy ?? "open", options.workers, options.programs)), mode: 0o644 },
     { type: "file", path: GUEST.queenPub, data: options.queenPub, mode: 0o644 },
     { type: "file", path: "/etc/passwd", data: utf8("root:x:0:0:root:/root:/bin/sh\n"), mode: 0o644 },

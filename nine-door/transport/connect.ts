@@ -8,8 +8,9 @@
  */
 
 import net from "node:net";
+import { createRequire } from "node:module";
 import type { Duplex } from "node:stream";
-import tls from "node:tls";
+import type * as tls from "node:tls";
 import { InvalidError, NineError, PermissionError } from "../errors.ts";
 import { formatDialString, toDialAddress, type DialAddress } from "./dial.ts";
 import { errorOfClass, fromSystemError, isRetryable, markRetryable } from "./fail.ts";
@@ -114,7 +115,8 @@ export async function dial(addr: DialAddress | string, options: DialOptions = {}
       };
       if (options.servername !== undefined) tlsOptions.servername = options.servername;
       if (options.ca !== undefined) tlsOptions.ca = options.ca;
-      socket = tls.connect(tlsOptions);
+      // node:tls on first use: TCP and Unix dials never load it.
+      socket = (createRequire(import.meta.url)("node:tls") as typeof tls).connect(tlsOptions);
     }
     const readyEvent = address.kind === "tls" ? "secureConnect" : "connect";
 
@@ -137,8 +139,8 @@ export async function dial(addr: DialAddress | string, options: DialOptions = {}
     };
     function onReady(): void {
       if (settled) return;
-      if (pin !== undefined && socket instanceof tls.TLSSocket) {
-        const got = socket.getPeerCertificate().fingerprint256 ?? "(no certificate)";
+      if (pin !== undefined && address.kind === "tls") {
+        const got = (socket as tls.TLSSocket).getPeerCertificate().fingerprint256 ?? "(no certificate)";
         if (got !== pin) {
           fail(new PermissionError(`${what}: TLS certificate fingerprint mismatch: expected ${pin}, got ${got}`));
           return;

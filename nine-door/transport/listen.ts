@@ -9,8 +9,9 @@
 
 import { chmod, lstat, unlink } from "node:fs/promises";
 import net from "node:net";
+import { createRequire } from "node:module";
 import type { Duplex } from "node:stream";
-import tls from "node:tls";
+import type * as tls from "node:tls";
 import { BusyError, InvalidError, type NineError } from "../errors.ts";
 import { formatDialString, toDialAddress, type DialAddress } from "./dial.ts";
 import { errorOfClass, fromSystemError, systemCode } from "./fail.ts";
@@ -64,6 +65,14 @@ export interface Listener {
 }
 
 const DEFAULT_UNIX_MODE = 0o600;
+
+/**
+ * node:tls, loaded on first use: TCP and Unix listeners never load it, so
+ * the guest root task's boot does not pay for it.
+ */
+function loadTls(): typeof tls {
+  return createRequire(import.meta.url)("node:tls") as typeof tls;
+}
 
 function peerOf(kind: "tcp" | "tls", socket: net.Socket): string {
   const host = socket.remoteAddress ?? "unknown";
@@ -235,7 +244,7 @@ export async function listen(
   const tlsKeys = options.tls === undefined ? undefined : { key: options.tls.key, cert: options.tls.cert };
   if (tlsKeys !== undefined) {
     try {
-      tls.createSecureContext(tlsKeys); // refuse bad PEM here, with a clear error
+      loadTls().createSecureContext(tlsKeys); // refuse bad PEM here, with a clear error
     } catch (err) {
       throw errorOfClass("invalid", `${what}: TLS key or certificate unusable: ${err instanceof Error ? err.message : String(err)}`, err);
     }
@@ -256,7 +265,7 @@ export async function listen(
   const server =
     tlsKeys === undefined
       ? net.createServer()
-      : tls.createServer({ ...tlsKeys, handshakeTimeout: options.handshakeTimeoutMs ?? 10_000 });
+      : loadTls().createServer({ ...tlsKeys, handshakeTimeout: options.handshakeTimeoutMs ?? 10_000 });
   const listener = new SocketListener(server, address);
   server.on("connection", (raw: net.Socket) => {
     raw.on("error", () => {});
@@ -265,7 +274,7 @@ export async function listen(
     if (address.kind === "tcp") hand(raw, peerOf("tcp", raw));
     if (address.kind === "unix") hand(raw, formatDialString(address));
   });
-  if (server instanceof tls.Server) {
+  if (tlsKeys !== undefined) {
     server.on("secureConnection", (sock: tls.TLSSocket) => {
       sock.on("error", () => {});
       listener.track(sock, true);
