@@ -12,11 +12,14 @@ import { copyFile, mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SerialPort } from "serialport";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { GiB, MiB, makeFakeRoot, type FakeRoot } from "../flash/fake-system.ts";
 import { startPtyPair, type PtyPair } from "../flash/pty-pair.ts";
 import { copyImage, makeSignedImage, type SignedImage } from "../flash/signed-image.ts";
 import { BIN, ROOT, cohesix } from "./helpers.ts";
+
+// Each test checks a real ~70 MiB image (sha256 and mtools) once or more: generous under load.
+vi.setConfig({ testTimeout: 180_000 });
 
 let dir = "";
 let img: SignedImage;

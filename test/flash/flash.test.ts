@@ -9,12 +9,15 @@
 import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { signDocument, readPrivateKey } from "../../root-task/index.ts";
 import { RefusedError, flashImage, manifestPathOf, systemView, type FlashOptions, type Runner } from "../../flash/index.ts";
 import { BusyError } from "../../nine-door/index.ts";
 import { GiB, MiB, laptop, makeFakeRoot, type FakeMachine, type FakeRoot } from "./fake-system.ts";
 import { copyImage, makeSignedImage, type SignedImage } from "./signed-image.ts";
+
+// Each test checks a real ~70 MiB image (sha256 and mtools) once or more: generous under load.
+vi.setConfig({ testTimeout: 180_000 });
 
 let dir = "";
 let img: SignedImage;
