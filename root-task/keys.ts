@@ -424,7 +424,9 @@ function describe(path: string): string {
 }
 
 function keygenHint(path: string): string {
-  return `run \`cohesix keygen --out ${dirname(path)}\``;
+  // The release pair (signs disk images) is made by `keygen --release`.
+  const release = basename(path).replace(/\.(key|pub)$/, "") === "release" ? " --release" : "";
+  return `run \`cohesix keygen${release} --out ${dirname(path)}\``;
 }
 
 async function statKey(path: string, what: string) {

@@ -66,5 +66,8 @@ describe("cohesix image", () => {
     expect(bad.stderr).toMatch(/^permission: .*small\.img: sha256 [0-9a-f]{64} differs from the signed [0-9a-f]{64}: a byte of the image changed; do not flash it$/m);
     const usage = await cohesix(["image", "verify"], { env: scratch.env });
     expect(usage.exitCode).toBe(2);
+    const nokey = await cohesix(["image", "verify", img, "--pub", join(scratch.dir, "nowhere", "release.pub")], { env: scratch.env });
+    expect(nokey.exitCode).toBe(1);
+    expect(nokey.stderr).toMatch(/not found: release key .*nowhere\/release\.pub: run `cohesix keygen --release --out .*nowhere`/);
   });
 });
