@@ -15,7 +15,7 @@
  * (`scripts/setup.sh` or `cohesix fetch`).
  * @module
  */
-import { execa } from "execa";
+import { execa, execaSync } from "execa";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -49,6 +49,8 @@ interface BootRun {
   readonly readyS?: number;
   /** A queen attach answered through the host forward. */
   readonly servingS?: number;
+  /** Restores: QEMU has loaded the snapshot and runs the guest (QMP status `running`). */
+  readonly runningS?: number;
   /** Guest boot stages (`cohesix.trace=1`): name → guest uptime, s. */
   readonly stages: ReadonlyMap<string, number>;
   /** The guest's uptime when it printed READY (trace only): QEMU's start to the guest clock is readyS minus this. */
@@ -93,21 +95,31 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** Attaches as the queen through the host forward, retrying until `deadline`. */
+/**
+ * Attaches as the queen through the host forward, retrying until
+ * `deadline`. Each attempt gets a little longer than the one before (0.5 s
+ * up to 3 s): the forward accepts before the guest listens, and a
+ * connection it accepted then may hang instead of failing.
+ */
 async function attach(port: number, ticket: string, deadline: number): Promise<{ client: NineClient; root: Fid }> {
   let last = "";
-  while (Date.now() < deadline) {
+  for (let limitMs = 500; Date.now() < deadline; limitMs = Math.min(3000, limitMs * 2)) {
+    let abandoned = false;
     let client: NineClient | undefined;
+    const attempt = (async () => {
+      client = await NineClient.dial(`tcp!127.0.0.1!${port}`, { timeoutMs: limitMs, dialect: "9P2000" });
+      const root = await client.attach({ uname: "queen", aname: ticket });
+      if (abandoned) client.close();
+      return { client, root };
+    })();
     try {
-      const attempt = (async () => {
-        client = await NineClient.dial(`tcp!127.0.0.1!${port}`, { timeoutMs: 2000, dialect: "9P2000" });
-        return { client, root: await client.attach({ uname: "queen", aname: ticket }) };
-      })();
-      const timer = sleep(3000, undefined, { ref: false }).then(() => {
-        throw new Error("no answer within 3 s");
+      const timer = sleep(limitMs, undefined, { ref: false }).then(() => {
+        throw new Error(`no answer within ${limitMs} ms`);
       });
       return await Promise.race([attempt, timer]);
     } catch (err) {
+      abandoned = true;
+      attempt.catch(() => {});
       client?.close();
       last = (err as Error).message;
       await sleep(20);
@@ -158,6 +170,15 @@ async function bootOnce(vm: Vm, image: Image, options: { serve: boolean; trace: 
     }
     let servingS: number | undefined;
     let procStages: string | undefined;
+    let runningS: number | undefined;
+    if (options.restore) {
+      // QMP answers once -loadvm is done; probe the guest only then (a connection
+      // the forward accepts while the guest is still paused waits for TCP retransmits).
+      const qmp = await QmpClient.connect(qmpSocket, { timeoutMs: 120_000 });
+      while ((await qmp.status()) !== "running") await sleep(10);
+      runningS = elapsed();
+      qmp.close();
+    }
     if (options.serve) {
       const { client, root } = await attach(port, vm.ticket, Date.now() + 120_000);
       servingS = elapsed();
@@ -168,6 +189,7 @@ async function bootOnce(vm: Vm, image: Image, options: { serve: boolean; trace: 
     return {
       ...(readyS !== undefined ? { readyS } : {}),
       ...(servingS !== undefined ? { servingS } : {}),
+      ...(runningS !== undefined ? { runningS } : {}),
       stages,
       ...(readyUptimeS !== undefined ? { readyUptimeS } : {}),
       ...(procStages !== undefined ? { procStages } : {}),
@@ -214,6 +236,13 @@ async function end(qemu: { pid: number; exited: Promise<unknown> }, qmpSocket: s
   if (await gone(60_000)) return;
   process.kill(qemu.pid, "SIGKILL");
   await gone(10_000);
+}
+
+/** The bench snapshot's VM SIZE as `qemu-img snapshot -l` shows it. */
+function snapshotSize(disk: string): string {
+  const r = execaSync("qemu-img", ["snapshot", "-l", disk], { reject: false });
+  const line = String(r.stdout ?? "").split("\n").find((l) => /\sbench\s/.test(l));
+  return line?.trim().split(/\s+/).slice(2, 4).join(" ") ?? "?";
 }
 
 /** Runs the CLI (`bin/cohesix.js`, the built dist/) and returns its wall time, s. */
@@ -321,6 +350,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     say(`  appliance boot → serving    ${secs(median(fullServing)).padStart(8)}   (${list(fullServing)}); first boot: ${secs(first.servingS)}`);
     say(`  boot appliance / floor      ${bootRatio.toFixed(2)}x      target ≤ ${TARGET.bootRatio}x   ${verdict(bootRatio <= TARGET.bootRatio)}`);
     say(`  restore → serving           ${secs(median(restored)).padStart(8)}   (${list(restored)})   target ≤ ${TARGET.restoreS} s   ${verdict(median(restored) <= TARGET.restoreS)}`);
+    say(`    of which QEMU loading it   ${secs(median(restoreRuns.map((r) => r.runningS!))).padStart(8)}   (${list(restoreRuns.map((r) => r.runningS!))}); snapshot ${snapshotSize(vm.disk)}`);
     say(`  initramfs (${compressed})${" ".repeat(Math.max(1, 16 - compressed.length))}${mb(manifest.image.bytes)} vs floor ${mb(floorBuilt.bytes)}: ${gzRatio.toFixed(3)}x   target ≤ ${TARGET.sizeRatio}x   ${verdict(gzRatio <= TARGET.sizeRatio)}`);
     say(`  initramfs uncompressed      ${mb(manifest.image.uncompressedBytes)} vs floor ${mb(floorBuilt.uncompressedBytes)}: ${rawRatio.toFixed(3)}x   target ≤ ${TARGET.sizeRatio}x   ${verdict(rawRatio <= TARGET.sizeRatio)}`);
     say(`  warm build (cohesix build)  ${secs(warmS).padStart(8)}   (${list(warm)}); first build in a fresh folder: ${secs(coldS)}   target ≤ ${TARGET.warmBuildS} s   ${verdict(warmS <= TARGET.warmBuildS)}`);

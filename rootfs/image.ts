@@ -386,7 +386,8 @@ export async function runtimePart(options: RuntimePartOptions): Promise<RuntimeP
   const modules = await findModules(artefacts.modules, board.kernel.modules, artefacts.kernelVersion);
   const runtime = await runtimeEntries({ board, artefacts, node: node.path, modules });
   const files = manifestFiles(runtime);
-  const key = sha256(utf8(JSON.stringify({ v: 1, compression, entries: runtime.map((e) => (e.type === "file" ? { ...e, data: sha256(e.data) } : e)) })));
+  let i = 0; // files holds each file entry's digest, in order: hash ~113 MB once, not twice
+  const key = sha256(utf8(JSON.stringify({ v: 1, compression, entries: runtime.map((e) => (e.type === "file" ? { ...e, data: files[i++]!.sha256 } : e)) })));
   const cache = join(cacheDir, `runtime-${key}.cpio${compression === "gzip" ? ".gz" : ""}`);
   if (existsSync(cache) && existsSync(`${cache}.size`)) {
     say("runtime part: cached");
