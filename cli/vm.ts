@@ -11,7 +11,9 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { loadBoard, type Board } from "../boards/index.ts";
-import { bootVm, checkName, stopVm, vmControl, vmPaths, type VmOp } from "../qemu/index.ts";
+import { loadDiskSpec } from "../flash/index.ts";
+import { NotFoundError } from "../nine-door/index.ts";
+import { bootVm, checkName, stopVm, vmControl, vmPaths, type DiskBoot, type VmOp } from "../qemu/index.ts";
 import { writeKeyPair } from "../root-task/index.ts";
 import { DEFAULT_IMAGE_WORKERS, buildImage, fetchArtefacts, fetchNatives, type BuiltImage, type ExtraFile } from "../rootfs/index.ts";
 import { packageRoot } from "../workers/index.ts";
@@ -50,6 +52,8 @@ const BOOT_OPTIONS: OptionSpecs = {
   port: { type: "string" },
   append: { type: "string", multiple: true },
   timeout: { type: "string" },
+  // `boot --disk FILE`: a flashed disk image through the board's firmware
+  disk: { type: "string" },
   // `up --board host` only
   listen: { type: "string" },
   state: { type: "string" },
@@ -153,11 +157,16 @@ export async function build(argv: readonly string[], io: Io): Promise<void> {
  * options): builds if needed, boots the VM, waits for the guest to serve,
  * prints the dial string and a queen command; stays attached until
  * SIGINT/SIGTERM (then stops the VM) or, with `--detach`, returns and
- * leaves the VM running (`cohesix down` stops it).
+ * leaves the VM running (`cohesix down` stops it). `--disk FILE` boots a
+ * flashed disk image (`cohesix image`, then `cohesix flash --target-file`)
+ * through the board's firmware instead, as the board would: nothing is
+ * built, the guest writes its state to the file's data partition, and the
+ * console is also on a pty for `cohesix console`.
  *
  * @example
  * ```ts
  * await boot(["--detach"], io); // prints "tcp!127.0.0.1!5640" then the queen command
+ * await boot(["--disk", "card.img", "--detach"], io); // U-Boot → extlinux.conf → READY
  * ```
  */
 export async function boot(argv: readonly string[], io: Io): Promise<void> {
@@ -206,18 +215,24 @@ async function bootWith(p: Parsed, io: Io): Promise<void> {
   const timeoutS = Number(str(p, "timeout", "180"));
   if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new UsageError("--timeout must be a positive number of seconds");
   const paths = vmPaths(baseDir(p), board.name);
+  const diskFile = str(p, "disk");
+  if (diskFile !== undefined && restore !== undefined) throw new UsageError("--restore and --disk exclude each other: snapshots live in a kernel boot's qcow2 state disk");
+  const disk = diskFile === undefined ? undefined : diskBoot(board, resolve(diskFile));
   const bridge = await prepareGuestBridge({ parsed: p, gateway: board.network.gateway, modules: board.kernel.modules, runDir: paths.runDir, env: io.env, err: io.err });
-  const built = await buildFor(board, p, io).catch(async (err: unknown) => {
-    await bridge?.remove();
-    throw err;
-  });
+  const built = disk
+    ? undefined
+    : await buildFor(board, p, io).catch(async (err: unknown) => {
+        await bridge?.remove();
+        throw err;
+      });
   const append = ((p.values.append as string[] | undefined) ?? []).join(" ");
+  if (disk && append) throw new UsageError("--append does not reach a disk image boot: the command line is in its extlinux.conf (cohesix image --append)");
   io.err(`boot: starting ${board.name}${restore ? ` from snapshot ${restore}` : ""}${bridge ? ` with the gpu bridge at ${bridge.dial}` : ""} (console: ${paths.consoleLog})\n`);
   const vm = await bootVm({
     board,
-    kernel: built.kernel,
-    initrd: built.initrd,
-    cmdline: append ? `${built.manifest.cmdline} ${append}` : built.manifest.cmdline,
+    ...(built
+      ? { kernel: built.kernel, initrd: built.initrd, cmdline: append ? `${built.manifest.cmdline} ${append}` : built.manifest.cmdline }
+      : { disk: disk! }),
     baseDir: baseDir(p),
     ...(port !== undefined ? { port } : {}),
     ...(restore ? { restore } : {}),
@@ -226,6 +241,7 @@ async function bootWith(p: Parsed, io: Io): Promise<void> {
     ...(bridge ? { fwCfg: [bridge.fwCfg] } : {}),
   }).finally(() => bridge?.remove());
   io.err(`boot: ${board.name} serving after ${(vm.readyMs / 1000).toFixed(2)} s (pid ${vm.info.pid})\n`);
+  if (vm.info.consolePty) io.err(`boot: serial console on ${vm.info.consolePty}: cohesix console --port ${vm.info.consolePty}\n`);
   const pub = str(p, "queen-pub");
   const key = pub !== undefined && pub.endsWith(".pub") && existsSync(`${pub.slice(0, -4)}.key`) ? ` --key ${resolve(`${pub.slice(0, -4)}.key`)}` : "";
   io.out(`${vm.info.dialString}\nqueen: COHESIX_ADDR='${vm.info.dialString}' npx cohesix ls /${key}\n`);
@@ -255,6 +271,22 @@ async function bootWith(p: Parsed, io: Io): Promise<void> {
     process.off("SIGTERM", onSignal);
     vm.console.close();
   }
+}
+
+/** How the board boots a flashed disk image (its `disk.json`), refusing a missing firmware or file. */
+function diskBoot(board: Board, image: string): DiskBoot {
+  const spec = loadDiskSpec(board);
+  if (!spec.firmware) throw new NotFoundError(`board ${board.name}: its disk.json names no firmware to boot a disk image with`);
+  if (!existsSync(spec.firmware.path)) {
+    throw new NotFoundError(`${spec.firmware.path} is not installed: install the ${spec.firmware.package} package (Debian: apt-get install -y --no-install-recommends ${spec.firmware.package})`);
+  }
+  if (!existsSync(image)) throw new NotFoundError(`disk image ${image} does not exist: make one with \`cohesix image\` (and \`cohesix flash IMAGE --target-file FILE --yes\`)`);
+  return {
+    firmware: spec.firmware.path,
+    image,
+    ...(spec.qemuDevice ? { device: spec.qemuDevice } : {}),
+    ...(spec.qemuMachineOptions ? { machineOptions: spec.qemuMachineOptions } : {}),
+  };
 }
 
 /**

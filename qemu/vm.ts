@@ -13,9 +13,9 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { connect, createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { BusyError, NotFoundError } from "../nine-door/index.ts";
+import { BusyError, InvalidError, NotFoundError } from "../nine-door/index.ts";
 import { ConsoleWatcher } from "./console.ts";
-import { createStateDisk, launchQemu, type QemuBoard } from "./launcher.ts";
+import { consolePty, createStateDisk, launchQemu, type DiskBoot, type QemuBoard } from "./launcher.ts";
 import { QmpClient } from "./qmp.ts";
 
 /** Where a board's VM keeps its files. */
@@ -58,14 +58,25 @@ export interface VmInfo {
   readonly dialString: string;
   readonly startedAt: string;
   readonly restoredFrom?: string;
+  /** A disk image boot: the image file, and the pty its serial console is on. */
+  readonly disk?: string;
+  readonly consolePty?: string;
 }
 
 /** Options of {@link bootVm}. */
 export interface BootVmOptions {
   readonly board: QemuBoard;
-  readonly kernel: string;
-  readonly initrd: string;
-  readonly cmdline: string;
+  /** Kernel, initramfs and command line of a kernel boot; not used with `disk`. */
+  readonly kernel?: string;
+  readonly initrd?: string;
+  readonly cmdline?: string;
+  /**
+   * Boot a flashed disk image through firmware instead (see `DiskBoot`):
+   * its data partition holds the state, so no qcow2 state disk is made,
+   * and the serial console is also on a pty (`info.consolePty`) for
+   * `cohesix console`.
+   */
+  readonly disk?: DiskBoot;
   /** Base folder (default `.cohesix`). */
   readonly baseDir: string;
   /** Host port for NineDoor; default the board's port when free, else any free port. 0: any free port. */
@@ -193,7 +204,8 @@ export async function bootVm(options: BootVmOptions): Promise<RunningVm> {
   await mkdir(paths.runDir, { recursive: true });
   await rm(paths.qmpSocket, { force: true });
   await rm(paths.consoleLog, { force: true });
-  await createStateDisk(paths.stateDisk);
+  if (options.disk && options.restore) throw new InvalidError("a disk image boot cannot restore a snapshot: snapshots live in the qcow2 state disk of a kernel boot");
+  if (!options.disk) await createStateDisk(paths.stateDisk);
   const port = await freePort(options.port === 0 ? undefined : (options.port ?? options.board.network.nineDoorPort));
   const started = Date.now();
   const qemu = await launchQemu({
@@ -202,7 +214,7 @@ export async function bootVm(options: BootVmOptions): Promise<RunningVm> {
     initrd: options.initrd,
     cmdline: options.cmdline,
     hostPort: port,
-    stateDisk: paths.stateDisk,
+    ...(options.disk ? { disk: options.disk, serialPty: true } : { stateDisk: paths.stateDisk }),
     qmpSocket: paths.qmpSocket,
     consoleLog: paths.consoleLog,
     stderrFile: paths.stderrFile,
@@ -210,6 +222,8 @@ export async function bootVm(options: BootVmOptions): Promise<RunningVm> {
     ...(options.fwCfg ? { fwCfg: options.fwCfg } : {}),
     detached: options.detached === true,
   });
+  // A disk boot's console is on a pty too: QEMU names it on stderr at once.
+  const pty = options.disk ? await consolePty(paths.stderrFile, { timeoutMs: 10_000 }).catch(() => undefined) : undefined;
   const info: VmInfo = {
     board: options.board.name,
     pid: qemu.pid,
@@ -217,6 +231,8 @@ export async function bootVm(options: BootVmOptions): Promise<RunningVm> {
     dialString: `tcp!127.0.0.1!${port}`,
     startedAt: new Date(started).toISOString(),
     ...(options.restore ? { restoredFrom: options.restore } : {}),
+    ...(options.disk ? { disk: options.disk.image } : {}),
+    ...(pty ? { consolePty: pty } : {}),
   };
   await writeFile(paths.pidFile, `${qemu.pid}\n`);
   await writeFile(paths.infoFile, `${JSON.stringify(info, null, 2)}\n`);

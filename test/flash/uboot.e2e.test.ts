@@ -9,7 +9,9 @@
  * serialport until READY; then the queen drives the guest over 9P through
  * the host forward: /proc/boot shows the image and boot manifest digests
  * (the boot-time check passed), a heartbeat worker is spawned and its
- * telemetry read, and its commit lands on the data partition.
+ * telemetry read; the power key shuts it down and the commit log is on the
+ * card's ext4 data partition; `cohesix boot --disk` boots the same card
+ * again with its state.
  *
  * Needs qemu-system-aarch64, u-boot-qemu, mtools, dosfstools, fdisk and the
  * board's artefacts (scripts/setup.sh). QEMU is stopped by PID.
@@ -57,6 +59,16 @@ async function queen(args: readonly string[], tries = 20): Promise<string> {
   throw new Error(`cohesix ${args.join(" ")}: ${last}`);
 }
 
+/** /proc/boot once the boot manifest check is done (it runs beside the boot). */
+async function bootChecked(): Promise<string> {
+  let boot = await queen(["cat", "/proc/boot"]);
+  for (let i = 0; i < 120 && /manifest_check=pending/.test(boot); i++) {
+    await sleep(1000);
+    boot = await queen(["cat", "/proc/boot"]);
+  }
+  return boot;
+}
+
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
@@ -97,6 +109,12 @@ describe("aarch64-virt disk image booted by U-Boot (QEMU)", () => {
       process.kill(qemu.pid, "SIGTERM");
       for (let i = 0; i < 50 && alive(qemu.pid); i++) await sleep(100);
       if (alive(qemu.pid)) process.kill(qemu.pid, "SIGKILL");
+    }
+    // The second boot (cohesix boot --disk --detach) records its QEMU's pid.
+    const info = join(dir, ".cohesix", "run", "aarch64-virt", "vm.json");
+    if (dir && existsSync(info)) {
+      const { pid } = JSON.parse(await readFile(info, "utf8")) as { pid: number };
+      if (alive(pid)) process.kill(pid, "SIGKILL");
     }
     if (dir) await rm(dir, { recursive: true, force: true });
   }, 60_000);
@@ -153,18 +171,15 @@ describe("aarch64-virt disk image booted by U-Boot (QEMU)", () => {
     expect(c.exitCode, `console: ${c.stderr}\n--- console.log ---\n${log.slice(-4000)}`).toBe(0);
     process.stderr.write(`e2e: QEMU start → READY through U-Boot in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
     expect(c.stderr).toContain(`found "READY" on ${pty}`);
-    expect(String(c.stdout)).toMatch(/READY tcp!/);
+    expect(String(c.stdout)).toContain("Starting kernel");
+    expect(String(c.stdout)).toContain("READY");
     expect(log).toContain("Found /extlinux/extlinux.conf");
     expect(log).toContain("cohesix.boot=/dev/vda1 cohesix.state=/dev/vda2");
     expect(log).not.toMatch(/did not mount|no state disk/);
   }, 600_000);
 
   it("the queen reads /proc/boot over 9P: the image and boot manifest digests, and the boot-time check passed", async () => {
-    let boot = await queen(["cat", "/proc/boot"]);
-    for (let i = 0; i < 120 && /manifest_check=pending/.test(boot); i++) {
-      await sleep(1000);
-      boot = await queen(["cat", "/proc/boot"]);
-    }
+    const boot = await bootChecked();
     expect(boot).toContain("board=aarch64-virt");
     expect(boot).toContain(`image=${manifest.initramfs}`);
     expect(boot).toContain(`manifest=${manifest.bootManifest}`);
@@ -207,4 +222,20 @@ describe("aarch64-virt disk image booted by U-Boot (QEMU)", () => {
     expect(entry, ls.stdout).toBeDefined();
     expect(Number(entry!.trim().split(/\s+/).at(-4))).toBeGreaterThan(0);
   }, 180_000);
+
+  it("cohesix boot --disk boots the same card again: the state on its data partition survived, and down uses the power key", async () => {
+    const r = await cohesix(["boot", "--disk", join(dir, "flashed.img"), "--detach", "--port", "0", "--dir", join(dir, ".cohesix")], BOOT_S * 1000);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/boot: serial console on \/dev\/pts\/\d+: cohesix console --port \/dev\/pts\/\d+/);
+    dial = r.stdout.split("\n")[0]!;
+    expect(dial).toMatch(/^tcp!127\.0\.0\.1!\d+$/);
+    const boot = await bootChecked();
+    expect(boot).toContain(`manifest=${manifest.bootManifest}`);
+    expect(boot).toMatch(/^manifest_check=ok$/m);
+    expect(boot).toMatch(/^log_head=([1-9]\d*)$/m);
+    expect(await queen(["cat", "/log/queen.log"])).toMatch(/spawned worker-1/);
+    const down = await cohesix(["down", "--dir", join(dir, ".cohesix")], 120_000);
+    expect(down.exitCode, down.stderr).toBe(0);
+    expect(down.stdout).toContain("stopped (power key)");
+  }, (BOOT_S + 120) * 1000);
 });
