@@ -82,6 +82,14 @@ export interface ApplianceOptions {
    * `busy: no gpu bridge mounted`.
    */
   readonly gpuBridge?: GpuBridgeConfig;
+  /**
+   * The hardware clock the system clock follows (the guest's RTC, see
+   * `GuestClock`): brought up to date before every ticket is checked, so a
+   * guest restored from an old snapshot checks tickets against the host's
+   * time, not the snapshot's. Its `sync` never rejects. Absent (the host
+   * board): tickets are checked against the system clock as it is.
+   */
+  readonly clock?: { sync(): Promise<unknown> };
 }
 
 /** How long each boot stage took, for /proc/boot. */
@@ -481,7 +489,8 @@ export class Appliance {
     }
   }
 
-  #attach(req: AttachRequest): Attachment {
+  async #attach(req: AttachRequest): Promise<Attachment> {
+    await this.options.clock?.sync();
     const ticket = this.#verify(req);
     const caller: PolicyCaller = { role: ticket.role, subject: ticket.sub, ...(ticket.mounts ? { mounts: ticket.mounts } : {}) };
     const worker = isWorkerRole(caller.role) ? caller.subject : undefined;

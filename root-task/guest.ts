@@ -19,6 +19,7 @@ import { join } from "node:path";
 import { BUILTIN_WORKERS } from "../workers/index.ts";
 import { checkBootManifest } from "./boot-manifest.ts";
 import { guestGpuBridge } from "./guest-bridge.ts";
+import { GuestClock } from "./guest-clock.ts";
 import { serveAppliance } from "./serve.ts";
 import type { Budget } from "./queen-command.ts";
 
@@ -63,6 +64,8 @@ export interface RunGuestOptions {
   readonly say?: (line: string) => void;
   /** Where the kernel shows QEMU's firmware config items (the GPU bridge, see `guest-bridge.ts`); default `/sys/firmware/qemu_fw_cfg/by_name`. */
   readonly fwCfgDir?: string;
+  /** The RTC's seconds since the epoch, which the system clock follows (see `guest-clock.ts`); default `/sys/class/rtc/rtc0/since_epoch`. */
+  readonly rtcFile?: string;
 }
 
 /**
@@ -150,6 +153,21 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
   process.once("SIGINT", onSignal("SIGINT"));
   void powerKey(options.inputDir ?? "/dev/input", stop.signal).then(onSignal("power key"));
   const gpuBridge = guestGpuBridge(options.fwCfgDir !== undefined ? { fwCfgDir: options.fwCfgDir } : {});
+  // A restored snapshot or a paused VM resumes with an old system clock; the
+  // RTC reads the host's time. Checked before every ticket and every few seconds.
+  let audit: ((line: string) => void) | undefined;
+  const clock = GuestClock.detect({
+    ...(options.rtcFile !== undefined ? { rtcFile: options.rtcFile } : {}),
+    onStep: (s) => {
+      const line = `clock stepped forward ${s.behindS} s to the RTC's ${new Date(s.rtcS * 1000).toISOString()} (a restored snapshot or a resumed VM)`;
+      say(`cohesix: ${line}`);
+      audit?.(line);
+    },
+    onError: (message) => {
+      say(`cohesix: clock: ${message}`);
+      audit?.(`clock: ${message}`);
+    },
+  });
   const builtins = config.workers ? Object.fromEntries(Object.entries(BUILTIN_WORKERS).filter(([kind]) => config.workers!.includes(kind))) : undefined;
   const programs = builtins || config.programs ? { ...(builtins ?? BUILTIN_WORKERS), ...config.programs } : undefined;
   // A flashed disk (`cohesix.boot=` on the command line): the boot manifest
@@ -165,6 +183,7 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
     ...(manifestCheck ? { bootManifest: () => manifest } : {}),
     ...(gpuBridge ? { gpuBridge } : {}),
     ...(programs ? { programs } : {}),
+    ...(clock ? { clock } : {}),
     board: config.board,
     listen: config.listen,
     stateDir: config.stateDir,
@@ -172,6 +191,8 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
     policy: config.policy,
     imageDigest: params.image ?? "unknown",
   });
+  audit = (line) => running.app.audit(line);
+  clock?.watch({ signal: stop.signal });
   const readyFile = options.readyFile ?? "/run/cohesix/ready";
   await mkdir(join(readyFile, ".."), { recursive: true }).catch(() => {});
   await writeFile(readyFile, `${running.dialString}\n`).catch(() => {});

@@ -59,6 +59,17 @@ export {
 } from "./appliance.ts";
 export { defaultBridgeKeyPath, serveAppliance, type GpuBridgeFiles, type RunningAppliance, type ServeOptions } from "./serve.ts";
 export { FW_CFG_BY_NAME, FW_CFG_GPU_BRIDGE, formatGuestBridge, guestGpuBridge, parseGuestBridge, type GuestBridge } from "./guest-bridge.ts";
+export {
+  CLOCK_WATCH_MS,
+  DEFAULT_STEP_THRESHOLD_S,
+  GuestClock,
+  RTC_DEVICE,
+  RTC_SINCE_EPOCH,
+  hwclockCommand,
+  type ClockCheck,
+  type ClockStep,
+  type GuestClockOptions,
+} from "./guest-clock.ts";
 export { GPU_BRIDGE_DOWN, GpuMount, type BridgeLeaseRecord, type GpuBridgeConfig, type GpuMountHost } from "./gpu-mount.ts";
 export { checkGpuWrite, guardGpuMount } from "./gpu-guard.ts";
 export { commitLogKey } from "./appliance.ts";
