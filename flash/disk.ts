@@ -57,7 +57,14 @@ export interface WrittenDiskImage {
 const BOOT_SLACK_BYTES = 8 << 20;
 const DEFAULT_DATA_BYTES = 64 << 20;
 
-/** SOURCE_DATE_EPOCH from the environment, or 0. */
+/**
+ * SOURCE_DATE_EPOCH from the environment, or 0; refuses a malformed one.
+ *
+ * @example
+ * ```ts
+ * buildEpoch({ SOURCE_DATE_EPOCH: "1700000000" }); // 1700000000
+ * ```
+ */
 export function buildEpoch(env: NodeJS.ProcessEnv = process.env): number {
   const v = env.SOURCE_DATE_EPOCH;
   if (v === undefined || v === "") return 0;

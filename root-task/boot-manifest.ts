@@ -129,7 +129,15 @@ export function checkDocumentSignature(doc: { readonly publicKey: string; readon
 const SHA256 = /^[0-9a-f]{64}$/;
 const PATH = /^\/[A-Za-z0-9._/-]+$/;
 
-/** Validates one artefact entry; `fail` throws. */
+/**
+ * Validates one artefact entry (`{path, size, sha256}`, nothing else);
+ * `fail` throws with the detail.
+ *
+ * @example
+ * ```ts
+ * parseArtefact({ path: "/Image", size: 3, sha256: "…" }, "artefacts[0]", (d) => { throw new InvalidError(d); });
+ * ```
+ */
 export function parseArtefact(raw: unknown, where: string, fail: (detail: string) => never): BootArtefact {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) fail(`${where} must be an object`);
   const o = raw as Record<string, unknown>;
