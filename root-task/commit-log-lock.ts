@@ -86,8 +86,16 @@ export async function acquireLogLock(dir: string, options: { onAudit?: (line: st
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
         }
-        const held = await readFile(path, "utf8").catch(() => "");
-        if (held === "") continue; // removed meanwhile: try again
+        const held = await readFile(path, "utf8").catch(() => undefined);
+        if (held === undefined) continue; // removed meanwhile: try again
+        if (held === "") {
+          // A holder writes its line before linking the lock in place, so an
+          // empty lock file is a crash's leftover (the link reached the disk,
+          // the data did not): stale.
+          options.onAudit?.(`commit log: took over an empty lock file (left by a crash) in ${dir}`);
+          await rm(path, { force: true });
+          continue;
+        }
         const [pidText, heldBoot] = held.trim().split(" ");
         const pid = Number(pidText);
         const stale =

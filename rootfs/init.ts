@@ -1,9 +1,11 @@
 /**
  * The guest's boot scripts, as text generated from the board: `/init` (the
- * kernel's rdinit), `/etc/inittab` and `/etc/cohesix/run`.
+ * kernel's rdinit), `/etc/inittab`, `/etc/cohesix/run` and the root task's
+ * loader `/etc/cohesix/boot.mjs`.
  *
  * Boot: the kernel runs `/init`, a busybox sh script that mounts proc, sys,
- * devtmpfs and tmpfs, loads the board's modules in order, brings up lo and
+ * devtmpfs and tmpfs and then, in the background while Node starts (the
+ * loader waits for it, see {@link loaderScript}), loads the board's modules in order, brings up lo and
  * eth0 with a static address, and mounts the state disk (virtio-blk,
  * `/dev/vda`, ext4, formatted by the host when `cohesix boot` creates it) on
  * the state directory. A flashed disk image (`cohesix image`) names its
@@ -11,7 +13,8 @@
  * data partition) and `cohesix.boot=/dev/vda1` (the FAT boot partition,
  * mounted read-only at `/boot` for the boot manifest check). It then execs busybox `init` as PID 1: busybox init
  * reaps orphans, which Node as PID 1 would not, and runs one job,
- * `/etc/cohesix/run`, which runs the root task under Node and powers the
+ * `/etc/cohesix/run`, which runs the root task under Node (through the
+ * loader; `cohesix.sourcemaps=1` adds `--enable-source-maps`) and powers the
  * machine off when it exits (QEMU runs with `-no-reboot`, so the VM ends).
  * The root task stops on SIGTERM or on the power key (`cohesix down` sends
  * QMP `system_powerdown`), closes its commit log, and exits.
@@ -218,6 +221,10 @@ export function runScript(_options: InitOptions): string {
     ...TRACE.slice(1),
     "stage run",
     'case " $cmdline " in *" cohesix.selftest=1 "*) selftest=1 ;; esac',
+    // Source-mapped stack traces cost seconds of an emulated boot (Node parses
+    // the whole map at the first stack trace): on request only. The maps are
+    // in the image beside the bundles either way.
+    'case " $cmdline " in *" cohesix.sourcemaps=1 "*) node_flags=--enable-source-maps ;; esac',
     'if [ -n "$selftest" ] && [ -x /etc/cohesix/selftest.sh ]; then',
     "  (",
     `    while [ ! -e ${RUN_DIR}/ready ]; do sleep 1; done`,
@@ -226,7 +233,7 @@ export function runScript(_options: InitOptions): string {
     `    echo "${SELFTEST_END} rc=$?"`,
     "  ) &",
     "fi",
-    `/usr/bin/node --enable-source-maps ${LOADER}`,
+    `/usr/bin/node $node_flags ${LOADER}`,
     "rc=$?",
     'echo "cohesix: root task exited with status $rc; powering off"',
     "sync",

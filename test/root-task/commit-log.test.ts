@@ -352,6 +352,16 @@ describe("single writer", () => {
     await again.close();
   });
 
+  test("an empty lock file, as a power cut can leave one, is taken over", async () => {
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, LOCK_FILE), "");
+    const audit: string[] = [];
+    const log = await CommitLog.open(dir, { key: KEY, onAudit: (l) => audit.push(l) });
+    expect(audit).toEqual([`commit log: took over an empty lock file (left by a crash) in ${resolve(dir)}`]);
+    expect((await readFile(join(dir, LOCK_FILE), "utf8")).startsWith(`${process.pid} `)).toBe(true);
+    await log.close();
+  });
+
   test("a lock held by another running process is refused; a dead pid's lock is taken over", async () => {
     const boot = (await readFile("/proc/sys/kernel/random/boot_id", "utf8").catch(() => "-")).trim();
     const holder = spawn(process.execPath, ["-e", "setTimeout(() => {}, 30000)"], { stdio: "ignore" });
