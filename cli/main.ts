@@ -42,7 +42,7 @@ const commands: Record<string, { run: Command; usage: string }> = {
   log: { run: (a, io) => log(a, io.out), usage: "log verify|show DIR [--boot-key FILE] [--from N] [--limit N] [--kind KIND]" },
   fetch: { run: (a, io) => fetch(a, io), usage: "fetch [--board aarch64-virt] [--from DIR] [--offline]" },
   build: { run: (a, io) => build(a, io), usage: "build [--board aarch64-virt] [--project DIR] [--queen-pub FILE] [--out DIR] [--extra SRC:DEST]... [--worker KIND]... (adds to heartbeat, gpu; e.g. inference) [--dir DIR]" },
-  boot: { run: (a, io) => boot(a, io), usage: "boot [--board aarch64-virt] [--disk FILE] [--detach] [--restore NAME] [--port N] [--append K=V]... [--gpu-bridge DIAL [--gpu-bridge-key FILE] [--gpu-bridge-pin SHA256] [--gpu-bridge-ttl SECONDS]] [--dir DIR] (and build's options)" },
+  boot: { run: (a, io) => boot(a, io), usage: "boot [--board aarch64-virt] [--disk FILE] [--detach] [--restore NAME] [--port N] [--append K=V]... [--rtc-base DATE|utc] [--rtc-clock host|vm|rt] [--gpu-bridge DIAL [--gpu-bridge-key FILE] [--gpu-bridge-pin SHA256] [--gpu-bridge-ttl SECONDS]] [--dir DIR] (and build's options)" },
   up: { run: (a, io) => up(a, io), usage: "up [--board aarch64-virt|host] [--project DIR] [--detach] [--worker KIND]... [--gpu-bridge DIAL] (build + boot, and their options; --board host serves without a VM)" },
   down: { run: (a, io) => down(a, io), usage: "down [--board aarch64-virt] [--dir DIR]" },
   vm: { run: (a, io) => vm(a, io), usage: "vm pause|resume|snapshot NAME|restore NAME [--board aarch64-virt] [--dir DIR]" },

@@ -13,7 +13,7 @@ import { join, resolve } from "node:path";
 import { loadBoard, type Board } from "../boards/index.ts";
 import { loadDiskSpec } from "../flash/index.ts";
 import { NotFoundError } from "../nine-door/index.ts";
-import { bootVm, checkName, stopVm, vmControl, vmPaths, type DiskBoot, type VmOp } from "../qemu/index.ts";
+import { bootVm, checkName, rtcArg, stopVm, vmControl, vmPaths, type DiskBoot, type RtcOptions, type VmOp } from "../qemu/index.ts";
 import { writeKeyPair } from "../root-task/index.ts";
 import { DEFAULT_IMAGE_WORKERS, buildImage, fetchArtefacts, fetchNatives, type BuiltImage, type ExtraFile } from "../rootfs/index.ts";
 import { packageRoot } from "../workers/index.ts";
@@ -54,6 +54,9 @@ const BOOT_OPTIONS: OptionSpecs = {
   timeout: { type: "string" },
   // `boot --disk FILE`: a flashed disk image through the board's firmware
   disk: { type: "string" },
+  // the guest's RTC (QEMU -rtc): a start date, and what drives it
+  "rtc-base": { type: "string" },
+  "rtc-clock": { type: "string" },
   // `up --board host` only
   listen: { type: "string" },
   state: { type: "string" },
@@ -214,6 +217,7 @@ async function bootWith(p: Parsed, io: Io): Promise<void> {
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new UsageError("--port must be 0 to 65535");
   const timeoutS = Number(str(p, "timeout", "180"));
   if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new UsageError("--timeout must be a positive number of seconds");
+  const rtc = rtcOf(p);
   const paths = vmPaths(baseDir(p), board.name);
   const diskFile = str(p, "disk");
   if (diskFile !== undefined && restore !== undefined) throw new UsageError("--restore and --disk exclude each other: snapshots live in a kernel boot's qcow2 state disk");
@@ -239,6 +243,7 @@ async function bootWith(p: Parsed, io: Io): Promise<void> {
     detached: p.values.detach === true,
     timeoutMs: timeoutS * 1000,
     ...(bridge ? { fwCfg: [bridge.fwCfg] } : {}),
+    ...(rtc ? { rtc } : {}),
   }).finally(() => bridge?.remove());
   io.err(`boot: ${board.name} serving after ${(vm.readyMs / 1000).toFixed(2)} s (pid ${vm.info.pid})\n`);
   if (vm.info.consolePty) io.err(`boot: serial console on ${vm.info.consolePty}: cohesix console --port ${vm.info.consolePty}\n`);
@@ -271,6 +276,19 @@ async function bootWith(p: Parsed, io: Io): Promise<void> {
     process.off("SIGTERM", onSignal);
     vm.console.close();
   }
+}
+
+/**
+ * `--rtc-base DATE|utc` and `--rtc-clock host|vm|rt`: the guest's RTC, checked
+ * before anything is built. Default: the host's time.
+ */
+function rtcOf(p: Parsed): RtcOptions | undefined {
+  const base = str(p, "rtc-base");
+  const clock = str(p, "rtc-clock");
+  if (base === undefined && clock === undefined) return undefined;
+  const rtc = { ...(base !== undefined ? { base } : {}), ...(clock !== undefined ? { clock: clock as RtcOptions["clock"] } : {}) };
+  rtcArg(rtc);
+  return rtc;
 }
 
 /** How the board boots a flashed disk image (its `disk.json`), refusing a missing firmware or file. */

@@ -4,7 +4,7 @@
  * serving, stop by PID, pause/resume/snapshot/restore). This entry only
  * documents and re-exports.
  *
- * - `launcher.ts` — {@link qemuArgs}, {@link launchQemu}, {@link createStateDisk}, {@link QemuMissingError}.
+ * - `launcher.ts` — {@link qemuArgs}, {@link rtcArg}, {@link launchQemu}, {@link createStateDisk}, {@link QemuMissingError}.
  * - `console.ts` — {@link ConsoleWatcher}, {@link GuestPanicError}.
  * - `qmp.ts` — {@link QmpClient}.
  * - `vm.ts` — {@link bootVm}, {@link stopVm}, {@link vmControl}, {@link vmPaths}.
@@ -26,11 +26,13 @@ export {
   launchQemu,
   packageOf,
   qemuArgs,
+  rtcArg,
   type DiskBoot,
   type LaunchOptions,
   type LaunchedQemu,
   type QemuArgsOptions,
   type QemuBoard,
+  type RtcOptions,
   type StateDiskOptions,
 } from "./launcher.ts";
 export { QmpClient, QmpError, checkName, type QmpConnectOptions, type QmpEvent } from "./qmp.ts";

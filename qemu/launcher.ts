@@ -10,6 +10,7 @@ import { existsSync } from "node:fs";
 import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { InvalidError } from "../nine-door/index.ts";
 
 /** The parts of a board description the launcher reads. */
 export interface QemuBoard {
@@ -47,6 +48,57 @@ export interface DiskBoot {
   readonly machineOptions?: string;
 }
 
+/**
+ * The guest's real-time clock (QEMU `-rtc`; the PL031 of `virt`). The
+ * guest's root task sets its system clock from it after a restore or a
+ * resume (see `root-task/guest-clock.ts`), so the default follows the host.
+ *
+ * @example
+ * ```ts
+ * const rtc: RtcOptions = { base: "2030-01-01T00:00:00", clock: "vm" }; // a guest that lives in 2030, on VM time
+ * ```
+ */
+export interface RtcOptions {
+  /** `utc` (default: the host's time) or the RTC's start, `2030-01-01` or `2030-01-01T12:00:00` (UTC, 1970 to 2106). */
+  readonly base?: string;
+  /**
+   * What drives the RTC: `host` (default) follows the host's clock, also
+   * across a pause, a snapshot and a restore (QEMU saves only its offset);
+   * `vm` runs only while the VM runs, so a restored guest reads its
+   * snapshot's time; `rt` is the host's monotonic clock.
+   */
+  readonly clock?: "host" | "vm" | "rt";
+}
+
+/** The PL031 counts seconds in 32 bits. */
+const RTC_MAX_S = 2 ** 32 - 1;
+
+/**
+ * The `-rtc` value for `rtc`; refuses a base or clock QEMU would not take
+ * with `invalid:`.
+ *
+ * @example
+ * ```ts
+ * rtcArg({}); // "base=utc,clock=host"
+ * rtcArg({ base: "1970-01-01T00:00:00", clock: "vm" }); // "base=1970-01-01T00:00:00,clock=vm"
+ * ```
+ */
+export function rtcArg(rtc: RtcOptions = {}): string {
+  const base = rtc.base ?? "utc";
+  const clock = rtc.clock ?? "host";
+  if (base !== "utc") {
+    const m = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2}))?$/.exec(base);
+    const [y, mo, d, h, mi, sec] = (m?.slice(1) ?? []).map((v) => Number(v ?? 0));
+    const ms = m ? Date.UTC(y!, mo! - 1, d!, h!, mi!, sec!) : Number.NaN;
+    const exact = m !== null && new Date(ms).toISOString().slice(0, m[4] === undefined ? 10 : 19) === base;
+    if (!exact || ms < 0 || ms / 1000 > RTC_MAX_S) {
+      throw new InvalidError(`rtc base ${JSON.stringify(base)}: use utc or a UTC date from 1970 to 2106, as 2030-01-01 or 2030-01-01T12:00:00`);
+    }
+  }
+  if (clock !== "host" && clock !== "vm" && clock !== "rt") throw new InvalidError(`rtc clock ${JSON.stringify(clock)}: use host, vm or rt`);
+  return `base=${base},clock=${clock}`;
+}
+
 /** Options of {@link qemuArgs}. */
 export interface QemuArgsOptions {
   readonly board: QemuBoard;
@@ -79,6 +131,8 @@ export interface QemuArgsOptions {
    * Only the file's path is on QEMU's command line, never its content.
    */
   readonly fwCfg?: readonly { readonly name: string; readonly file: string }[];
+  /** The guest's real-time clock; default the host's time ({@link rtcArg}). */
+  readonly rtc?: RtcOptions;
 }
 
 /**
@@ -102,6 +156,7 @@ export function qemuArgs(options: QemuArgsOptions): string[] {
     "-display", "none",
     "-monitor", "none",
     "-no-reboot",
+    "-rtc", rtcArg(options.rtc),
     ...bootArgs(options),
     "-netdev", `user,id=n0,hostfwd=tcp:127.0.0.1:${options.hostPort}-:${board.network.nineDoorPort}`,
     // romfile= : QEMU installed without recommends lacks efi-virtio.rom; -kernel boots need no option ROM.

@@ -15,7 +15,7 @@ import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BusyError, InvalidError, NotFoundError } from "../nine-door/index.ts";
 import { ConsoleWatcher } from "./console.ts";
-import { consolePty, createStateDisk, launchQemu, type DiskBoot, type QemuBoard } from "./launcher.ts";
+import { consolePty, createStateDisk, launchQemu, type DiskBoot, type QemuBoard, type RtcOptions } from "./launcher.ts";
 import { QmpClient } from "./qmp.ts";
 
 /** Where a board's VM keeps its files. */
@@ -91,6 +91,8 @@ export interface BootVmOptions {
   readonly onLine?: (line: string) => void;
   /** Firmware config items handed to the guest (see `QemuArgsOptions.fwCfg`). */
   readonly fwCfg?: readonly { readonly name: string; readonly file: string }[];
+  /** The guest's real-time clock; default the host's time (see `RtcOptions`). */
+  readonly rtc?: RtcOptions;
 }
 
 /** A booted VM. */
@@ -220,6 +222,7 @@ export async function bootVm(options: BootVmOptions): Promise<RunningVm> {
     stderrFile: paths.stderrFile,
     ...(options.restore ? { restore: options.restore } : {}),
     ...(options.fwCfg ? { fwCfg: options.fwCfg } : {}),
+    ...(options.rtc ? { rtc: options.rtc } : {}),
     detached: options.detached === true,
   });
   // A disk boot's console is on a pty too: QEMU names it on stderr at once.

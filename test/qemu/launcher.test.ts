@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadBoard } from "../../boards/index.ts";
-import { checkName, launchQemu, qemuArgs } from "../../qemu/index.ts";
+import { checkName, launchQemu, qemuArgs, rtcArg } from "../../qemu/index.ts";
 
 const board = loadBoard("aarch64-virt");
 const dir = mkdtempSync(join(tmpdir(), "cohesix-qemu-"));
@@ -39,6 +39,13 @@ describe("qemuArgs", () => {
     expect(qemuArgs(base)).not.toContain("-fw_cfg");
   });
 
+  it("gives the guest an RTC on the host's clock unless told otherwise", () => {
+    const rtc = (args: string[]) => args[args.indexOf("-rtc") + 1];
+    expect(rtc(qemuArgs(base))).toBe("base=utc,clock=host");
+    expect(rtc(qemuArgs({ ...base, restore: "snap-1" }))).toBe("base=utc,clock=host");
+    expect(rtc(qemuArgs({ ...base, rtc: { base: "1970-01-01T00:00:00", clock: "vm" } }))).toBe("base=1970-01-01T00:00:00,clock=vm");
+  });
+
   it("boots from a snapshot with -loadvm", () => {
     const args = qemuArgs({ ...base, restore: "snap-1" });
     expect(args.slice(-2)).toEqual(["-loadvm", "snap-1"]);
@@ -57,5 +64,22 @@ describe("checkName", () => {
     expect(checkName("before-update.1")).toBe("before-update.1");
     expect(() => checkName("a b")).toThrow(/invalid: snapshot name/);
     expect(() => checkName("x;quit")).toThrow(/invalid/);
+  });
+});
+
+describe("rtcArg", () => {
+  it("takes utc or a UTC date or date and time, and a clock", () => {
+    expect(rtcArg()).toBe("base=utc,clock=host");
+    expect(rtcArg({ base: "utc", clock: "vm" })).toBe("base=utc,clock=vm");
+    expect(rtcArg({ base: "2030-01-01" })).toBe("base=2030-01-01,clock=host");
+    expect(rtcArg({ base: "1970-01-01T00:00:00", clock: "rt" })).toBe("base=1970-01-01T00:00:00,clock=rt");
+    expect(rtcArg({ base: "2106-02-07T06:28:15" })).toBe("base=2106-02-07T06:28:15,clock=host");
+  });
+
+  it("refuses dates QEMU or the PL031 would not take, and unknown clocks", () => {
+    for (const base of ["2030-02-30", "2030-1-1", "2030-01-01T25:00:00", "2030-01-01 00:00:00", "1969-12-31", "2106-02-07T06:28:16", "now", "localtime", ""]) {
+      expect(() => rtcArg({ base }), base).toThrow(/^invalid: rtc base .*use utc or a UTC date from 1970 to 2106/);
+    }
+    expect(() => rtcArg({ clock: "wall" as "vm" })).toThrow('invalid: rtc clock "wall": use host, vm or rt');
   });
 });
