@@ -84,12 +84,13 @@ export interface ApplianceOptions {
   readonly gpuBridge?: GpuBridgeConfig;
   /**
    * The hardware clock the system clock follows (the guest's RTC, see
-   * `GuestClock`): brought up to date before every ticket is checked, so a
-   * guest restored from an old snapshot checks tickets against the host's
-   * time, not the snapshot's. Its `sync` never rejects. Absent (the host
-   * board): tickets are checked against the system clock as it is.
+   * `GuestClock`), so a guest restored from an old snapshot works on the
+   * host's time, not the snapshot's: tickets are checked against its
+   * `now()`, and each control command waits for its `sync()` (which steps
+   * the system clock when it is behind, and never rejects). Absent (the
+   * host board): the system clock as it is.
    */
-  readonly clock?: { sync(): Promise<unknown> };
+  readonly clock?: { now(): number; sync(): Promise<unknown> };
 }
 
 /** How long each boot stage took, for /proc/boot. */
@@ -461,10 +462,18 @@ export class Appliance {
   /**
    * Runs control commands one after another, so that two queens (or two
    * fids) cannot read the same next worker id or the same counter before
-   * either commits.
+   * either commits. Each starts once the clock follows the RTC, so what it
+   * commits (and the tickets it mints) carry the right time.
    */
   #serialised<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#controlQueue.then(fn, fn);
+    const clock = this.options.clock;
+    const timed = clock
+      ? async (): Promise<T> => {
+          await clock.sync();
+          return fn();
+        }
+      : fn;
+    const run = this.#controlQueue.then(timed, timed);
     this.#controlQueue = run.catch(() => undefined);
     return run;
   }
@@ -489,8 +498,7 @@ export class Appliance {
     }
   }
 
-  async #attach(req: AttachRequest): Promise<Attachment> {
-    await this.options.clock?.sync();
+  #attach(req: AttachRequest): Attachment {
     const ticket = this.#verify(req);
     const caller: PolicyCaller = { role: ticket.role, subject: ticket.sub, ...(ticket.mounts ? { mounts: ticket.mounts } : {}) };
     const worker = isWorkerRole(caller.role) ? caller.subject : undefined;
@@ -513,6 +521,7 @@ export class Appliance {
     if (req.aname === "") throw new PermissionError("no ticket: attach with the ticket in aname (cohesix ticket --role queen)");
     const ticket = verifyTicket(req.aname, {
       keys: (role) => (role === "queen" ? [this.options.queenPublicKey] : [this.bootPublicKey]),
+      ...(this.options.clock ? { now: this.options.clock.now() } : {}),
     });
     // uname is what stock clients send (a user name or uid); when it names
     // a role it must agree with the ticket.

@@ -154,12 +154,12 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
   void powerKey(options.inputDir ?? "/dev/input", stop.signal).then(onSignal("power key"));
   const gpuBridge = guestGpuBridge(options.fwCfgDir !== undefined ? { fwCfgDir: options.fwCfgDir } : {});
   // A restored snapshot or a paused VM resumes with an old system clock; the
-  // RTC reads the host's time. Checked before every ticket and every few seconds.
+  // RTC reads the host's time. Checked at every ticket and control command, and every second.
   let audit: ((line: string) => void) | undefined;
   const clock = GuestClock.detect({
     ...(options.rtcFile !== undefined ? { rtcFile: options.rtcFile } : {}),
     onStep: (s) => {
-      const line = `clock stepped forward ${s.behindS} s to the RTC's ${new Date(s.rtcS * 1000).toISOString()} (a restored snapshot or a resumed VM)`;
+      const line = `clock stepped forward ${s.behindS} s to the RTC's ${new Date(s.rtcS * 1000).toISOString()} (a restored snapshot or a resumed VM; took ${s.tookMs} ms)`;
       say(`cohesix: ${line}`);
       audit?.(line);
     },
