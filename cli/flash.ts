@@ -10,7 +10,7 @@
  * @module
  */
 import { createInterface } from "node:readline";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { isatty } from "node:tty";
 import {
   DEFAULT_MAX_BYTES,
@@ -25,18 +25,13 @@ import {
   type Runner,
 } from "../flash/index.ts";
 import { parse, str, UsageError } from "./args.ts";
-import { configDir } from "./paths.ts";
+import { defaultReleasePub } from "./paths.ts";
 
 interface Io {
   readonly out: (text: string | Uint8Array) => void;
   readonly err: (text: string) => void;
   readonly env: NodeJS.ProcessEnv;
   readonly signal?: AbortSignal;
-}
-
-/** The default release public key: `~/.config/cohesix/release.pub`. */
-function defaultReleasePub(env: NodeJS.ProcessEnv): string {
-  return join(configDir(env), "release.pub");
 }
 
 const UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
