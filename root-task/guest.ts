@@ -19,7 +19,7 @@ import { join } from "node:path";
 import { BUILTIN_WORKERS } from "../workers/index.ts";
 import { checkBootManifest } from "./boot-manifest.ts";
 import { guestGpuBridge } from "./guest-bridge.ts";
-import { GuestClock } from "./guest-clock.ts";
+import { GuestClock, HWCLOCK_PID_ENV, signalStep } from "./guest-clock.ts";
 import { serveAppliance } from "./serve.ts";
 import type { Budget } from "./queen-command.ts";
 
@@ -156,7 +156,11 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
   // A restored snapshot or a paused VM resumes with an old system clock; the
   // RTC reads the host's time. Checked at every ticket and control command, and every second.
   let audit: ((line: string) => void) | undefined;
+  // The run script sets the clock on SIGUSR1 (see guest-clock.ts); workers need not know.
+  const stepper = Number(process.env[HWCLOCK_PID_ENV] ?? "");
+  delete process.env[HWCLOCK_PID_ENV];
   const clock = GuestClock.detect({
+    ...(Number.isSafeInteger(stepper) && stepper > 1 ? { step: signalStep(stepper) } : {}),
     ...(options.rtcFile !== undefined ? { rtcFile: options.rtcFile } : {}),
     onStep: (s) => {
       const line = `clock stepped forward ${s.behindS} s to the RTC's ${new Date(s.rtcS * 1000).toISOString()} (a restored snapshot or a resumed VM; took ${s.tookMs} ms)`;

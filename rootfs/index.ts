@@ -58,7 +58,22 @@ export { debDataMember, unpackDeb, type UnpackDebOptions } from "./unpack.ts";
 
 // --- image: guest bundles, boot scripts, image assembly ---
 export { NATIVE_PACKAGES, bundleGuest, stripElf, workerEntries, type BundleFile, type BundleGuestOptions, type GuestBundle, type StripOptions } from "./bundle.ts";
-export { FLOOR_READY, LOADER, SELFTEST_BEGIN, SELFTEST_END, STAGE_PATTERN, SYSTEM_READY, floorInitScript, initScript, inittab, loaderScript, runScript, type InitOptions } from "./init.ts";
+export {
+  FLOOR_READY,
+  HWCLOCK_PID_ENV,
+  HWCLOCK_STEP,
+  LOADER,
+  SELFTEST_BEGIN,
+  SELFTEST_END,
+  STAGE_PATTERN,
+  SYSTEM_READY,
+  floorInitScript,
+  initScript,
+  inittab,
+  loaderScript,
+  runScript,
+  type InitOptions,
+} from "./init.ts";
 export {
   APPLETS,
   DEFAULT_IMAGE_WORKERS,

@@ -167,6 +167,12 @@ export function loaderScript(options: InitOptions): string {
   ].join("\n");
 }
 
+/** The variable that hands the run script's PID to the root task (root-task's `HWCLOCK_PID_ENV`). */
+export const HWCLOCK_PID_ENV = "COHESIX_HWCLOCK_PID";
+
+/** What the run script runs on SIGUSR1: the system clock from the RTC (root-task's `hwclockCommand()`). */
+export const HWCLOCK_STEP = "/bin/busybox hwclock -s -u -f /dev/rtc0";
+
 /** The floor image's READY line. */
 export const FLOOR_READY = "READY floor";
 
@@ -205,7 +211,9 @@ export function inittab(): string {
 
 /**
  * `/etc/cohesix/run`: the root task under Node, the optional self-test, and
- * power-off when the root task exits.
+ * power-off when the root task exits. On SIGUSR1 it sets the system clock
+ * from the RTC ({@link HWCLOCK_STEP}), for the root task, which it tells
+ * its PID in {@link HWCLOCK_PID_ENV}.
  *
  * @example
  * ```ts
@@ -233,8 +241,14 @@ export function runScript(_options: InitOptions): string {
     `    echo "${SELFTEST_END} rc=$?"`,
     "  ) &",
     "fi",
-    `/usr/bin/node $node_flags ${LOADER}`,
-    "rc=$?",
+    // The root task sets the clock from the RTC through this shell (SIGUSR1 →
+    // hwclock -s, see root-task/guest-clock.ts): a small shell forks at once,
+    // where forking Node stalls it. Node runs in the background so that the
+    // trap runs meanwhile; each signal ends `wait` early with a status > 128.
+    `trap '${HWCLOCK_STEP}' USR1`,
+    `${HWCLOCK_PID_ENV}=$$ /usr/bin/node $node_flags ${LOADER} &`,
+    "node=$!",
+    'while wait "$node"; rc=$?; [ "$rc" -gt 128 ] && kill -0 "$node" 2>/dev/null; do :; done',
     'echo "cohesix: root task exited with status $rc; powering off"',
     "sync",
     "exec /bin/poweroff -f",

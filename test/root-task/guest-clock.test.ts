@@ -8,6 +8,7 @@
  * follows the RTC — while a ticket that is really from the future is
  * still refused, and a forged one still fails its signature.
  */
+import { execa } from "execa";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,6 +21,7 @@ import {
   RTC_DEVICE,
   hwclockCommand,
   mintTicket,
+  signalStep,
   serveAppliance,
   writeKeyPair,
   type ClockStep,
@@ -152,8 +154,8 @@ describe("GuestClock", () => {
     expect(check.error).toBe("setting the clock from the RTC failed: hwclock: can't open '/dev/rtc0': No such file or directory");
     expect(check.behindS).toBe(3600);
 
-    const noop = new GuestClock({ rtcFile: b.rtcFile, now: b.now, step: async () => {}, onError: (m) => errors.push(m) });
-    expect((await noop.sync()).error).toBe("the system clock is still 3600 s behind the RTC after setting it from the RTC");
+    const noop = new GuestClock({ rtcFile: b.rtcFile, now: b.now, step: async () => {}, stepWaitMs: 50, onError: (m) => errors.push(m) });
+    expect((await noop.sync()).error).toMatch(/^the system clock is still 3600 s behind the RTC \d+ ms after setting it from the RTC$/);
     expect(errors).toHaveLength(2);
   });
 
@@ -181,6 +183,29 @@ describe("GuestClock", () => {
     expect(missing.now()).toBe(42);
     expect(errors[0]).toMatch(/the RTC cannot be read/);
     expect(close.state.steps + ahead.state.steps).toBe(0);
+  });
+
+  it("waits for a step that finishes after it returns (a signal to the run script)", async () => {
+    const b = board("later", { rtcS: HOST_S, systemMs: (HOST_S - 3600) * 1000 });
+    const clock = new GuestClock({
+      rtcFile: b.rtcFile,
+      now: b.now,
+      step: async () => {
+        setTimeout(() => (b.state.systemMs = HOST_S * 1000), 100);
+      },
+    });
+    const check = await clock.sync();
+    expect(check.error).toBeUndefined();
+    expect(check.step?.tookMs).toBeGreaterThanOrEqual(90);
+  });
+
+  it("signalStep() sends SIGUSR1 to the run script, and refuses PIDs 0 and 1", async () => {
+    const child = execa(process.execPath, ["-e", 'process.on("SIGUSR1", () => { console.log("usr1"); process.exit(0); }); console.log("ready"); setInterval(() => {}, 1000);'], { reject: false, timeout: 20_000 });
+    await new Promise<void>((resolve) => child.stdout!.once("data", () => resolve()));
+    await signalStep(child.pid!)();
+    expect((await child).stdout).toBe("ready\nusr1");
+    expect(() => signalStep(1)).toThrow(/a PID above 1, got 1/);
+    expect(() => signalStep(0)).toThrow(RangeError);
   });
 
   it("detect() finds no clock on a machine without an RTC", () => {

@@ -123,7 +123,7 @@ describe("boot scripts", () => {
 
   it("the run script starts Node on the loader (source maps on request); the loader waits for SYSTEM_READY, turns on the compile cache on the state disk and imports the root task", () => {
     const run = runScript(init);
-    expect(run).toContain(`/usr/bin/node $node_flags ${LOADER}\n`);
+    expect(run).toContain(`/usr/bin/node $node_flags ${LOADER} &\n`);
     expect(run).toContain('*" cohesix.sourcemaps=1 "*) node_flags=--enable-source-maps');
     const loader = loaderScript(init);
     expect(loader).not.toMatch(/^import /m); // an ES import of a built-in would load more of it
