@@ -65,6 +65,17 @@ export const DEFAULT_STEP_THRESHOLD_S = 2;
 export const CLOCK_WATCH_MS = 1000;
 
 /**
+ * After a step that failed, ms before the next try (the RTC's time still
+ * goes to ticket checks meanwhile): a missing hwclock is not run every second.
+ *
+ * @example
+ * ```ts
+ * setTimeout(() => void clock.sync(), STEP_RETRY_MS);
+ * ```
+ */
+export const STEP_RETRY_MS = 60_000;
+
+/**
  * The command that sets the system clock from the RTC: busybox's hwclock,
  * reading `device` as UTC.
  *
@@ -193,6 +204,8 @@ export class GuestClock {
   readonly #stepWaitMs: number;
   #stepping: Promise<ClockCheck> | undefined;
   #lastError = "";
+  /** performance.now() before which a failed step is not tried again. */
+  #retryAt = 0;
 
   constructor(options: GuestClockOptions = {}) {
     const thresholdS = options.thresholdS ?? DEFAULT_STEP_THRESHOLD_S;
@@ -284,8 +297,9 @@ export class GuestClock {
     options.signal.addEventListener("abort", () => clearInterval(timer), { once: true });
   }
 
-  /** Starts a step, or joins the one under way. */
+  /** Starts a step, or joins the one under way; after a failed step, not again for {@link STEP_RETRY_MS}. */
   #startStep(before: { rtcS: number; nowMs: number; behindS: number }): Promise<ClockCheck> {
+    if (!this.#stepping && performance.now() < this.#retryAt) return Promise.resolve({ behindS: before.behindS, error: this.#lastError });
     this.#stepping ??= this.#stepTo(before).finally(() => {
       this.#stepping = undefined;
     });
@@ -294,6 +308,7 @@ export class GuestClock {
 
   async #stepTo(before: { rtcS: number; nowMs: number; behindS: number }): Promise<ClockCheck> {
     const started = performance.now();
+    this.#retryAt = started + STEP_RETRY_MS; // cleared on success
     try {
       await this.#step();
     } catch (err) {
@@ -310,6 +325,7 @@ export class GuestClock {
       return this.#failed(`the system clock is still ${after.behindS} s behind the RTC ${Math.round(performance.now() - started)} ms after setting it from the RTC`, before.behindS);
     }
     this.#lastError = "";
+    this.#retryAt = 0;
     const step: ClockStep = { fromMs: before.nowMs, toMs: after.nowMs, rtcS: before.rtcS, behindS: before.behindS, tookMs: Math.round(performance.now() - started) };
     this.#onStep?.(step);
     return { behindS: before.behindS, step };

@@ -66,6 +66,7 @@ export {
   HWCLOCK_PID_ENV,
   RTC_DEVICE,
   RTC_SINCE_EPOCH,
+  STEP_RETRY_MS,
   hwclockCommand,
   signalStep,
   type ClockCheck,

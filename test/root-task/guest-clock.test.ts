@@ -19,6 +19,7 @@ import {
   DEFAULT_STEP_THRESHOLD_S,
   GuestClock,
   RTC_DEVICE,
+  STEP_RETRY_MS,
   hwclockCommand,
   mintTicket,
   signalStep,
@@ -183,6 +184,17 @@ describe("GuestClock", () => {
     expect(missing.now()).toBe(42);
     expect(errors[0]).toMatch(/the RTC cannot be read/);
     expect(close.state.steps + ahead.state.steps).toBe(0);
+  });
+
+  it("does not try a failed step again for a minute, while now() still gives the RTC's time", async () => {
+    const b = board("retry", { rtcS: HOST_S, systemMs: (HOST_S - 3600) * 1000 });
+    let tries = 0;
+    const clock = new GuestClock({ rtcFile: b.rtcFile, now: b.now, step: () => Promise.reject(new Error(`try ${++tries}`)) });
+    expect((await clock.sync()).error).toMatch(/try 1$/);
+    expect((await clock.sync()).error).toMatch(/try 1$/);
+    expect(clock.now()).toBe(HOST_S * 1000);
+    expect(tries).toBe(1);
+    expect(STEP_RETRY_MS).toBe(60_000);
   });
 
   it("waits for a step that finishes after it returns (a signal to the run script)", async () => {
