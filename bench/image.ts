@@ -31,11 +31,10 @@ import { copyFile, mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
-import { loadBoard } from "../boards/index.ts";
+import { loadBoard, packageRoot } from "../boards/index.ts";
 import { buildBoardImage, flashImage, verifyImage, type BuiltBoardImage } from "../flash/index.ts";
 import { writeKeyPair } from "../root-task/index.ts";
 import { fetchArtefacts } from "../rootfs/index.ts";
-import { packageRoot } from "../workers/index.ts";
 import { load } from "./child.ts";
 
 const USAGE = `usage: npm run bench -- image [OPTIONS]

@@ -23,8 +23,10 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { InvalidError, NotFoundError } from "../nine-door/index.ts";
-import { packageRoot } from "../workers/index.ts";
 import { parseBoard, type Board } from "./board.ts";
+import { packageRoot } from "./package-root.ts";
+
+export { packageRoot } from "./package-root.ts";
 
 export {
   parseBoard,

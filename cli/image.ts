@@ -12,11 +12,10 @@
  */
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { loadBoard } from "../boards/index.ts";
+import { loadBoard, packageRoot } from "../boards/index.ts";
 import { buildBoardImage, verifyImage } from "../flash/index.ts";
 import { writeKeyPair } from "../root-task/index.ts";
 import { fetchArtefacts, type ExtraFile } from "../rootfs/index.ts";
-import { packageRoot } from "../workers/index.ts";
 import { parse, required, str, UsageError, type Parsed } from "./args.ts";
 import { configDir, defaultQueenPub, defaultReleaseKey, defaultReleasePub } from "./paths.ts";
 import { imageInputsOf, projectOf } from "./project.ts";

@@ -10,13 +10,12 @@
  */
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { loadBoard, type Board } from "../boards/index.ts";
+import { loadBoard, packageRoot, type Board } from "../boards/index.ts";
 import { loadDiskSpec } from "../flash/index.ts";
 import { NotFoundError } from "../nine-door/index.ts";
 import { bootVm, checkName, rtcArg, stopVm, vmControl, vmPaths, type DiskBoot, type RtcOptions, type VmOp } from "../qemu/index.ts";
 import { writeKeyPair } from "../root-task/index.ts";
 import { DEFAULT_IMAGE_WORKERS, buildImage, fetchArtefacts, fetchNatives, type BuiltImage, type ExtraFile } from "../rootfs/index.ts";
-import { packageRoot } from "../workers/index.ts";
 import { parse, str, UsageError, type OptionSpecs, type Parsed } from "./args.ts";
 import { configDir, defaultQueenPub } from "./paths.ts";
 import { serve } from "./local.ts";

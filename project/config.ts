@@ -14,9 +14,9 @@
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { listBoards } from "../boards/index.ts";
+import { listBoards, packageRoot } from "../boards/index.ts";
 import { InvalidError, NotFoundError } from "../nine-door/index.ts";
-import { BUILTIN_WORKERS, packageRoot } from "../workers/index.ts";
+import { BUILTIN_WORKERS } from "../root-task/index.ts";
 import { readSchema, validate, type SchemaNode } from "./schema.ts";
 
 /** The config file's name in a project folder. */

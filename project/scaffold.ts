@@ -13,7 +13,7 @@ import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { basename, join, relative, resolve } from "node:path";
 import { InvalidError } from "../nine-door/index.ts";
-import { packageRoot } from "../workers/index.ts";
+import { packageRoot } from "../boards/index.ts";
 
 /** Options of {@link newProject}. */
 export interface NewProjectOptions {

@@ -28,7 +28,7 @@ import {
   type NineError,
   type Node,
 } from "../nine-door/index.ts";
-import { BUILTIN_WORKERS } from "../workers/index.ts";
+import { BUILTIN_WORKERS } from "./programs.ts";
 import { CommitLog } from "./commit-log.ts";
 import { runLifecycleCommand, runQueenCommand, type ControlHost } from "./control.ts";
 import type { Budget } from "./queen-command.ts";

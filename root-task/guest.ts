@@ -16,7 +16,7 @@
 import { open, readdir, readFile, mkdir, writeFile } from "node:fs/promises";
 import module from "node:module";
 import { join } from "node:path";
-import { BUILTIN_WORKERS } from "../workers/index.ts";
+import { BUILTIN_WORKERS } from "./programs.ts";
 import { checkBootManifest } from "./boot-manifest.ts";
 import { guestGpuBridge } from "./guest-bridge.ts";
 import { GuestClock, HWCLOCK_PID_ENV, signalStep } from "./guest-clock.ts";

@@ -127,4 +127,5 @@ export {
   type BootManifestCheck,
   type CheckBootManifestOptions,
 } from "./boot-manifest.ts";
+export { BUILTIN_WORKERS, workerProgram, type WorkerProgram, type WorkerProgramOptions } from "./programs.ts";
 export { Supervisor, type SpawnOptions, type StopWorkerOptions, type SupervisorOptions, type WorkerExit } from "./supervisor.ts";

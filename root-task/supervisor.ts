@@ -12,7 +12,8 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import type { Writable } from "node:stream";
 import { BusyError, InvalidError, NotFoundError } from "../nine-door/index.ts";
-import { BUILTIN_WORKERS, WORKER_ENV, workerProgram, type WorkerProgram } from "../workers/index.ts";
+import { WORKER_ENV } from "../workers/index.ts";
+import { BUILTIN_WORKERS, workerProgram, type WorkerProgram } from "./programs.ts";
 
 /** Options of `new Supervisor(options)`. */
 export interface SupervisorOptions {

@@ -145,7 +145,7 @@ export async function bundleGuest(options: BundleGuestOptions): Promise<GuestBun
   });
   const base = join(root, "dist", "guest-image");
   const files: BundleFile[] = (result.outputFiles ?? []).map((f) => ({ path: relative(base, f.path).split(sep).join("/"), data: f.contents }));
-  // The package marker that workers/programs.ts packageRoot() looks for.
+  // The package marker that boards/package-root.ts packageRoot() looks for.
   const manifest = { name: "cohesix", private: true, type: "module" };
   files.push({ path: "package.json", data: new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`) });
   // Assets of the package's own workers (workers/<kind>/*, not TypeScript, top level only).

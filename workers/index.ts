@@ -10,8 +10,6 @@
  *   with a lease: `info()`, `lease()`, `submit(job)`, `waitStatus(job)`, `run(job)`.
  * - `identity.ts` — {@link readWorkerIdentity}: address, id and role from
  *   the environment, the ticket from an inherited descriptor (never argv).
- * - `programs.ts` — {@link workerProgram}: the bundled programs the root
- *   task spawns by kind, resolved inside the installed package.
  *
  * Errors are NineDoor's typed errors (`ClosedError`, `PermissionError`…).
  *
@@ -44,13 +42,6 @@ export {
   type WaitStatusOptions,
 } from "./gpu-session.ts";
 export { readWorkerIdentity, WORKER_ENV, type WorkerEnv, type WorkerIdentity } from "./identity.ts";
-export {
-  BUILTIN_WORKERS,
-  packageRoot,
-  workerProgram,
-  type WorkerProgram,
-  type WorkerProgramOptions,
-} from "./programs.ts";
 export {
   BusyError,
   ClosedError,

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { boardsDir, listBoards, loadBoard, parseBoard } from "../../boards/index.ts";
 import { InvalidError, NotFoundError } from "../../nine-door/index.ts";
-import { packageRoot } from "../../workers/index.ts";
+import { packageRoot } from "../../boards/index.ts";
 
 const scratch = mkdtempSync(join(tmpdir(), "cohesix-boards-"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));

@@ -7,7 +7,7 @@ import { main } from "../../cli/main.ts";
 import { InvalidError, NotFoundError, PermissionError } from "../../nine-door/index.ts";
 import { execa } from "execa";
 import { defaultCacheDir, fetchArtefacts, fetchNatives, fileNames, unpackDeb, type Artefacts, type FetchedNative, type Pin } from "../../rootfs/index.ts";
-import { packageRoot } from "../../workers/index.ts";
+import { packageRoot } from "../../boards/index.ts";
 
 // One real fetch (≈110 MB from npm and Debian's archive) into a private
 // cache; the other tests reuse its blobs.

@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { loadBoard } from "../../boards/index.ts";
 import { InvalidError } from "../../nine-door/index.ts";
 import { checkNativeVersions, nativeFiles, nativesFor, packageOfInput } from "../../rootfs/index.ts";
-import { packageRoot } from "../../workers/index.ts";
+import { packageRoot } from "../../boards/index.ts";
 
 const scratch = mkdtempSync(join(tmpdir(), "cohesix-natives-"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));

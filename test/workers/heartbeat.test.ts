@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { Supervisor, type WorkerExit } from "../../root-task/index.ts";
-import { workerProgram } from "../../workers/index.ts";
+import { workerProgram } from "../../root-task/index.ts";
 import { bootTestAppliance, waitFor, type TestAppliance, type WorkerSlot } from "./helpers.ts";
 
 let t: TestAppliance;
