@@ -3,6 +3,7 @@
  * (exit 2) and a thin wrapper over node:util's parseArgs.
  * @module
  */
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 
 /** A usage mistake: the CLI prints it with the command's usage and exits 2. */
@@ -56,4 +57,20 @@ export function required(p: Parsed, name: string, fallback?: string, hint = ""):
   const v = str(p, name, fallback);
   if (v === undefined) throw new UsageError(`--${name} is required${hint ? `: ${hint}` : ""}`);
   return v;
+}
+
+/** A host file placed into the image: `--extra SRC:/GUEST/PATH`. */
+export interface ExtraSpec {
+  readonly src: string;
+  readonly dest: string;
+}
+
+/** The `--extra SRC:/GUEST/PATH` options of `p`, with SRC made absolute. */
+export function extraFiles(p: Parsed): ExtraSpec[] {
+  const list = (p.values.extra as string[] | undefined) ?? [];
+  return list.map((spec) => {
+    const i = spec.lastIndexOf(":");
+    if (i <= 0 || !spec.slice(i + 1).startsWith("/")) throw new UsageError(`--extra takes SRC:/GUEST/PATH, got ${JSON.stringify(spec)}`);
+    return { src: resolve(spec.slice(0, i)), dest: spec.slice(i + 1) };
+  });
 }

@@ -10,14 +10,12 @@
  * ~/.config/cohesix/release.pub) checks.
  * @module
  */
-import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { loadBoard, packageRoot } from "../boards/index.ts";
 import { buildBoardImage, verifyImage } from "../flash/index.ts";
-import { writeKeyPair } from "../root-task/index.ts";
-import { fetchArtefacts, type ExtraFile } from "../rootfs/index.ts";
-import { parse, required, str, UsageError, type Parsed } from "./args.ts";
-import { configDir, defaultQueenPub, defaultReleaseKey, defaultReleasePub } from "./paths.ts";
+import { fetchArtefacts } from "../rootfs/index.ts";
+import { extraFiles, parse, required, str, UsageError } from "./args.ts";
+import { defaultQueenPub, defaultReleaseKey, defaultReleasePub, ensureDefaultKey } from "./paths.ts";
 import { imageInputsOf, projectOf } from "./project.ts";
 
 interface Io {
@@ -27,22 +25,7 @@ interface Io {
 }
 
 /** A default key pair, made on first use, with a note on stderr. */
-async function defaultPair(name: "queen" | "release", path: string, io: Io): Promise<string> {
-  if (!existsSync(path)) {
-    const written = await writeKeyPair(configDir(io.env), { name });
-    io.err(`made ${name} key ${written.privatePath} (key id ${written.id})\n`);
-  }
-  return path;
-}
 
-function extras(p: Parsed): ExtraFile[] {
-  const list = (p.values.extra as string[] | undefined) ?? [];
-  return list.map((spec) => {
-    const i = spec.lastIndexOf(":");
-    if (i <= 0 || !spec.slice(i + 1).startsWith("/")) throw new UsageError(`--extra takes SRC:/GUEST/PATH, got ${JSON.stringify(spec)}`);
-    return { src: resolve(spec.slice(0, i)), dest: spec.slice(i + 1) };
-  });
-}
 
 /**
  * `image --board B --out FILE [--key FILE] …` or `image verify FILE [--pub FILE]`.
@@ -84,9 +67,9 @@ export async function image(argv: readonly string[], io: Io): Promise<void> {
   const dataMb = dataText === undefined ? undefined : Number(dataText);
   if (dataMb !== undefined && (!Number.isSafeInteger(dataMb) || dataMb < 8)) throw new UsageError("--data-mb must be a whole number of MiB, at least 8");
   const keyGiven = str(p, "key") ?? project?.releaseKey;
-  const releaseKey = keyGiven !== undefined ? resolve(keyGiven) : await defaultPair("release", defaultReleaseKey(io.env), io);
+  const releaseKey = keyGiven !== undefined ? resolve(keyGiven) : await ensureDefaultKey("release", defaultReleaseKey(io.env), io.env, io.err);
   const queenGiven = str(p, "queen-pub") ?? project?.queenPub;
-  const queenPub = queenGiven !== undefined ? resolve(queenGiven) : await defaultPair("queen", defaultQueenPub(io.env), io);
+  const queenPub = queenGiven !== undefined ? resolve(queenGiven) : await ensureDefaultKey("queen", defaultQueenPub(io.env), io.env, io.err);
   const dir = resolve(str(p, "dir") ?? join(project?.dir ?? ".", ".cohesix"));
   const from = str(p, "from");
   const started = Date.now();
@@ -105,7 +88,7 @@ export async function image(argv: readonly string[], io: Io): Promise<void> {
     root: packageRoot(),
     workDir: join(dir, "disk", board.name),
     cacheDir: join(dir, "cache"),
-    extra: [...(fromProject?.extra ?? []), ...extras(p)],
+    extra: [...(fromProject?.extra ?? []), ...extraFiles(p)],
     ...(fromProject ? { programs: fromProject.programs } : {}),
     ...(policy ? { policy } : {}),
     ...(dataMb !== undefined ? { dataMb } : {}),

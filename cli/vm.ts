@@ -14,10 +14,9 @@ import { loadBoard, packageRoot, type Board } from "../boards/index.ts";
 import { loadDiskSpec } from "../flash/index.ts";
 import { NotFoundError } from "../nine-door/index.ts";
 import { bootVm, checkName, rtcArg, stopVm, vmControl, vmPaths, type DiskBoot, type RtcOptions, type VmOp } from "../qemu/index.ts";
-import { writeKeyPair } from "../root-task/index.ts";
-import { DEFAULT_IMAGE_WORKERS, buildImage, fetchArtefacts, fetchNatives, type BuiltImage, type ExtraFile } from "../rootfs/index.ts";
-import { parse, str, UsageError, type OptionSpecs, type Parsed } from "./args.ts";
-import { configDir, defaultQueenPub } from "./paths.ts";
+import { DEFAULT_IMAGE_WORKERS, buildImage, fetchArtefacts, fetchNatives, type BuiltImage } from "../rootfs/index.ts";
+import { extraFiles, parse, str, UsageError, type OptionSpecs, type Parsed } from "./args.ts";
+import { defaultQueenPub, ensureDefaultKey } from "./paths.ts";
 import { serve } from "./local.ts";
 import { imageInputsOf, projectOf } from "./project.ts";
 import { GPU_BRIDGE_OPTIONS, prepareGuestBridge } from "./vm-gpu.ts";
@@ -70,22 +69,9 @@ function baseDir(p: Parsed): string {
 async function queenPub(p: Parsed, io: Io): Promise<string> {
   const given = str(p, "queen-pub") ?? projectOf(p)?.queenPub;
   if (given !== undefined) return resolve(given);
-  const pub = defaultQueenPub(io.env);
-  if (!existsSync(pub)) {
-    const written = await writeKeyPair(configDir(io.env), { name: "queen" });
-    io.err(`made queen key ${written.privatePath} (key id ${written.id})\n`);
-  }
-  return pub;
+  return ensureDefaultKey("queen", defaultQueenPub(io.env), io.env, io.err);
 }
 
-function extras(p: Parsed): ExtraFile[] {
-  const list = (p.values.extra as string[] | undefined) ?? [];
-  return list.map((spec) => {
-    const i = spec.lastIndexOf(":");
-    if (i <= 0 || !spec.slice(i + 1).startsWith("/")) throw new UsageError(`--extra takes SRC:/GUEST/PATH, got ${JSON.stringify(spec)}`);
-    return { src: resolve(spec.slice(0, i)), dest: spec.slice(i + 1) };
-  });
-}
 
 function policyOf(p: Parsed): "open" | "signed-ctl" | undefined {
   const policy = str(p, "policy");
@@ -128,7 +114,7 @@ async function buildFor(board: Board, p: Parsed, io: Io): Promise<BuiltImage> {
     outDir: resolve(str(p, "out", join(dir, "image", board.name))!),
     cacheDir: join(dir, "cache"),
     root: packageRoot(),
-    extra: [...(fromProject?.extra ?? []), ...extras(p)],
+    extra: [...(fromProject?.extra ?? []), ...extraFiles(p)],
     workers: workersOf(p),
     ...(fromProject ? { programs: fromProject.programs } : {}),
     natives: (packages) => fetchNatives(board, { ...fetchOptions, packages }),

@@ -5,7 +5,7 @@
  * image builder bundles the same entries with everything inside).
  * @module
  */
-import { build } from "esbuild";
+import { build, type BuildOptions } from "esbuild";
 import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { InvalidError } from "../nine-door/index.ts";
@@ -46,6 +46,23 @@ export function workerSources(project: ProjectConfig): Record<string, string> {
   return Object.fromEntries(project.workers.map((w) => [w.name, w.entry]));
 }
 
+/**
+ * How a project's TypeScript is bundled to run under the host's Node (its
+ * workers on the host board, its tests): ES modules for Node 20, npm
+ * packages left as imports (they resolve from the project's node_modules),
+ * inline source maps so stack traces name the project's files.
+ */
+export const HOST_BUNDLE_OPTIONS = {
+  outExtension: { ".js": ".mjs" },
+  bundle: true,
+  platform: "node",
+  target: "node20",
+  format: "esm",
+  packages: "external",
+  sourcemap: "inline",
+  logLevel: "silent",
+} as const satisfies BuildOptions;
+
 /** Options of {@link bundleForHost}. */
 export interface BundleForHostOptions {
   /** Output folder; default `<project>/.cohesix/host/workers`. */
@@ -72,14 +89,7 @@ export async function bundleForHost(project: ProjectConfig, options: BundleForHo
       absWorkingDir: project.dir,
       entryPoints: workerSources(project),
       outdir: outDir,
-      outExtension: { ".js": ".mjs" },
-      bundle: true,
-      platform: "node",
-      target: "node20",
-      format: "esm",
-      packages: "external",
-      sourcemap: "inline",
-      logLevel: "silent",
+      ...HOST_BUNDLE_OPTIONS,
     });
   } catch (err) {
     throw new InvalidError(`bundling the project's workers for the host: ${(err as Error).message}`);

@@ -12,6 +12,7 @@ import { existsSync } from "node:fs";
 import { readdir, rm } from "node:fs/promises";
 import { join, relative, resolve } from "node:path";
 import { NineError, NotFoundError } from "../nine-door/index.ts";
+import { HOST_BUNDLE_OPTIONS } from "./programs.ts";
 
 const TEST_FILE = /\.test\.(ts|mts|js|mjs)$/;
 
@@ -44,14 +45,7 @@ export async function runProjectTests(dir: string, options: RunTestsOptions = {}
     absWorkingDir: root,
     entryPoints,
     outdir: outDir,
-    outExtension: { ".js": ".mjs" },
-    bundle: true,
-    platform: "node",
-    target: "node20",
-    format: "esm",
-    packages: "external",
-    sourcemap: "inline",
-    logLevel: "silent",
+    ...HOST_BUNDLE_OPTIONS,
   }).catch((err: Error) => {
     throw new NineError("invalid", `test: esbuild failed: ${err.message}`);
   });
