@@ -8,110 +8,56 @@
  *
  * Needs qemu-system-aarch64 and the board's artefacts (scripts/setup.sh).
  */
-import { build } from "esbuild";
-import { execa } from "execa";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mintTicket, readPrivateKey } from "../../root-task/index.ts";
 import { SELFTEST_BEGIN, SELFTEST_END } from "../../rootfs/index.ts";
+import { ROOT } from "../cli/helpers.ts";
+import { E2e, alive, buildGuestMint } from "./harness.ts";
 
-const root = fileURLToPath(new URL("../..", import.meta.url));
-const cli = join(root, "bin", "cohesix.js");
 const BOOT_MS = 300_000;
 
-let dir = "";
-let keys = "";
-let dial = "";
+/** The suite's harness, made in beforeAll. */
+let e2e!: E2e;
 let bootArgs: string[] = [];
-
-async function cohesix(args: readonly string[], options: { timeoutMs?: number } = {}) {
-  return execa("node", [cli, ...args], { cwd: dir, reject: false, timeout: options.timeoutMs ?? 120_000, env: { XDG_CONFIG_HOME: join(dir, "config") } });
-}
-
-/** Retries a queen command until it succeeds: the host forward accepts before the guest is ready. */
-async function queen(args: readonly string[], tries = 10): Promise<string> {
-  let last = "";
-  for (let i = 0; i < tries; i++) {
-    const r = await cohesix([...args, "--addr", dial, "--key", join(keys, "queen.key")]);
-    if (r.exitCode === 0) return r.stdout;
-    last = `${r.stdout}${r.stderr}`;
-    await sleep(500);
-  }
-  throw new Error(`cohesix ${args.join(" ")}: ${last}`);
-}
-
-async function pidOf(): Promise<number | undefined> {
-  const info = join(dir, ".cohesix", "run", "aarch64-virt", "vm.json");
-  if (!existsSync(info)) return undefined;
-  return (JSON.parse(await readFile(info, "utf8")) as { pid: number }).pid;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function consoleText(): Promise<string> {
-  return readFile(join(dir, ".cohesix", "run", "aarch64-virt", "console.log"), "utf8").catch(() => "");
-}
 
 describe("aarch64-virt guest (QEMU)", () => {
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "cohesix-e2e-"));
-    keys = join(dir, "keys");
-    expect((await cohesix(["keygen", "--out", keys])).exitCode).toBe(0);
+    e2e = await E2e.create("cohesix-e2e-");
+    const { dir } = e2e;
     // The ticket helper of the test image, bundled like the guest programs.
-    await build({
-      entryPoints: [join(root, "test", "qemu", "guest-mint.ts")],
-      outfile: join(dir, "mint.mjs"),
-      bundle: true,
-      platform: "node",
-      format: "esm",
-      target: "node22",
-      banner: { js: 'import{createRequire as __cxReq}from"node:module";const require=__cxReq(import.meta.url);' },
-      logLevel: "silent",
-    });
-    const ticket = mintTicket({ role: "queen", sub: "queen" }, await readPrivateKey(join(keys, "queen.key")), { ttlS: 3600 });
+    await buildGuestMint(join(dir, "mint.mjs"));
+    const ticket = mintTicket({ role: "queen", sub: "queen" }, await readPrivateKey(e2e.queenKey), { ttlS: 3600 });
     bootArgs = [
       "--detach",
       "--port", "0",
-      "--queen-pub", join(keys, "queen.pub"),
-      "--extra", `${join(root, "test", "qemu", "guest-selftest.sh")}:/etc/cohesix/selftest.sh`,
+      "--queen-pub", e2e.queenPub,
+      "--extra", `${join(ROOT, "test", "qemu", "guest-selftest.sh")}:/etc/cohesix/selftest.sh`,
       "--extra", `${join(dir, "mint.mjs")}:/etc/cohesix/mint.mjs`,
       "--append", "cohesix.selftest=1",
       "--append", `cohesix.ticket=${ticket}`,
     ];
     const started = Date.now();
-    const r = await cohesix(["boot", ...bootArgs], { timeoutMs: BOOT_MS });
+    const r = await e2e.cohesix(["boot", ...bootArgs], { timeoutMs: BOOT_MS });
     if (r.exitCode !== 0) throw new Error(`cohesix boot failed (${r.exitCode}):\n${r.stderr}`);
-    dial = r.stdout.split("\n")[0]!;
-    expect(dial).toMatch(/^tcp!127\.0\.0\.1!\d+$/);
-    expect(r.stdout).toContain(`COHESIX_ADDR='${dial}' npx cohesix ls /`);
+    e2e.dial = r.stdout.split("\n")[0]!;
+    expect(e2e.dial).toMatch(/^tcp!127\.0\.0\.1!\d+$/);
+    expect(r.stdout).toContain(`COHESIX_ADDR='${e2e.dial}' npx cohesix ls /`);
     process.stderr.write(`e2e: build + boot to serving in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   }, BOOT_MS + 60_000);
 
   afterAll(async () => {
-    const pid = await pidOf();
-    if (dir) await cohesix(["down"]);
-    if (pid !== undefined && alive(pid)) process.kill(pid, "SIGKILL");
-    if (dir) await rm(dir, { recursive: true, force: true });
+    if (e2e) await e2e.teardown();
   }, 120_000);
 
   it("the guest kernel's v9fs mounts NineDoor in 9P2000.L and 9P2000 and does ls, cat, stat and an append", async () => {
     const deadline = Date.now() + 180_000;
-    let text = await consoleText();
+    let text = await e2e.consoleText();
     while (!text.includes(SELFTEST_END) && Date.now() < deadline) {
       await sleep(500);
-      text = await consoleText();
+      text = await e2e.consoleText();
     }
     const framed = text.slice(text.indexOf(SELFTEST_BEGIN), text.indexOf(SELFTEST_END) + 200);
     expect(text, `console:\n${text.slice(-4000)}`).toContain(SELFTEST_END);
@@ -124,13 +70,13 @@ describe("aarch64-virt guest (QEMU)", () => {
   }, 240_000);
 
   it("the queen spawns a heartbeat worker over 9P, reads its telemetry and sees the revocation in /log/queen.log", async () => {
-    const reply = await queen(["ctl", '{"spawn":"heartbeat","ticks":3}']);
+    const reply = await e2e.queen(["ctl", '{"spawn":"heartbeat","ticks":3}']);
     const id = /worker-\d+/.exec(reply)?.[0];
     expect(id, reply).toBeDefined();
     let telemetry = "";
     for (let i = 0; i < 60 && telemetry.split("\n").filter((l) => l.includes('"tick"')).length < 3; i++) {
       await sleep(1000);
-      telemetry = await queen(["cat", `/worker/${id}/telemetry`]);
+      telemetry = await e2e.queen(["cat", `/worker/${id}/telemetry`]);
     }
     const ticks = telemetry.split("\n").filter((l) => l.includes('"tick"'));
     expect(ticks.length, telemetry).toBeGreaterThanOrEqual(3);
@@ -138,36 +84,36 @@ describe("aarch64-virt guest (QEMU)", () => {
     let log = "";
     for (let i = 0; i < 60 && !log.includes(`revoked ${id}`); i++) {
       await sleep(1000);
-      log = await queen(["cat", "/log/queen.log"]);
+      log = await e2e.queen(["cat", "/log/queen.log"]);
     }
     expect(log).toContain(`spawned ${id}`);
     expect(log).toMatch(new RegExp(`revoked ${id}: tick budget`));
   }, 180_000);
 
   it("vm snapshot then boot --restore brings back a serving guest, and down leaves no QEMU behind", async () => {
-    const snap = await cohesix(["vm", "snapshot", "e2e"]);
+    const snap = await e2e.cohesix(["vm", "snapshot", "e2e"]);
     expect(snap.exitCode, snap.stderr).toBe(0);
     expect(snap.stdout).toContain("paused");
-    const first = await pidOf();
-    const d1 = await cohesix(["down"]);
+    const first = await e2e.pidOf();
+    const d1 = await e2e.cohesix(["down"]);
     expect(d1.exitCode, d1.stderr).toBe(0);
     expect(first !== undefined && alive(first)).toBe(false);
 
     const started = Date.now();
-    const r = await cohesix(["boot", ...bootArgs, "--restore", "e2e"], { timeoutMs: BOOT_MS });
+    const r = await e2e.cohesix(["boot", ...bootArgs, "--restore", "e2e"], { timeoutMs: BOOT_MS });
     expect(r.exitCode, r.stderr).toBe(0);
-    dial = r.stdout.split("\n")[0]!;
+    e2e.dial = r.stdout.split("\n")[0]!;
     process.stderr.write(`e2e: boot --restore to serving in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
-    const boot = await queen(["cat", "/proc/boot"]);
+    const boot = await e2e.queen(["cat", "/proc/boot"]);
     expect(boot).toContain("board=aarch64-virt");
-    expect(await queen(["cat", "/log/queen.log"])).toContain("spawned");
+    expect(await e2e.queen(["cat", "/log/queen.log"])).toContain("spawned");
 
-    const second = await pidOf();
+    const second = await e2e.pidOf();
     expect(second).toBeDefined();
-    const d2 = await cohesix(["down"]);
+    const d2 = await e2e.cohesix(["down"]);
     expect(d2.exitCode, d2.stderr).toBe(0);
     expect(d2.stdout).toMatch(/stopped \((power key|qmp quit|SIGTERM|SIGKILL)\)/);
     expect(alive(second!)).toBe(false);
-    expect(existsSync(join(dir, ".cohesix", "run", "aarch64-virt", "qemu.pid"))).toBe(false);
+    expect(existsSync(join(e2e.runDir, "qemu.pid"))).toBe(false);
   }, BOOT_MS + 120_000);
 });
