@@ -15,120 +15,67 @@
  *
  * Needs qemu-system-aarch64 and the board's artefacts (scripts/setup.sh).
  */
-import { execa } from "execa";
-import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { E2e, alive } from "./harness.ts";
 
-const root = fileURLToPath(new URL("../..", import.meta.url));
-const cli = join(root, "bin", "cohesix.js");
 const BOOT_MS = 300_000;
 /** The epoch: with `--rtc-clock vm` the RTC's offset from VM time is then zero, and stays zero in the snapshot. */
 const EPOCH_BASE = "1970-01-01T00:00:00";
 /** Longer than any real snapshot's age: the clock was behind by at least this many seconds. */
 const DECADES_S = 50 * 365 * 86_400;
 
-let dir = "";
-let keys = "";
-let dial = "";
+/** The suite's harness, made in beforeAll. */
+let e2e!: E2e;
 let bootArgs: string[] = [];
-
-async function cohesix(args: readonly string[], options: { timeoutMs?: number } = {}) {
-  return execa("node", [cli, ...args], { cwd: dir, reject: false, timeout: options.timeoutMs ?? 120_000, env: { XDG_CONFIG_HOME: join(dir, "config") } });
-}
-
-/** A queen command with a ticket the CLI mints now, from the host's clock. */
-function asQueen(args: readonly string[]) {
-  return cohesix([...args, "--addr", dial, "--key", join(keys, "queen.key")]);
-}
-
-/** Retries a queen command until it succeeds: the host forward accepts before the guest is ready. */
-async function queen(args: readonly string[], tries = 10): Promise<string> {
-  let last = "";
-  for (let i = 0; i < tries; i++) {
-    const r = await asQueen(args);
-    if (r.exitCode === 0) return r.stdout;
-    last = `${r.stdout}${r.stderr}`;
-    await sleep(500);
-  }
-  throw new Error(`cohesix ${args.join(" ")}: ${last}`);
-}
-
-async function pidOf(): Promise<number | undefined> {
-  const info = join(dir, ".cohesix", "run", "aarch64-virt", "vm.json");
-  if (!existsSync(info)) return undefined;
-  return (JSON.parse(await readFile(info, "utf8")) as { pid: number }).pid;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function consoleText(): Promise<string> {
-  return readFile(join(dir, ".cohesix", "run", "aarch64-virt", "console.log"), "utf8").catch(() => "");
-}
 
 describe("aarch64-virt guest restored from an old snapshot (QEMU)", () => {
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "cohesix-e2e-clock-"));
-    keys = join(dir, "keys");
-    expect((await cohesix(["keygen", "--out", keys])).exitCode).toBe(0);
-    bootArgs = ["--detach", "--port", "0", "--queen-pub", join(keys, "queen.pub")];
-    const r = await cohesix(["boot", ...bootArgs, "--rtc-base", EPOCH_BASE, "--rtc-clock", "vm"], { timeoutMs: BOOT_MS });
+    e2e = await E2e.create("cohesix-e2e-clock-");
+    bootArgs = ["--detach", "--port", "0", "--queen-pub", e2e.queenPub];
+    const r = await e2e.cohesix(["boot", ...bootArgs, "--rtc-base", EPOCH_BASE, "--rtc-clock", "vm"], { timeoutMs: BOOT_MS });
     if (r.exitCode !== 0) throw new Error(`cohesix boot failed (${r.exitCode}):\n${r.stderr}`);
-    dial = r.stdout.split("\n")[0]!;
-    expect(dial).toMatch(/^tcp!127\.0\.0\.1!\d+$/);
+    e2e.dial = r.stdout.split("\n")[0]!;
+    expect(e2e.dial).toMatch(/^tcp!127\.0\.0\.1!\d+$/);
   }, BOOT_MS + 60_000);
 
   afterAll(async () => {
-    const pid = await pidOf();
-    if (dir) await cohesix(["down"]);
-    if (pid !== undefined && alive(pid)) process.kill(pid, "SIGKILL");
-    if (dir) await rm(dir, { recursive: true, force: true });
+    if (e2e) await e2e.teardown();
   }, 120_000);
 
   it("a guest whose RTC agrees with its 1970 clock refuses a host ticket as issued in the future, and keeps its clock", async () => {
     let last = "";
     for (let i = 0; i < 10 && !last.includes("issued in the future"); i++) {
-      const r = await asQueen(["cat", "/proc/boot"]);
+      const r = await e2e.asQueen(["cat", "/proc/boot"]);
       expect(r.exitCode, r.stdout).not.toBe(0);
       last = r.stderr;
       if (!last.includes("issued in the future")) await sleep(500);
     }
     expect(last).toMatch(/permission: ticket not valid until .*: issued in the future/);
-    expect(await consoleText()).not.toContain("clock stepped");
+    expect(await e2e.consoleText()).not.toContain("clock stepped");
   }, 120_000);
 
   it("restored with the RTC on the host's clock, the guest steps its clock to the RTC and the queen's command round-trips", async () => {
-    const snap = await cohesix(["vm", "snapshot", "old"]);
+    const snap = await e2e.cohesix(["vm", "snapshot", "old"]);
     expect(snap.exitCode, snap.stderr).toBe(0);
     expect(snap.stdout).toContain("paused");
-    const first = await pidOf();
-    const d1 = await cohesix(["down"]);
+    const first = await e2e.pidOf();
+    const d1 = await e2e.cohesix(["down"]);
     expect(d1.exitCode, d1.stderr).toBe(0);
     expect(first !== undefined && alive(first)).toBe(false);
 
-    const r = await cohesix(["boot", ...bootArgs, "--restore", "old"], { timeoutMs: BOOT_MS });
+    const r = await e2e.cohesix(["boot", ...bootArgs, "--restore", "old"], { timeoutMs: BOOT_MS });
     expect(r.exitCode, r.stderr).toBe(0);
-    dial = r.stdout.split("\n")[0]!;
+    e2e.dial = r.stdout.split("\n")[0]!;
 
     // A ticket minted now, on the host: the root task checks it against the RTC's time.
-    const reply = await queen(["ctl", '{"spawn":"heartbeat","ticks":2}']);
+    const reply = await e2e.queen(["ctl", '{"spawn":"heartbeat","ticks":2}']);
     const id = /worker-\d+/.exec(reply)?.[0];
     expect(id, reply).toBeDefined();
     let telemetry = "";
     for (let i = 0; i < 60 && !telemetry.includes('"tick"'); i++) {
       await sleep(1000);
-      telemetry = await queen(["cat", `/worker/${id}/telemetry`]);
+      telemetry = await e2e.queen(["cat", `/worker/${id}/telemetry`]);
     }
     const tick = telemetry.split("\n").find((l) => l.includes('"tick"'));
     expect(tick, telemetry).toBeDefined();
@@ -136,15 +83,15 @@ describe("aarch64-virt guest restored from an old snapshot (QEMU)", () => {
     // The worker's clock is the guest's: now the host's, give or take the test's pace.
     expect(Math.abs(ts_ms - Date.now()), `ts_ms ${new Date(ts_ms).toISOString()}`).toBeLessThan(120_000);
 
-    const text = await consoleText();
+    const text = await e2e.consoleText();
     const stepped = /cohesix: clock stepped forward (\d+) s to the RTC's (\S+)/.exec(text);
     expect(stepped, text.slice(-3000)).not.toBeNull();
     expect(Number(stepped![1])).toBeGreaterThan(DECADES_S);
     expect(Math.abs(Date.parse(stepped![2]!) - Date.now())).toBeLessThan(300_000);
-    expect(await queen(["cat", "/log/queen.log"])).toMatch(/clock stepped forward \d+ s to the RTC's/);
+    expect(await e2e.queen(["cat", "/log/queen.log"])).toMatch(/clock stepped forward \d+ s to the RTC's/);
 
-    const second = await pidOf();
-    const d2 = await cohesix(["down"]);
+    const second = await e2e.pidOf();
+    const d2 = await e2e.cohesix(["down"]);
     expect(d2.exitCode, d2.stderr).toBe(0);
     expect(second !== undefined && alive(second)).toBe(false);
   }, BOOT_MS + 180_000);
