@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadBoard, type Board } from "../../boards/index.ts";
 import { buildBoardImage, extlinuxConf, loadDiskSpec, partitionDevice, readFat, type BuiltBoardImage } from "../../flash/index.ts";
 import { formatPublicKey, writeKeyPair } from "../../root-task/index.ts";
-import { decompress, readCpio, type ImageArtefacts } from "../../rootfs/index.ts";
+import { decompress, readCpio } from "../../rootfs/index.ts";
+import { STAND_IN_KERNEL_VERSION, standInArtefacts } from "../rootfs/fixtures.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const work = mkdtempSync(join(tmpdir(), "cohesix-board-image-"));
@@ -21,30 +22,9 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const board = loadBoard("aarch64-virt");
 const disk = loadDiskSpec(board);
-const version = "6.1.0-test-arm64";
-
-function fakeArtefacts(): ImageArtefacts {
-  const a = join(work, "artefacts");
-  const put = (path: string, text: string): string => {
-    mkdirSync(join(path, ".."), { recursive: true });
-    writeFileSync(path, text);
-    return path;
-  };
-  const modules = join(a, "lib", "modules", version);
-  [...board.kernel.modules, ...disk.modules].forEach((m) => put(join(modules, "kernel", "fs", `${m}.ko`), `module ${m}\n`));
-  for (const lib of [board.sysroot.loader, ...board.sysroot.libraries]) put(join(a, "sysroot", "lib", board.sysroot.triplet, lib), `library ${lib}\n`);
-  return {
-    node: put(join(a, "node"), "node binary\n"),
-    busybox: put(join(a, "busybox"), "busybox binary\n"),
-    kernel: put(join(a, "Image"), "kernel image\n"),
-    sysroot: join(a, "sysroot"),
-    modules,
-    kernelVersion: version,
-  };
-}
 
 let keys: { release: string; releasePub: Uint8Array; queenPub: string };
-const artefacts = fakeArtefacts();
+const artefacts = standInArtefacts(join(work, "artefacts"), board, { moduleFolder: () => "fs", extraModules: disk.modules });
 
 function build(name: string, forBoard: Board = board): Promise<BuiltBoardImage> {
   return buildBoardImage(join(work, name, "cohesix.img"), {
@@ -99,7 +79,7 @@ describe("buildBoardImage()", () => {
       return Buffer.from(e.data).toString("utf8");
     };
     expect(text("etc/cohesix/release.pub")).toBe(formatPublicKey(keys.releasePub));
-    for (const m of disk.modules) expect(entries.has(`lib/modules/${version}/kernel/fs/${m}.ko`), m).toBe(true);
+    for (const m of disk.modules) expect(entries.has(`lib/modules/${STAND_IN_KERNEL_VERSION}/kernel/fs/${m}.ko`), m).toBe(true);
     const init = text("init");
     const vfat = init.indexOf("kernel/fs/vfat.ko");
     expect(vfat).toBeGreaterThan(init.indexOf("kernel/fs/virtio_blk.ko"));

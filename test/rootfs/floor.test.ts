@@ -6,7 +6,7 @@
  * its loader waits for that before importing the root task.
  */
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -25,39 +25,17 @@ import {
   readCpio,
   runScript,
   type CpioEntry,
-  type ImageArtefacts,
 } from "../../rootfs/index.ts";
+import { standInArtefacts, standInQueenPub } from "./fixtures.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const work = mkdtempSync(join(tmpdir(), "cohesix-floor-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const board = loadBoard("aarch64-virt");
-const version = "6.1.0-test-arm64";
 
-function fakeArtefacts(): ImageArtefacts {
-  const a = join(work, "artefacts");
-  const put = (path: string, text: string): string => {
-    mkdirSync(join(path, ".."), { recursive: true });
-    writeFileSync(path, text);
-    return path;
-  };
-  const modules = join(a, "lib", "modules", version);
-  for (const m of board.kernel.modules) put(join(modules, "kernel", "drivers", `${m}.ko`), `module ${m}\n`);
-  for (const lib of [board.sysroot.loader, ...board.sysroot.libraries]) put(join(a, "sysroot", "lib", board.sysroot.triplet, lib), `library ${lib}\n`);
-  return {
-    node: put(join(a, "node"), "node binary\n"),
-    busybox: put(join(a, "busybox"), "busybox binary\n"),
-    kernel: put(join(a, "Image"), "kernel image\n"),
-    sysroot: join(a, "sysroot"),
-    modules,
-    kernelVersion: version,
-  };
-}
-
-const artefacts = fakeArtefacts();
-const queenPub = join(work, "queen.pub");
-writeFileSync(queenPub, "cohesix-ed25519-public test\n");
+const artefacts = standInArtefacts(join(work, "artefacts"), board, { moduleFolder: () => "drivers" });
+const queenPub = standInQueenPub(join(work, "queen.pub"));
 
 /** The gzip members of an initramfs, each decompressed. */
 function parts(initrd: string): Buffer[] {

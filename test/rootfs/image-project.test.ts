@@ -5,41 +5,20 @@
  * budget and restart policy, and the manifest names it; a name that clashes
  * with a built-in worker is refused.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadBoard } from "../../boards/index.ts";
-import { buildImage, decompress, readCpio, type CpioEntry, type ImageArtefacts, type ImageProgram } from "../../rootfs/index.ts";
+import { buildImage, decompress, readCpio, type CpioEntry, type ImageProgram } from "../../rootfs/index.ts";
+import { put, standInArtefacts, standInQueenPub } from "./fixtures.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const work = mkdtempSync(join(tmpdir(), "cohesix-image-project-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const board = loadBoard("aarch64-virt");
-const version = "6.1.0-test-arm64";
-
-const put = (path: string, text: string): string => {
-  mkdirSync(join(path, ".."), { recursive: true });
-  writeFileSync(path, text);
-  return path;
-};
-
-function fakeArtefacts(): ImageArtefacts {
-  const a = join(work, "artefacts");
-  const modules = join(a, "lib", "modules", version);
-  board.kernel.modules.forEach((m) => put(join(modules, "kernel", `${m}.ko`), `module ${m}\n`));
-  for (const lib of [board.sysroot.loader, ...board.sysroot.libraries]) put(join(a, "sysroot", "lib", board.sysroot.triplet, lib), `library ${lib}\n`);
-  return {
-    node: put(join(a, "node"), "node binary\n"),
-    busybox: put(join(a, "busybox"), "busybox binary\n"),
-    kernel: put(join(a, "Image"), "kernel image\n"),
-    sysroot: join(a, "sysroot"),
-    modules,
-    kernelVersion: version,
-  };
-}
 
 // A project: a worker importing the worker API and a small npm package of its own.
 const project = join(work, "project");
@@ -53,8 +32,8 @@ const camera: ImageProgram = { source: join(project, "workers", "camera.ts"), ro
 function build(name: string, programs: Record<string, ImageProgram>) {
   return buildImage({
     board,
-    artefacts: fakeArtefacts(),
-    queenPub: put(join(work, "queen.pub"), "cohesix-ed25519-public test\n"),
+    artefacts: standInArtefacts(join(work, "artefacts"), board),
+    queenPub: standInQueenPub(join(work, "queen.pub")),
     root,
     outDir: join(work, name, "image"),
     cacheDir: join(work, name, "cache"),

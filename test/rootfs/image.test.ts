@@ -10,38 +10,17 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadBoard } from "../../boards/index.ts";
-import { DEFAULT_IMAGE_WORKERS, buildImage, decompress, readCpio, type CpioEntry, type ImageArtefacts, type ImageBoard, type NativeSource } from "../../rootfs/index.ts";
+import { DEFAULT_IMAGE_WORKERS, buildImage, decompress, readCpio, type CpioEntry, type ImageBoard, type NativeSource } from "../../rootfs/index.ts";
+import { standInArtefacts, standInQueenPub } from "./fixtures.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const work = mkdtempSync(join(tmpdir(), "cohesix-image-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const board = loadBoard("aarch64-virt");
-const version = "6.1.0-test-arm64";
 
-function fakeArtefacts(): ImageArtefacts {
-  const a = join(work, "artefacts");
-  const put = (path: string, text: string): string => {
-    mkdirSync(join(path, ".."), { recursive: true });
-    writeFileSync(path, text);
-    return path;
-  };
-  const modules = join(a, "lib", "modules", version);
-  board.kernel.modules.forEach((m, i) => put(join(modules, "kernel", `group${i % 3}`, `${m}.ko`), `module ${m}\n`));
-  for (const lib of [board.sysroot.loader, ...board.sysroot.libraries]) put(join(a, "sysroot", "lib", board.sysroot.triplet, lib), `library ${lib}\n`);
-  return {
-    node: put(join(a, "node"), "node binary\n"),
-    busybox: put(join(a, "busybox"), "busybox binary\n"),
-    kernel: put(join(a, "Image"), "kernel image\n"),
-    sysroot: join(a, "sysroot"),
-    modules,
-    kernelVersion: version,
-  };
-}
-
-const artefacts = fakeArtefacts();
-const queenPub = join(work, "queen.pub");
-writeFileSync(queenPub, "cohesix-ed25519-public test\n");
+const artefacts = standInArtefacts(join(work, "artefacts"), board, { moduleFolder: (_m, i) => `group${i % 3}` });
+const queenPub = standInQueenPub(join(work, "queen.pub"));
 
 function build(name: string, overrides: { board?: ImageBoard; workers?: readonly string[]; natives?: NativeSource } = {}) {
   return buildImage({
