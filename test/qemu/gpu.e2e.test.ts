@@ -14,51 +14,29 @@
  */
 import { execa, type ResultPromise } from "execa";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadBoard } from "../../boards/index.ts";
 import { preprocess } from "../../workers/inference/preprocess.ts";
+import { BIN, ROOT } from "../cli/helpers.ts";
+import { E2e, alive } from "./harness.ts";
 
-const root = fileURLToPath(new URL("../..", import.meta.url));
-const cli = join(root, "bin", "cohesix.js");
 const BOOT_MS = 300_000;
 
-let dir = "";
-let keys = "";
-let dial = "";
+/** The suite's harness, made in beforeAll. */
+let e2e!: E2e;
 let bridgePort = 0;
 let bridge: ResultPromise | undefined;
 let bridgeErr = "";
 
-const env = (): NodeJS.ProcessEnv => ({ XDG_CONFIG_HOME: join(dir, "config") });
-
-async function cohesix(args: readonly string[], options: { timeoutMs?: number } = {}) {
-  return execa("node", [cli, ...args], { cwd: dir, reject: false, timeout: options.timeoutMs ?? 120_000, env: env() });
-}
-
-/** Retries a queen command until it succeeds: the host forward accepts before the guest is ready. */
-async function queen(args: readonly string[], tries = 10): Promise<string> {
-  let last = "";
-  for (let i = 0; i < tries; i++) {
-    const r = await cohesix([...args, "--addr", dial, "--key", join(keys, "queen.key")]);
-    if (r.exitCode === 0) return r.stdout;
-    last = `${r.stdout}${r.stderr}`;
-    await sleep(500);
-  }
-  throw new Error(`cohesix ${args.join(" ")}: ${last}`);
-}
-
 /** Reads a file through the queen until `done` holds for it (or the time is up); returns the last text. */
 async function waitFor(path: string, done: (text: string) => boolean, ms = 120_000): Promise<string> {
   const deadline = Date.now() + ms;
-  let text = await queen(["cat", path]);
+  let text = await e2e.queen(["cat", path]);
   while (!done(text) && Date.now() < deadline) {
     await sleep(1000);
-    text = await queen(["cat", path]);
+    text = await e2e.queen(["cat", path]);
   }
   return text;
 }
@@ -69,24 +47,9 @@ const records = (text: string): Record<string, unknown>[] =>
     .filter((l) => l.trim().startsWith("{"))
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 
-async function qemuPid(): Promise<number | undefined> {
-  const info = join(dir, ".cohesix", "run", "aarch64-virt", "vm.json");
-  if (!existsSync(info)) return undefined;
-  return (JSON.parse(await readFile(info, "utf8")) as { pid: number }).pid;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Starts the simulated bridge on an ephemeral port; resolves with the port from its READY line. */
 async function startBridge(): Promise<number> {
-  bridge = execa("node", [cli, "gpu-bridge", "--listen", "127.0.0.1:0", "--backend", "sim"], { cwd: dir, env: env(), reject: false, buffer: false });
+  bridge = execa("node", [BIN, "gpu-bridge", "--listen", "127.0.0.1:0", "--backend", "sim"], { cwd: e2e.dir, env: e2e.env, reject: false, buffer: false });
   bridge.stderr?.on("data", (d: Buffer) => (bridgeErr += d.toString()));
   return new Promise((resolve, reject) => {
     let out = "";
@@ -108,23 +71,21 @@ async function startBridge(): Promise<number> {
 
 describe("GPU bridge from the aarch64-virt guest (QEMU)", () => {
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "cohesix-gpu-e2e-"));
-    keys = join(dir, "keys");
-    expect((await cohesix(["keygen", "--out", keys])).exitCode).toBe(0);
+    e2e = await E2e.create("cohesix-gpu-e2e-");
     bridgePort = await startBridge();
     const started = Date.now();
-    const r = await cohesix(
-      ["boot", "--detach", "--port", "0", "--queen-pub", join(keys, "queen.pub"), "--worker", "inference", "--gpu-bridge", `tcp!10.0.2.2!${bridgePort}`],
+    const r = await e2e.cohesix(
+      ["boot", "--detach", "--port", "0", "--queen-pub", e2e.queenPub, "--worker", "inference", "--gpu-bridge", `tcp!10.0.2.2!${bridgePort}`],
       { timeoutMs: BOOT_MS },
     );
     if (r.exitCode !== 0) throw new Error(`cohesix boot failed (${r.exitCode}):\n${r.stderr}`);
-    dial = r.stdout.split("\n")[0]!;
-    expect(dial).toMatch(/^tcp!127\.0\.0\.1!\d+$/);
+    e2e.dial = r.stdout.split("\n")[0]!;
+    expect(e2e.dial).toMatch(/^tcp!127\.0\.0\.1!\d+$/);
     expect(r.stderr).toContain(`with the gpu bridge at tcp!10.0.2.2!${bridgePort}`);
     expect(r.stderr).toMatch(/native packages: @img\/sharp-linux-arm64@[\d.]+, @img\/sharp-libvips-linux-arm64@[\d.]+/);
     // The ticket file QEMU read is gone once the guest serves; the ticket was never on QEMU's command line.
-    expect(existsSync(join(dir, ".cohesix", "run", "aarch64-virt", "gpu-bridge.json"))).toBe(false);
-    const pid = await qemuPid();
+    expect(existsSync(join(e2e.runDir, "gpu-bridge.json"))).toBe(false);
+    const pid = await e2e.pidOf();
     expect(pid).toBeDefined();
     const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
     expect(argv.some((a) => a.startsWith("name=opt/cohesix/gpu-bridge,file="))).toBe(true);
@@ -133,30 +94,28 @@ describe("GPU bridge from the aarch64-virt guest (QEMU)", () => {
   }, BOOT_MS + 60_000);
 
   afterAll(async () => {
-    const pid = dir ? await qemuPid() : undefined;
-    if (dir) await cohesix(["down"]);
-    if (pid !== undefined && alive(pid)) process.kill(pid, "SIGKILL");
+    // The guest goes before the bridge it is a client of.
+    if (e2e) await e2e.teardown();
     if (bridge?.pid !== undefined && alive(bridge.pid)) {
       process.kill(bridge.pid, "SIGTERM");
       await Promise.race([bridge, sleep(5000)]);
       if (alive(bridge.pid)) process.kill(bridge.pid, "SIGKILL");
     }
-    if (dir) await rm(dir, { recursive: true, force: true });
   }, 120_000);
 
   it("the guest mounts the host's bridge at /gpu: ls shows GPU-0 and GPU-1, info is JSON, the lifecycle is ONLINE", async () => {
     const log = await waitFor("/log/queen.log", (t) => t.includes(`gpu bridge tcp!10.0.2.2!${bridgePort} connected`), 60_000);
     expect(log).toContain(`gpu bridge tcp!10.0.2.2!${bridgePort} connected`);
-    const ls = await queen(["ls", "/gpu"]);
+    const ls = await e2e.queen(["ls", "/gpu"]);
     expect(ls.split("\n").map((l) => l.trim().replace(/\/$/, ""))).toEqual(expect.arrayContaining(["GPU-0", "GPU-1"]));
-    const info = JSON.parse(await queen(["cat", "/gpu/GPU-0/info"])) as { id: string; memory_mb: number };
+    const info = JSON.parse(await e2e.queen(["cat", "/gpu/GPU-0/info"])) as { id: string; memory_mb: number };
     expect(info.id).toBe("GPU-0");
     expect(info.memory_mb).toBeGreaterThan(0);
-    expect((await queen(["cat", "/proc/lifecycle/state"])).trim()).toBe("ONLINE");
+    expect((await e2e.queen(["cat", "/proc/lifecycle/state"])).trim()).toBe("ONLINE");
   }, 120_000);
 
   it("a GPU worker in the guest gets a lease and its jobs reach OK through the bridge", async () => {
-    const reply = await queen(["ctl", '{"spawn":"gpu","lease":{"gpu_id":"GPU-0","mem_mb":1024,"streams":1,"ttl_s":300,"priority":0}}']);
+    const reply = await e2e.queen(["ctl", '{"spawn":"gpu","lease":{"gpu_id":"GPU-0","mem_mb":1024,"streams":1,"ttl_s":300,"priority":0}}']);
     const id = /worker-\d+/.exec(reply)?.[0];
     expect(id, reply).toBeDefined();
     const telemetry = await waitFor(`/worker/${id}/telemetry`, (t) => records(t).some((r) => r.state === "OK"));
@@ -165,21 +124,21 @@ describe("GPU bridge from the aarch64-virt guest (QEMU)", () => {
     const ok = lines.find((r) => r.state === "OK");
     expect(ok, telemetry).toMatchObject({ job: expect.stringMatching(new RegExp(`^${id}\\.\\d+$`)), result: { kernel: "saxpy" } });
     // the bridge holds the lease the root task asked for
-    const lease = await queen(["cat", "/gpu/GPU-0/lease"]);
+    const lease = await e2e.queen(["cat", "/gpu/GPU-0/lease"]);
     expect(records(lease).some((r) => r.worker === id && r.state === "ACTIVE")).toBe(true);
   }, 180_000);
 
   it("the inference worker preprocesses with sharp inside the arm64 guest and its job's result line is OK", async () => {
-    const reply = await queen(["ctl", '{"spawn":"inference","lease":{"gpu_id":"GPU-1","mem_mb":2048,"streams":1,"ttl_s":300,"priority":0}}']);
+    const reply = await e2e.queen(["ctl", '{"spawn":"inference","lease":{"gpu_id":"GPU-1","mem_mb":2048,"streams":1,"ttl_s":300,"priority":0}}']);
     const id = /worker-\d+/.exec(reply)?.[0];
     expect(id, reply).toBeDefined();
     const telemetry = await waitFor(`/worker/${id}/telemetry`, (t) => records(t).some((r) => r.state === "OK" || r.state === "ERR"), 180_000);
     const line = records(telemetry).find((r) => r.state === "OK");
     if (!line) {
-      const stderr = await queen(["cat", `/log/${id}.log`]).catch((e: Error) => e.message);
+      const stderr = await e2e.queen(["cat", `/log/${id}.log`]).catch((e: Error) => e.message);
       throw new Error(`no OK result line from ${id}:\n${telemetry}\nstderr:\n${stderr}`);
     }
-    const sharp = JSON.parse(readFileSync(join(root, "node_modules", "sharp", "package.json"), "utf8")) as { version: string };
+    const sharp = JSON.parse(readFileSync(join(ROOT, "node_modules", "sharp", "package.json"), "utf8")) as { version: string };
     expect(line).toMatchObject({
       input: "sample.png",
       tensor: { shape: [1, 3, 128, 128], dtype: "float32", sha256: expect.stringMatching(/^sha256:[0-9a-f]{64}$/) },
@@ -191,18 +150,18 @@ describe("GPU bridge from the aarch64-virt guest (QEMU)", () => {
     expect(pre.node).toBe(loadBoard("aarch64-virt").artefacts.node.version);
     process.stderr.write(`gpu e2e: sharp preprocessing of the sample in the guest took ${pre.ms} ms\n`);
     // the same pinned sharp and libvips give the guest's arm64 tensor byte for byte as the host's
-    const host = await preprocess(readFileSync(join(root, "workers", "inference", "sample.png")), { size: 128 });
+    const host = await preprocess(readFileSync(join(ROOT, "workers", "inference", "sample.png")), { size: 128 });
     expect((line.tensor as { sha256: string }).sha256).toBe(host.sha256);
   }, 240_000);
 
   it("cohesix down stops the guest and leaves no QEMU behind", async () => {
-    const pid = await qemuPid();
+    const pid = await e2e.pidOf();
     expect(pid).toBeDefined();
-    const r = await cohesix(["down"]);
+    const r = await e2e.cohesix(["down"]);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/stopped \((power key|qmp quit|SIGTERM|SIGKILL)\)/);
     expect(alive(pid!)).toBe(false);
-    expect(existsSync(join(dir, ".cohesix", "run", "aarch64-virt", "qemu.pid"))).toBe(false);
+    expect(existsSync(join(e2e.runDir, "qemu.pid"))).toBe(false);
     // the bridge outlived its client
     expect(bridge?.pid !== undefined && alive(bridge.pid)).toBe(true);
   }, 120_000);
