@@ -18,9 +18,7 @@
  */
 import { execa, type ResultPromise } from "execa";
 import { existsSync } from "node:fs";
-import { mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { open, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -28,35 +26,26 @@ import { loadBoard } from "../../boards/index.ts";
 import { loadDiskSpec, type ImageManifest } from "../../flash/index.ts";
 import { QmpClient, consolePty, launchQemu, type LaunchedQemu } from "../../qemu/index.ts";
 import { LOG_FILE } from "../../root-task/index.ts";
-import { BIN } from "../cli/helpers.ts";
+import { E2e, alive, freePort } from "../qemu/harness.ts";
 
 const BUILD_MS = 600_000;
 const BOOT_S = 300;
 
+/** The suite's harness, made in beforeAll. */
+let e2e!: E2e;
 let dir = "";
 let keys = "";
 let qemu: LaunchedQemu | undefined;
-let dial = "";
 let manifest: ImageManifest;
 let consoleRun: ResultPromise | undefined;
 
 function cohesix(args: readonly string[], timeoutMs = 120_000) {
-  const env: NodeJS.ProcessEnv = { ...process.env, XDG_CONFIG_HOME: join(dir, "config") };
-  delete env.COHESIX_ADDR;
-  delete env.COHESIX_KEY;
-  return execa("node", [BIN, ...args], { cwd: dir, env, extendEnv: false, reject: false, timeout: timeoutMs, stdin: "ignore" });
+  return e2e.cohesix(args, { timeoutMs });
 }
 
 /** Retries a queen command: the host forward accepts before the guest serves. */
-async function queen(args: readonly string[], tries = 20): Promise<string> {
-  let last = "";
-  for (let i = 0; i < tries; i++) {
-    const r = await cohesix([...args, "--addr", dial, "--key", join(keys, "queen.key")]);
-    if (r.exitCode === 0) return r.stdout;
-    last = `${r.stdout}${r.stderr}`;
-    await sleep(500);
-  }
-  throw new Error(`cohesix ${args.join(" ")}: ${last}`);
+function queen(args: readonly string[]): Promise<string> {
+  return e2e.queen(args, 20);
 }
 
 /** /proc/boot once the boot manifest check is done (it runs beside the boot). */
@@ -69,35 +58,14 @@ async function bootChecked(): Promise<string> {
   return boot;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function consoleLog(): Promise<string> {
   return readFile(join(dir, "run", "console.log"), "utf8").catch(() => "");
 }
 
 describe("aarch64-virt disk image booted by U-Boot (QEMU)", () => {
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "cohesix-uboot-"));
-    keys = join(dir, "keys");
-    expect((await cohesix(["keygen", "--out", keys])).exitCode).toBe(0);
+    e2e = await E2e.create("cohesix-uboot-");
+    ({ dir, keys } = e2e);
     const release = await cohesix(["keygen", "--release", "--out", keys]);
     expect(release.exitCode, release.stderr).toBe(0);
     expect(release.stdout).toContain(join(keys, "release.key"));
@@ -111,13 +79,8 @@ describe("aarch64-virt disk image booted by U-Boot (QEMU)", () => {
       if (alive(qemu.pid)) process.kill(qemu.pid, "SIGKILL");
     }
     // The second boot (cohesix boot --disk --detach) records its QEMU's pid.
-    const info = join(dir, ".cohesix", "run", "aarch64-virt", "vm.json");
-    if (dir && existsSync(info)) {
-      const { pid } = JSON.parse(await readFile(info, "utf8")) as { pid: number };
-      if (alive(pid)) process.kill(pid, "SIGKILL");
-    }
-    if (dir) await rm(dir, { recursive: true, force: true });
-  }, 60_000);
+    if (e2e) await e2e.teardown();
+  }, 120_000);
 
   it("cohesix image builds the disk image and its signed manifest, and image verify accepts it", async () => {
     const started = Date.now();
@@ -146,7 +109,7 @@ describe("aarch64-virt disk image booted by U-Boot (QEMU)", () => {
     expect(disk.firmware).toBeDefined();
     expect(existsSync(disk.firmware!.path), `install ${disk.firmware!.package}`).toBe(true);
     const port = await freePort();
-    dial = `tcp!127.0.0.1!${port}`;
+    e2e.dial = `tcp!127.0.0.1!${port}`;
     const run = join(dir, "run");
     const started = Date.now();
     qemu = await launchQemu({
@@ -227,8 +190,8 @@ describe("aarch64-virt disk image booted by U-Boot (QEMU)", () => {
     const r = await cohesix(["boot", "--disk", join(dir, "flashed.img"), "--detach", "--port", "0", "--dir", join(dir, ".cohesix")], BOOT_S * 1000);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/boot: serial console on \/dev\/pts\/\d+: cohesix console --port \/dev\/pts\/\d+/);
-    dial = r.stdout.split("\n")[0]!;
-    expect(dial).toMatch(/^tcp!127\.0\.0\.1!\d+$/);
+    e2e.dial = r.stdout.split("\n")[0]!;
+    expect(e2e.dial).toMatch(/^tcp!127\.0\.0\.1!\d+$/);
     const boot = await bootChecked();
     expect(boot).toContain(`manifest=${manifest.bootManifest}`);
     expect(boot).toMatch(/^manifest_check=ok$/m);
