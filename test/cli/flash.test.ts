@@ -8,13 +8,12 @@
  * ends at Ctrl-].
  */
 import { execa } from "execa";
-import { copyFile, mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SerialPort } from "serialport";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { GiB, MiB, makeFakeRoot, type FakeRoot } from "../flash/fake-system.ts";
-import { startPtyPair, type PtyPair } from "../flash/pty-pair.ts";
+import { GiB, MiB, head, makeFakeRoot, type FakeRoot } from "../flash/fake-system.ts";
+import { openBoardEnd, startPtyPair, type BoardEnd, type PtyPair } from "../flash/pty-pair.ts";
 import { copyImage, makeSignedImage, type SignedImage } from "../flash/signed-image.ts";
 import { BIN, ROOT, cohesix } from "./helpers.ts";
 
@@ -37,17 +36,6 @@ const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function head(path: string, n: number): Promise<Buffer> {
-  const fh = await open(path, "r");
-  try {
-    const buf = Buffer.alloc(n);
-    const { bytesRead } = await fh.read(buf, 0, n, 0);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
-  }
-}
 
 describe("cohesix flash", () => {
   it("--target-file writes the image, reads it back, and reports progress as plain lines off a terminal", async () => {
@@ -188,16 +176,10 @@ describe("cohesix console", () => {
     cleanups.push(() => p.stop());
     return p;
   }
-  async function board(path: string): Promise<{ write: (t: string) => Promise<void>; received: () => string }> {
-    const sp = await new Promise<SerialPort>((resolve, reject) => {
-      const s = new SerialPort({ path, baudRate: 115200, autoOpen: false });
-      s.open((err) => (err ? reject(err) : resolve(s)));
-    });
-    let got = "";
-    sp.on("data", (b: Buffer) => (got += b.toString("latin1")));
-    sp.on("error", () => {});
-    cleanups.push(() => new Promise<void>((r) => (sp.isOpen ? sp.close(() => r()) : r())));
-    return { write: (t) => new Promise((res, rej) => sp.write(t, (e) => (e ? rej(e) : sp.drain(() => res())))), received: () => got };
+  async function board(path: string): Promise<BoardEnd> {
+    const end = await openBoardEnd(path);
+    cleanups.push(() => end.close());
+    return end;
   }
   /** Resolves when the child's stderr says the port is open. */
   function whenOpen(child: ReturnType<typeof execa>): Promise<void> {

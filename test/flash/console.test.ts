@@ -9,10 +9,9 @@
 import { PassThrough } from "node:stream";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { SerialPort } from "serialport";
 import { afterEach, describe, expect, it } from "vitest";
 import { ConsoleError, ESCAPE_BYTE, StreamMatcher, runConsole, type ConsoleInput } from "../../flash/index.ts";
-import { startPtyPair, tempDir, type PtyPair } from "./pty-pair.ts";
+import { openBoardEnd, startPtyPair, tempDir, type BoardEnd, type PtyPair } from "./pty-pair.ts";
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -26,19 +25,10 @@ async function pair(links?: { board: string; host: string }): Promise<PtyPair> {
 }
 
 /** The board's end of the wire: what it writes reaches the console; what the console sends is collected. */
-async function board(path: string): Promise<{ write: (text: string) => Promise<void>; received: () => string }> {
-  const sp = await new Promise<SerialPort>((resolve, reject) => {
-    const s = new SerialPort({ path, baudRate: 115200, autoOpen: false });
-    s.open((err) => (err ? reject(err) : resolve(s)));
-  });
-  let got = "";
-  sp.on("data", (b: Buffer) => (got += b.toString("latin1")));
-  sp.on("error", () => {});
-  cleanups.push(() => new Promise<void>((r) => (sp.isOpen ? sp.close(() => r()) : r())));
-  return {
-    write: (text) => new Promise((resolve, reject) => sp.write(text, (err) => (err ? reject(err) : sp.drain(() => resolve())))),
-    received: () => got,
-  };
+async function board(path: string): Promise<BoardEnd> {
+  const end = await openBoardEnd(path);
+  cleanups.push(() => end.close());
+  return end;
 }
 
 async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {

@@ -109,6 +109,18 @@ export async function makeFakeRoot(machine: FakeMachine): Promise<FakeRoot> {
   };
 }
 
+/** The first `n` bytes of a file (fake disks are large sparse files). */
+export async function head(path: string, n: number): Promise<Buffer> {
+  const fh = await open(path, "r");
+  try {
+    const buf = Buffer.alloc(n);
+    const { bytesRead } = await fh.read(buf, 0, n, 0);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+}
+
 export const GiB = 1024 ** 3;
 export const MiB = 1024 ** 2;
 

@@ -6,14 +6,14 @@
  * Disks are sparse files in a fake /dev; system commands go to a recording
  * runner.
  */
-import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { signDocument, readPrivateKey } from "../../root-task/index.ts";
 import { RefusedError, flashImage, manifestPathOf, systemView, type FlashOptions, type Runner } from "../../flash/index.ts";
 import { BusyError } from "../../nine-door/index.ts";
-import { GiB, MiB, laptop, makeFakeRoot, type FakeMachine, type FakeRoot } from "./fake-system.ts";
+import { GiB, MiB, head, laptop, makeFakeRoot, type FakeMachine, type FakeRoot } from "./fake-system.ts";
 import { copyImage, makeSignedImage, type SignedImage } from "./signed-image.ts";
 
 // Each test checks a real ~70 MiB image (sha256 and mtools) once or more: generous under load.
@@ -63,18 +63,6 @@ async function machine(desc: FakeMachine): Promise<Machine> {
     options: (over = {}) => ({ pubKeyFile: img.pub, view: systemView(fake.root), run: recorder(), log: (t) => log.push(t), yes: true, ...over }),
     untouched: async (name) => (await head(fake.node(name), imageBytes.length)).every((x) => x === 0),
   };
-}
-
-/** The first `n` bytes of a file (fake disks are large sparse files). */
-async function head(path: string, n: number): Promise<Buffer> {
-  const fh = await open(path, "r");
-  try {
-    const buf = Buffer.alloc(n);
-    const { bytesRead } = await fh.read(buf, 0, n, 0);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
-  }
 }
 
 async function refused(p: Promise<unknown>): Promise<RefusedError> {

@@ -8,6 +8,7 @@ import { execa, type ResultPromise } from "execa";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { SerialPort } from "serialport";
 
 /** A running pty pair. */
 export interface PtyPair {
@@ -47,6 +48,31 @@ export async function startPtyPair(links?: { board: string; host: string }): Pro
       if (child.exitCode === null && child.pid !== undefined) process.kill(child.pid, "SIGTERM");
       await child;
     },
+  };
+}
+
+/** The board's end of the wire, open: what it writes reaches the console; what the console sends is collected. */
+export interface BoardEnd {
+  write(text: string): Promise<void>;
+  /** All the console sent so far (latin1). */
+  received(): string;
+  /** Closes the port if it is still open. */
+  close(): Promise<void>;
+}
+
+/** Opens `path` (a pair's board end) through serialport at 115200 baud. */
+export async function openBoardEnd(path: string): Promise<BoardEnd> {
+  const sp = await new Promise<SerialPort>((resolve, reject) => {
+    const s = new SerialPort({ path, baudRate: 115200, autoOpen: false });
+    s.open((err) => (err ? reject(err) : resolve(s)));
+  });
+  let got = "";
+  sp.on("data", (b: Buffer) => (got += b.toString("latin1")));
+  sp.on("error", () => {});
+  return {
+    write: (text) => new Promise((resolve, reject) => sp.write(text, (err) => (err ? reject(err) : sp.drain(() => resolve())))),
+    received: () => got,
+    close: () => new Promise<void>((r) => (sp.isOpen ? sp.close(() => r()) : r())),
   };
 }
 
