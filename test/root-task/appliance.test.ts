@@ -33,37 +33,12 @@ import {
   type PolicyCaller,
   type RunningAppliance,
 } from "../../root-task/index.ts";
+import { PATHS, type Path } from "./policy-paths.ts";
 
 /** The operations a client can try on a path over the wire. */
 type WireOp = "walk" | "read" | "write" | "stat";
 const OPS: readonly WireOp[] = ["walk", "read", "write", "stat"];
 
-/** Every path of DESIGN §5 the matrix covers (the same table as the policy unit test). */
-const PATHS = [
-  "/",
-  "/proc",
-  "/proc/boot",
-  "/proc/lifecycle/state",
-  "/proc/sessions",
-  "/proc/workers",
-  "/proc/mem",
-  "/queen",
-  "/queen/ctl",
-  "/queen/lifecycle/ctl",
-  "/log",
-  "/log/queen.log",
-  "/worker",
-  "/worker/worker-1",
-  "/worker/worker-1/telemetry",
-  "/worker/worker-1/ctl",
-  "/worker/worker-2/telemetry",
-  "/gpu",
-  "/gpu/GPU-0/info",
-  "/gpu/GPU-0/ctl",
-  "/gpu/GPU-0/job",
-  "/gpu/GPU-1/info",
-] as const;
-type Path = (typeof PATHS)[number];
 const DIRECTORIES: ReadonlySet<string> = new Set(["/", "/proc", "/queen", "/log", "/worker", "/worker/worker-1", "/gpu"]);
 
 /** A well-formed write for each file, so that an allowed write succeeds. */

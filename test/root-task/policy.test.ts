@@ -9,38 +9,11 @@ import {
   type AccessOp,
   type PolicyCaller,
 } from "../../root-task/index.ts";
+import { PATHS, type Path } from "./policy-paths.ts";
 
 const queen: PolicyCaller = { role: "queen", subject: "queen" };
 const heartbeat: PolicyCaller = { role: "worker-heartbeat", subject: "worker-1" };
 const gpu: PolicyCaller = { role: "worker-gpu", subject: "worker-2", mounts: ["/gpu/GPU-0"] };
-
-/** Every path of DESIGN §5 the matrix checks, in table order. */
-const PATHS = [
-  "/",
-  "/proc",
-  "/proc/boot",
-  "/proc/lifecycle/state",
-  "/proc/sessions",
-  "/proc/workers",
-  "/proc/mem",
-  "/queen",
-  "/queen/ctl",
-  "/queen/lifecycle/ctl",
-  "/log",
-  "/log/queen.log",
-  "/worker",
-  "/worker/worker-1",
-  "/worker/worker-1/telemetry",
-  "/worker/worker-1/ctl",
-  "/worker/worker-2/telemetry",
-  "/gpu",
-  "/gpu/GPU-0/info",
-  "/gpu/GPU-0/ctl",
-  "/gpu/GPU-0/job",
-  "/gpu/GPU-1/info",
-] as const;
-
-type Path = (typeof PATHS)[number];
 
 const ALL = "walk read write create remove stat";
 const SEE = "walk read stat"; // walk to it, stat it, read or list it
