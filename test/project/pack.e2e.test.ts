@@ -21,8 +21,8 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { createServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { freePort, vmPid } from "../qemu/harness.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const NPM_MS = 600_000;
@@ -95,17 +95,6 @@ async function step(line: string): Promise<string> {
   throw new Error(last);
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const p = (server.address() as { port: number }).port;
-      server.close(() => resolve(p));
-    });
-    server.on("error", reject);
-  });
-}
-
 function run(cmd: string, args: readonly string[], options: Options & { cwd: string; timeoutMs?: number }) {
   const { timeoutMs, ...rest } = options;
   return execa(cmd, args, { reject: false, timeout: timeoutMs ?? 120_000, all: true, ...rest, env: { ...process.env, ...env, ...(rest.env ?? {}) } });
@@ -151,9 +140,8 @@ beforeAll(async () => {
 }, NPM_MS);
 
 afterAll(async () => {
-  const info = join(app, ".cohesix", "run", "aarch64-virt", "vm.json");
-  if (app && existsSync(info)) {
-    const pid = (JSON.parse(await readFile(info, "utf8")) as { pid: number }).pid;
+  const pid = app ? await vmPid(app) : undefined;
+  if (pid !== undefined) {
     await npx(["down"]).catch(() => undefined);
     try {
       process.kill(pid, "SIGKILL");
