@@ -5,8 +5,9 @@
  */
 import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll } from "vitest";
 import { showLog } from "../../root-task/index.ts";
-import { cohesix, type Scratch, type Served } from "./helpers.ts";
+import { cohesix, makeScratch, serve, type Scratch, type Served } from "./helpers.ts";
 
 /**
  * Polls `probe` until it returns something other than `undefined`/`false`,
@@ -121,4 +122,60 @@ export class Queen {
       .filter(Boolean)
       .map((l) => JSON.parse(l) as Record<string, unknown>);
   }
+}
+
+/** Stops a server by PID (SIGTERM), unless it already died, and waits for it. */
+export async function stopServed(s: Served | undefined): Promise<void> {
+  if (!s) return;
+  if (pidAlive(s.pid)) signalPid(s.pid, "SIGTERM");
+  await s.child;
+}
+
+/** One describe's served appliance: its scratch dir, the `cohesix serve` child and the queen. */
+export interface ServedSuite {
+  readonly scratch: Scratch;
+  readonly served: Served;
+  readonly queen: Queen;
+}
+
+/**
+ * Registers in the current describe: before its tests, a scratch dir,
+ * `cohesix serve` on it (with `extra` flags) and a queen for it; after
+ * them, the server stopped by PID and the dir removed. Read the fields in
+ * hooks and tests, not while the describe is collected.
+ *
+ * @example
+ * describe("lifecycle", () => {
+ *   const suite = useServedSuite();
+ *   test("starts ONLINE", async () => expect(await suite.queen.cat("/proc/lifecycle/state")).toBe("ONLINE"));
+ * });
+ */
+export function useServedSuite(extra: readonly string[] = []): ServedSuite {
+  let scratch: Scratch | undefined;
+  let served: Served | undefined;
+  let queen: Queen | undefined;
+  beforeAll(async () => {
+    scratch = await makeScratch();
+    served = await serve(scratch, extra);
+    queen = new Queen(scratch, served);
+  });
+  afterAll(async () => {
+    await stopServed(served);
+    await scratch?.remove();
+  });
+  const ready = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error("useServedSuite: read before its beforeAll ran (or it failed)");
+    return value;
+  };
+  return {
+    get scratch() {
+      return ready(scratch);
+    },
+    get served() {
+      return ready(served);
+    },
+    get queen() {
+      return ready(queen);
+    },
+  };
 }

@@ -12,7 +12,7 @@ import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { NineClient, type Fid } from "../../nine-door/index.ts";
 import { mintTicket, readPrivateKey } from "../../root-task/index.ts";
-import { Queen, pidAlive, signalPid, waitFor } from "./appliance-helpers.ts";
+import { Queen, pidAlive, signalPid, useServedSuite, waitFor } from "./appliance-helpers.ts";
 import { BIN, ROOT, makeScratch, serve, type Scratch, type Served } from "./helpers.ts";
 
 /** A `cohesix gpu-bridge` child process. */
@@ -239,25 +239,13 @@ describe("GPU bridge mounted at /gpu (simulated bridge, host board)", () => {
 });
 
 describe("without --gpu-bridge", () => {
-  let scratch: Scratch;
-  let served: Served;
-  let queen: Queen;
-  beforeAll(async () => {
-    scratch = await makeScratch();
-    served = await serve(scratch);
-    queen = new Queen(scratch, served);
-  });
-  afterAll(async () => {
-    if (served && pidAlive(served.pid)) signalPid(served.pid, "SIGTERM");
-    await served?.child;
-    await scratch?.remove();
-  });
+  const suite = useServedSuite();
 
   test("spawn gpu answers busy: no gpu bridge mounted, and the mount command says none is configured", async () => {
-    const r = await queen.run(["ctl", lease("GPU-0")]);
+    const r = await suite.queen.run(["ctl", lease("GPU-0")]);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/^busy: no gpu bridge mounted/);
-    const m = await queen.run(["ctl", '{"mount":{"service":"gpu","at":"/gpu"}}']);
+    const m = await suite.queen.run(["ctl", '{"mount":{"service":"gpu","at":"/gpu"}}']);
     expect(m.exitCode).toBe(1);
     expect(m.stderr).toMatch(/^invalid: no gpu bridge configured: start the appliance with --gpu-bridge DIAL/);
   });

@@ -10,14 +10,8 @@ import { cp, readFile, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { LOG_FILE, encodeBody, encodeFrame, readPrivateKey, showLog, signEnvelope, writeKeyPair } from "../../root-task/index.ts";
-import { Queen, pidAlive, recordCount, signalPid } from "./appliance-helpers.ts";
+import { Queen, recordCount, signalPid, stopServed, useServedSuite } from "./appliance-helpers.ts";
 import { cohesix, makeScratch, serve, type Scratch, type Served } from "./helpers.ts";
-
-async function stopServed(s: Served | undefined): Promise<void> {
-  if (!s) return;
-  if (pidAlive(s.pid)) signalPid(s.pid, "SIGTERM");
-  await s.child;
-}
 
 /** `/proc/state` parsed: the seq of the last record folded in and the state. */
 async function procState(queen: Queen): Promise<{ seq: number; state: Record<string, unknown> }> {
@@ -25,23 +19,14 @@ async function procState(queen: Queen): Promise<{ seq: number; state: Record<str
 }
 
 describe("bad input gets a clear error and changes nothing", () => {
-  let scratch: Scratch;
-  let served: Served;
-  let queen: Queen;
-  const state = () => join(scratch.dir, "state");
+  const suite = useServedSuite();
+  const state = () => join(suite.scratch.dir, "state");
 
   beforeAll(async () => {
-    scratch = await makeScratch();
-    served = await serve(scratch);
-    queen = new Queen(scratch, served);
     // Something to leave untouched: a running worker, a bind, budget defaults.
-    expect((await queen.run(["ctl", '{"spawn":"heartbeat","ticks":100000}'])).stdout).toBe("worker-1");
-    expect((await queen.run(["ctl", '{"bind":{"from":"/worker/worker-1","to":"/w1"}}'])).exitCode).toBe(0);
-    expect((await queen.run(["ctl", '{"budget":{"ops":500}}'])).exitCode).toBe(0);
-  });
-  afterAll(async () => {
-    await stopServed(served);
-    await scratch?.remove();
+    expect((await suite.queen.run(["ctl", '{"spawn":"heartbeat","ticks":100000}'])).stdout).toBe("worker-1");
+    expect((await suite.queen.run(["ctl", '{"bind":{"from":"/worker/worker-1","to":"/w1"}}'])).exitCode).toBe(0);
+    expect((await suite.queen.run(["ctl", '{"budget":{"ops":500}}'])).exitCode).toBe(0);
   });
 
   const cases: Array<[string, string, RegExp]> = [
@@ -64,29 +49,29 @@ describe("bad input gets a clear error and changes nothing", () => {
 
   for (const [what, command, error] of cases) {
     test(`${what} is refused (${command}) with no record and the same state`, async () => {
-      const before = await procState(queen);
+      const before = await procState(suite.queen);
       const records = await recordCount(state());
       // `cohesix ctl` signs its command; a refused one must not cost a record under the open policy.
-      const r = command.startsWith("{") ? await queen.run(["ctl", command]) : await queen.run(["write", "/queen/ctl", command]);
+      const r = command.startsWith("{") ? await suite.queen.run(["ctl", command]) : await suite.queen.run(["write", "/queen/ctl", command]);
       expect(r.exitCode).toBe(1);
       expect(r.stderr.trim().split("\n")).toHaveLength(1);
       expect(r.stderr).toMatch(error);
       expect(await recordCount(state())).toBe(records);
-      expect(await procState(queen)).toEqual(before);
+      expect(await procState(suite.queen)).toEqual(before);
     });
   }
 
   test("every refusal is audited in /log/queen.log", async () => {
-    const log = await queen.cat("/log/queen.log");
+    const log = await suite.queen.cat("/log/queen.log");
     expect(log).toMatch(/ctl from queen refused: invalid: unknown command "reboot"/);
     expect(log).toMatch(/ctl from queen refused: not found: no worker worker-99/);
   });
 
   test("a state directory that cannot be written is refused, naming the directory, without READY", async () => {
-    const file = join(scratch.dir, "plain-file");
+    const file = join(suite.scratch.dir, "plain-file");
     await writeFile(file, "not a directory\n");
     const dir = join(file, "state");
-    const r = await cohesix(["serve", "--board", "host", "--listen", "127.0.0.1:0", "--state", dir, "--queen-pub", scratch.queenPub], { env: scratch.env });
+    const r = await cohesix(["serve", "--board", "host", "--listen", "127.0.0.1:0", "--state", dir, "--queen-pub", suite.scratch.queenPub], { env: suite.scratch.env });
     expect(r.exitCode).not.toBe(0);
     expect(r.stdout).not.toContain("READY");
     expect(r.stderr).toContain(`state directory ${dir}`);
