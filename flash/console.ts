@@ -12,8 +12,7 @@
  * ```
  * @module
  */
-import { constants, createWriteStream, type WriteStream } from "node:fs";
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, constants, createWriteStream, existsSync, openSync, readSync, type WriteStream } from "node:fs";
 import { SerialPort } from "serialport";
 import { NineError } from "../nine-door/index.ts";
 
@@ -132,6 +131,9 @@ function openPort(port: string, baudRate: number): Promise<SerialPort> {
   });
 }
 
+/** How often an open port's device node is checked for (see runConsole). */
+const PRESENCE_CHECK_MS = 250;
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Opens the port, waiting for it to appear until `deadline` (ms since the epoch) when one is given. */
@@ -182,6 +184,7 @@ export async function runConsole(options: ConsoleOptions): Promise<ConsoleResult
   const interactive = input !== undefined && (matcher === undefined || input.isTTY === true);
   let bytes = 0;
   let timer: NodeJS.Timeout | undefined;
+  let presence: NodeJS.Timeout | undefined;
   let onInput: ((chunk: Buffer | string) => void) | undefined;
   let rawSet = false;
   let onAbort: (() => void) | undefined;
@@ -195,11 +198,17 @@ export async function runConsole(options: ConsoleOptions): Promise<ConsoleResult
     };
     if (early.length > 0) received(early);
     sp.on("data", received);
-    sp.on("close", (err: Error | null) => {
-      const why = err ? `: ${err.message}` : "";
+    const gone = (why: string) => {
       if (matcher) reject(new ConsoleError("closed", `${port} closed before ${JSON.stringify(options.expect)} appeared${why}`));
       else reject(new ConsoleError("closed", `${port} went away${why}`));
-    });
+    };
+    sp.on("close", (err: Error | null) => gone(err ? `: ${err.message}` : ""));
+    // A hung-up pty (QEMU or socat exited) reads as endless end-of-file,
+    // which serialport retries without a word; its node leaves /dev/pts as
+    // the master closes, as a USB adapter's leaves /dev when unplugged.
+    presence = setInterval(() => {
+      if (!existsSync(port)) gone(": the device node is gone");
+    }, PRESENCE_CHECK_MS);
     sp.on("error", (err: Error) => reject(new ConsoleError("io", `${port}: ${err.message}`)));
     if (matcher && deadline !== undefined) {
       timer = setTimeout(() => {
@@ -231,6 +240,7 @@ export async function runConsole(options: ConsoleOptions): Promise<ConsoleResult
     return await outcome;
   } finally {
     if (timer !== undefined) clearTimeout(timer);
+    if (presence !== undefined) clearInterval(presence);
     if (onAbort !== undefined) options.signal?.removeEventListener("abort", onAbort);
     if (onInput !== undefined && input !== undefined) {
       input.removeListener("data", onInput);
