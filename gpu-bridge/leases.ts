@@ -5,6 +5,7 @@
  * @module
  */
 import { BusyError, InvalidError, NotFoundError } from "../nine-door/index.ts";
+import type { GpuLeaseRecord } from "../workers/index.ts";
 import type { GpuBackend, GpuInfo } from "./types.ts";
 
 /** The `schema` of every lease record. */
@@ -14,25 +15,15 @@ export const LEASE_SCHEMA = "gpu-lease/v1";
 export const WORKER_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /**
- * One line of `/<gpu-id>/lease`, and the `lease` in a LEASE reply.
+ * One line of `/<gpu-id>/lease`, and the `lease` in a LEASE reply: the
+ * `gpu-lease/v1` record, defined once with the worker API that reads it.
  *
  * @example
  * ```json
  * {"schema":"gpu-lease/v1","gpu_id":"GPU-0","worker":"worker-3","mem_mb":4096,"streams":2,"priority":1,"ttl_s":120,"state":"ACTIVE","ts_ms":1710238443000}
  * ```
  */
-export interface LeaseRecord {
-  readonly schema: typeof LEASE_SCHEMA;
-  readonly gpu_id: string;
-  readonly worker: string;
-  readonly mem_mb: number;
-  readonly streams: number;
-  readonly priority: number;
-  readonly ttl_s: number;
-  readonly state: "ACTIVE" | "RELEASED";
-  readonly reason?: string;
-  readonly ts_ms: number;
-}
+export type LeaseRecord = GpuLeaseRecord;
 
 /**
  * What a LEASE command asks for.

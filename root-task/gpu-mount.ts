@@ -32,6 +32,7 @@ import {
   type OpenFile,
   type RequestContext,
 } from "../nine-door/index.ts";
+import type { GpuLeaseRecord } from "../workers/index.ts";
 import { guardGpuMount } from "./gpu-guard.ts";
 import type { LeaseRequest } from "./queen-command.ts";
 import type { WorkerState } from "./state.ts";
@@ -76,19 +77,8 @@ export interface GpuMountHost {
   revoke(id: string, reason: string): Promise<void>;
 }
 
-/** A `gpu-lease/v1` record as the bridge writes it. */
-export interface BridgeLeaseRecord {
-  readonly schema: "gpu-lease/v1";
-  readonly gpu_id: string;
-  readonly worker: string;
-  readonly mem_mb: number;
-  readonly streams: number;
-  readonly priority: number;
-  readonly ttl_s: number;
-  readonly state: "ACTIVE" | "RELEASED";
-  readonly reason?: string;
-  readonly ts_ms: number;
-}
+/** A `gpu-lease/v1` record as the bridge writes it (the worker API's type). */
+export type BridgeLeaseRecord = GpuLeaseRecord;
 
 const CALL_TIMEOUT_MS = 10_000;
 const ROOT_TASK: RequestContext["caller"] = { role: "root-task", subject: "root-task" };
