@@ -16,7 +16,7 @@ import { basename } from "node:path";
 import { PermissionError } from "../nine-door/index.ts";
 import { checkDocumentSignature, parseArtefact, readPublicKey, type BootArtefact } from "../root-task/index.ts";
 import { listFat, readFat } from "./fat.ts";
-import { PARTITION_TYPES, SECTOR, readMbr } from "./partition.ts";
+import { PARTITION_TYPES, SECTOR, readMbr, type Partition } from "./partition.ts";
 
 /** The `format` tag of an image manifest. */
 export const IMAGE_MANIFEST_FORMAT = "cohesix-image-manifest/v1";
@@ -24,16 +24,8 @@ export const IMAGE_MANIFEST_FORMAT = "cohesix-image-manifest/v1";
 /** A file of the boot partition: absolute path there, size in bytes, sha256 hex. */
 export type ManifestArtefact = BootArtefact;
 
-/** A partition as the manifest records it (bytes). */
-export interface ManifestPartition {
-  readonly index: number;
-  readonly role: "boot" | "data";
-  /** MBR type byte. */
-  readonly type: number;
-  readonly bootable: boolean;
-  readonly start: number;
-  readonly size: number;
-}
+/** A partition as the manifest records it: the layout's own {@link Partition} (bytes). */
+export type ManifestPartition = Partition;
 
 /**
  * `IMAGE.manifest.json`.
