@@ -6,7 +6,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { InvalidError, NineClient, QidType, dialWithRetry, parseDialString, type DialAddress, type Dialect, type Fid, type FileInfo } from "../nine-door/index.ts";
-import { mintTicket, readPrivateKey, signEnvelope } from "../root-task/index.ts";
+import { isEnvelope, mintTicket, readPrivateKey, signEnvelope } from "../root-task/index.ts";
 import { parse, required, str, UsageError, type OptionSpecs, type Parsed } from "./args.ts";
 import { defaultQueenKey } from "./paths.ts";
 
@@ -166,10 +166,42 @@ export function tail(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out, 
   });
 }
 
-/** `write PATH TEXT`: one write of TEXT (a newline is not added). */
+/**
+ * The JSON command a signed envelope carries for a write to a ctl file
+ * that changes state, or undefined for any other file: `/queen/ctl` takes
+ * JSON as written, `/queen/lifecycle/ctl` takes `cordon` as
+ * `{"lifecycle":"cordon"}`, `/worker/<id>/ctl` takes `kill` as `{"kill":"<id>"}`.
+ */
+export function signableCommand(path: string, text: string): string | undefined {
+  const json = text.trimStart().startsWith("{");
+  if (path === "/queen/ctl") return text;
+  if (path === "/queen/lifecycle/ctl") return json ? text : JSON.stringify({ lifecycle: text.trim() });
+  const worker = /^\/worker\/([^/]+)\/ctl$/.exec(path);
+  if (worker) return json ? text : text.trim() === "kill" ? JSON.stringify({ kill: worker[1] }) : text;
+  return undefined;
+}
+
+/** Whether the appliance runs `--policy signed-ctl` (its /proc/boot says so). */
+async function signedPolicy(root: Fid): Promise<boolean> {
+  return /^policy=signed-ctl$/m.test(await root.readText("proc/boot"));
+}
+
+/** Wraps `command` in an envelope with the counter after /queen/ctr. */
+async function envelopeFor(root: Fid, command: string, key: Uint8Array): Promise<string> {
+  const last = Number((await root.readText("queen/ctr")).trim());
+  return signEnvelope(command, key, { ctr: (Number.isSafeInteger(last) ? last : 0) + 1 });
+}
+
+/**
+ * `write PATH TEXT`: one write of TEXT (a newline is not added). Under
+ * `--policy signed-ctl`, a command for a ctl file that changes state is
+ * signed first (see {@link signableCommand}); an envelope is sent as is.
+ */
 export function write(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
-  return withQueen(argv, {}, { min: 2, max: 2 }, env, async (root, p) => {
-    const [path, text] = p.positionals as [string, string];
+  return withQueen(argv, {}, { min: 2, max: 2 }, env, async (root, p, key) => {
+    const [path, given] = p.positionals as [string, string];
+    const command = isEnvelope(given) ? undefined : signableCommand(path, given);
+    const text = command !== undefined && (await signedPolicy(root)) ? await envelopeFor(root, command, key) : given;
     await root.with(rel(path), async (f) => {
       await f.open("w");
       await f.write(text);
@@ -200,7 +232,7 @@ export function stat(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out):
 }
 
 /**
- * `ctl JSON`: writes one command to /queen/ctl and reads the reply on the
+ * `ctl JSON`: writes one command to /queen/ctl (or `--file PATH`) and reads the reply on the
  * same fid. Prints the worker id when the reply names one, else the reply.
  * The command is signed as a `signed-ctl` envelope with the queen key and
  * the next counter (read from /queen/ctr), unless `--unsigned`; a counter
@@ -210,16 +242,15 @@ export function ctl(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): 
   return withQueen(argv, { file: { type: "string" }, unsigned: { type: "boolean" } }, { min: 1, max: 1 }, env, async (root, p, key) => {
     const path = str(p, "file", "/queen/ctl")!;
     const command = p.positionals[0]!;
-    const signed = path === "/queen/ctl" && p.values.unsigned !== true;
     try {
       JSON.parse(command);
     } catch (err) {
       throw new InvalidError(`not JSON: ${(err as Error).message}`);
     }
-    const envelope = async () => {
-      const last = Number((await root.readText("queen/ctr")).trim());
-      return signEnvelope(command, key, { ctr: (Number.isSafeInteger(last) ? last : 0) + 1 });
-    };
+    // /queen/ctl is always signed; the other ctl files that change state
+    // when the appliance demands it (--policy signed-ctl).
+    const signed = p.values.unsigned !== true && (path === "/queen/ctl" || (signableCommand(path, command) !== undefined && (await signedPolicy(root))));
+    const envelope = () => envelopeFor(root, command, key);
     let text = signed ? await envelope() : command;
     await root.with(rel(path), async (f) => {
       await f.open("rw");

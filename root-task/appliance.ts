@@ -30,7 +30,7 @@ import {
 } from "../nine-door/index.ts";
 import { BUILTIN_WORKERS } from "./programs.ts";
 import { CommitLog } from "./commit-log.ts";
-import { runLifecycleCommand, runQueenCommand, type ControlHost } from "./control.ts";
+import { runLifecycleCommand, runQueenCommand, runWorkerCommand, type ControlHost } from "./control.ts";
 import type { Budget } from "./queen-command.ts";
 import { keyId, publicKeyOf, readPrivateKey, writeKeyPair } from "./keys.ts";
 import { authorize, isWorkerRole, visibleChildren, type PolicyCaller } from "./policy.ts";
@@ -54,7 +54,11 @@ export interface ApplianceOptions {
   readonly stateDir: string;
   /** The queen's public key: queen tickets and envelopes must verify against it. */
   readonly queenPublicKey: Uint8Array;
-  /** `signed-ctl` accepts only signed envelopes on /queen/ctl. Default `open`. */
+  /**
+   * `signed-ctl` accepts only signed envelopes on every ctl file that
+   * changes state (`/queen/ctl`, `/queen/lifecycle/ctl`, `/worker/<id>/ctl`).
+   * Default `open`.
+   */
   readonly policy?: "open" | "signed-ctl";
   /** Digest of the image this appliance booted from; `none` on the host. */
   readonly imageDigest?: string;
@@ -262,6 +266,7 @@ export class Appliance {
         commit: (c) => this.commit(c),
         worker: (id) => this.#state.workers[id],
         ended: (w, reason) => this.#leaseEnded(w, reason),
+        workerCommand: (id, text, caller) => this.#workerCommand(id, text, caller),
       },
       {
         addr: options.workerAddr,
@@ -494,6 +499,16 @@ export class Appliance {
     } catch (err) {
       const e = toNineError(err);
       this.audit(`lifecycle from ${caller.subject} refused: ${e.message}`);
+      throw e;
+    }
+  }
+
+  async #workerCommand(id: string, text: string, caller: Caller): Promise<string> {
+    try {
+      return await this.#serialised(() => runWorkerCommand(this.#control(), id, text, caller));
+    } catch (err) {
+      const e = toNineError(err);
+      this.audit(`${id} ctl from ${caller.subject} refused: ${e.message}`);
       throw e;
     }
   }

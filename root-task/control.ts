@@ -152,9 +152,70 @@ async function spawn(host: ControlHost, cmd: Extract<QueenCommand, { kind: "spaw
  * - `resume`: back to ONLINE, spawns allowed.
  * - `reset`: stop every worker, forget budget defaults' effect on nothing
  *   else, and return to ONLINE uncordoned.
+ *
+ * Each word may also be written as `{"lifecycle":"<word>"}`, the form a
+ * signed envelope carries; under `signed-ctl` only an envelope is accepted.
  */
 export async function runLifecycleCommand(host: ControlHost, text: string, caller: Caller): Promise<string> {
-  const word = text.trim();
+  return signedFileCommand(host, text, (command) => runLifecycleWord(host, lifecycleWord(command), caller));
+}
+
+/**
+ * Runs one write to `/worker/<id>/ctl`: `kill`, or `{"kill":"<id>"}`
+ * (the form a signed envelope carries). Under `signed-ctl` only an
+ * envelope is accepted, as on `/queen/ctl`.
+ */
+export async function runWorkerCommand(host: ControlHost, id: string, text: string, caller: Caller): Promise<string> {
+  return signedFileCommand(host, text, async (command) => {
+    const word = jsonCommand(command, "kill");
+    if (word === undefined ? command.trim() !== "kill" : word !== id) {
+      throw new InvalidError(`unknown worker command ${JSON.stringify(command.trim())} (expected kill or {"kill":"${id}"})`);
+    }
+    await host.pool.kill(id, caller.subject);
+    return JSON.stringify({ ok: true, worker: id, status: "killed" });
+  });
+}
+
+/**
+ * The signed-ctl rule for the ctl files besides `/queen/ctl`
+ * (`/queen/lifecycle/ctl`, `/worker/<id>/ctl`): under `signed-ctl` only an
+ * envelope whose `cmd` is the JSON form of the command (`{"lifecycle":"cordon"}`,
+ * `{"kill":"worker-3"}`) is accepted, and its counter (shared with
+ * `/queen/ctl`) is committed before the command runs; under `open` an
+ * envelope is checked the same way and its counter committed after success,
+ * and plain text is accepted.
+ */
+async function signedFileCommand(host: ControlHost, text: string, run: (command: string) => Promise<string>): Promise<string> {
+  if (host.policy !== "signed-ctl" && !isEnvelope(text)) return run(text);
+  if (!isEnvelope(text)) throw new InvalidError('policy signed-ctl: wrap the command as {"cmd":{…},"nonce":…,"ctr":n,"sig":…} (cohesix write and cohesix ctl do this)');
+  const opened = openEnvelope(text, host.queenPublicKey, { lastCtr: host.state.ctr });
+  if (host.policy === "signed-ctl") await host.commit({ kind: "ctr", body: { ctr: opened.ctr } });
+  const reply = await run(opened.command);
+  if (host.policy !== "signed-ctl") await host.commit({ kind: "ctr", body: { ctr: opened.ctr } });
+  return reply;
+}
+
+/** The value of `{"<key>":"<value>"}` when `text` is exactly that JSON object, else undefined. */
+function jsonCommand(text: string, key: string): string | undefined {
+  if (!text.trimStart().startsWith("{")) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw new InvalidError(`not JSON: ${(err as Error).message}`);
+  }
+  const keys = typeof v === "object" && v !== null && !Array.isArray(v) ? Object.keys(v) : [];
+  const value = keys.length === 1 && keys[0] === key ? (v as Record<string, unknown>)[key] : undefined;
+  if (typeof value !== "string") throw new InvalidError(`expected {"${key}":"…"}, got ${text.trim().slice(0, 100)}`);
+  return value;
+}
+
+/** A lifecycle word from its text form (`cordon`) or JSON form (`{"lifecycle":"cordon"}`). */
+function lifecycleWord(command: string): string {
+  return jsonCommand(command, "lifecycle") ?? command.trim();
+}
+
+async function runLifecycleWord(host: ControlHost, word: string, caller: Caller): Promise<string> {
   if (!(LIFECYCLE_WORDS as readonly string[]).includes(word)) {
     throw new InvalidError(`unknown lifecycle command ${JSON.stringify(word)} (expected ${LIFECYCLE_WORDS.join(", ")})`);
   }

@@ -37,6 +37,11 @@ export interface PoolHost {
   worker(id: string): WorkerState | undefined;
   /** Told after a worker's end is committed (kill, revoke, exit, retire): e.g. to release its GPU lease. */
   ended?(w: WorkerState, reason: string): void;
+  /**
+   * Runs a write to `/worker/<id>/ctl` (policy, signing, serialising);
+   * without it the ctl takes the plain word `kill`.
+   */
+  workerCommand?(id: string, text: string, caller: { role: string; subject: string }): Promise<string>;
 }
 
 /** Runtime facts of one worker. */
@@ -211,6 +216,7 @@ export class WorkerPool {
       validate: validateJsonLines,
     });
     const ctl = new CtlFile("ctl", async (command, ctx) => {
+      if (this.#host.workerCommand) return this.#host.workerCommand(w.id, command, ctx.caller);
       if (command.trim() !== "kill") throw new InvalidError(`unknown worker command ${JSON.stringify(command.trim())} (expected kill)`);
       await this.kill(w.id, ctx.caller.subject);
       return JSON.stringify({ ok: true, worker: w.id, status: "killed" });
