@@ -36,6 +36,8 @@ type Slot = Fid | Promise<Fid | undefined>;
 /** The fids of one session, with a limit on how many may exist. */
 export class FidTable {
   readonly #slots = new Map<number, Slot>();
+  /** The fid behind each pending `hold`, once known. */
+  readonly #holds = new WeakMap<Promise<Fid | undefined>, Fid>();
   readonly #max: number;
 
   constructor(max: number) {
@@ -58,6 +60,12 @@ export class FidTable {
   peek(id: number): Fid | undefined {
     const slot = this.#slots.get(id);
     return slot instanceof Promise ? undefined : slot;
+  }
+
+  /** Whether `id` still names `fid`, bound now or held by a pending request. */
+  bound(id: number, fid: Fid): boolean {
+    const slot = this.#slots.get(id);
+    return slot === fid || (slot instanceof Promise && this.#holds.get(slot) === fid);
   }
 
   has(id: number): boolean {
@@ -93,6 +101,29 @@ export class FidTable {
         return undefined;
       },
     );
+    this.#slots.set(id, settled);
+  }
+
+  /**
+   * Makes requests on `id` wait until `work` settles (a walk of a fid onto
+   * itself); the fid stays bound, whether `work` succeeds or not. Does
+   * nothing when `id` is not in use.
+   */
+  hold(id: number, work: Promise<unknown>): void {
+    const prev = this.#slots.get(id);
+    if (prev === undefined) return;
+    const settled: Promise<Fid | undefined> = Promise.resolve(prev).then((fid) => {
+      if (fid) this.#holds.set(settled, fid);
+      return work.then(
+        () => fid,
+        () => fid,
+      );
+    });
+    void settled.then((fid) => {
+      if (this.#slots.get(id) !== settled) return;
+      if (fid) this.#slots.set(id, fid);
+      else this.#slots.delete(id);
+    });
     this.#slots.set(id, settled);
   }
 

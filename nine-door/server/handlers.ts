@@ -20,6 +20,7 @@ import {
   NOFID,
   QidType,
   type Attr,
+  type Qid,
   type Dialect,
   type Dirent,
   type RMessage,
@@ -109,15 +110,18 @@ async function plainStep(root: Node, at: Place, name: string, req: InFlight): Pr
   return { node, path: parent };
 }
 
-async function walk(s: HandlerScope, m: Extract<TMessage, { type: "Twalk" }>, req: InFlight): Promise<RMessage> {
-  const fid = await s.fids.get(m.fid);
-  if (fid.open) throw new InvalidError(`fid ${m.fid} is open: walk from an unopened fid`);
-  const att = fid.attachment;
-  req.caller = att.caller;
+/**
+ * Walks `names` from `fid`. The new fid (or, for a walk onto itself, the fid)
+ * is reserved before anything is awaited, so requests pipelined behind the
+ * walk in the same read wait for it instead of failing "fid not in use".
+ */
+function walk(s: HandlerScope, m: Extract<TMessage, { type: "Twalk" }>, req: InFlight): Promise<RMessage> {
   const cloning = m.newfid !== m.fid;
   if (cloning) s.fids.checkFree(m.newfid);
-
-  const work = (async () => {
+  const work = s.fids.get(m.fid).then(async (fid) => {
+    if (fid.open) throw new InvalidError(`fid ${m.fid} is open: walk from an unopened fid`);
+    const att = fid.attachment;
+    req.caller = att.caller;
     const root = att.root ?? s.options.root;
     let at: Place = { node: fid.node, path: fid.path };
     const qids = [];
@@ -134,51 +138,60 @@ async function walk(s: HandlerScope, m: Extract<TMessage, { type: "Twalk" }>, re
         break;
       }
     }
-    return { at, qids, complete: qids.length === m.names.length };
-  })();
+    const complete = qids.length === m.names.length;
+    if (complete && !cloning) {
+      fid.node = at.node;
+      fid.path = at.path;
+    }
+    return { fid, at, qids, complete };
+  });
 
   if (cloning) {
     s.fids.reserve(
       m.newfid,
-      work.then((w) => (w.complete ? { id: m.newfid, node: w.at.node, path: w.at.path, attachment: att } : undefined)),
+      work.then((w) => (w.complete ? { id: m.newfid, node: w.at.node, path: w.at.path, attachment: w.fid.attachment } : undefined)),
     );
+  } else {
+    s.fids.hold(m.fid, work);
   }
-  const { at, qids, complete } = await work;
-  if (complete && !cloning) {
-    fid.node = at.node;
-    fid.path = at.path;
-  }
-  return { type: "Rwalk", tag: m.tag, qids };
+  return work.then(({ qids }) => ({ type: "Rwalk", tag: m.tag, qids }));
 }
 
 function isDir(node: Node): boolean {
   return (node.qid.type & QidType.DIR) !== 0;
 }
 
-async function openFid(s: HandlerScope, fidId: number, flags: OpenFlags, req: InFlight) {
-  const fid = await s.fids.get(fidId);
-  if (fid.open || fid.dir) throw new InvalidError(`fid ${fidId} is already open`);
-  const att = fid.attachment;
-  req.caller = att.caller;
-  s.account(att, "open");
-  if (isDir(fid.node)) {
-    if (flags.write) throw new InvalidError(`${fid.path} is a directory`, { errno: Errno.EISDIR });
-    s.authorize(att, fid.path, "read", req);
-    fid.dir = { entries: [], byteOffset: -1, index: 0 };
+/**
+ * Opens a fid. The fid is held until the open settles, so a read or write
+ * pipelined behind the open waits for it.
+ */
+function openFid(s: HandlerScope, fidId: number, flags: OpenFlags, req: InFlight): Promise<{ qid: Qid; iounit: number }> {
+  const work = s.fids.get(fidId).then(async (fid) => {
+    if (fid.open || fid.dir) throw new InvalidError(`fid ${fidId} is already open`);
+    const att = fid.attachment;
+    req.caller = att.caller;
+    s.account(att, "open");
+    if (isDir(fid.node)) {
+      if (flags.write) throw new InvalidError(`${fid.path} is a directory`, { errno: Errno.EISDIR });
+      s.authorize(att, fid.path, "read", req);
+      fid.dir = { entries: [], byteOffset: -1, index: 0 };
+      fid.openFlags = flags;
+      return { qid: fid.node.qid, iounit: s.msize - IOHDRSZ };
+    }
+    if (flags.read) s.authorize(att, fid.path, "read", req);
+    if (flags.write) s.authorize(att, fid.path, "write", req);
+    const open = await fid.node.open(flags, req);
+    if (!s.fids.bound(fidId, fid)) {
+      // Clunked while opening: do not leak the open file.
+      open.close?.();
+      throw new NotFoundError(`fid ${fidId} was clunked while opening`);
+    }
+    fid.open = open;
     fid.openFlags = flags;
-    return { qid: fid.node.qid, iounit: s.msize - IOHDRSZ };
-  }
-  if (flags.read) s.authorize(att, fid.path, "read", req);
-  if (flags.write) s.authorize(att, fid.path, "write", req);
-  const open = await fid.node.open(flags, req);
-  if (s.fids.peek(fidId) !== fid) {
-    // Clunked while opening: do not leak the open file.
-    open.close?.();
-    throw new NotFoundError(`fid ${fidId} was clunked while opening`);
-  }
-  fid.open = open;
-  fid.openFlags = flags;
-  return { qid: fid.node.qid, iounit: open.iounit || s.msize - IOHDRSZ };
+    return { qid: fid.node.qid, iounit: open.iounit || s.msize - IOHDRSZ };
+  });
+  s.fids.hold(fidId, work);
+  return work;
 }
 
 async function open(s: HandlerScope, m: Extract<TMessage, { type: "Topen" }>, req: InFlight): Promise<RMessage> {
