@@ -7,7 +7,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { InvalidError, NineClient, QidType, dialWithRetry, parseDialString, type DialAddress, type Dialect, type Fid, type FileInfo } from "../nine-door/index.ts";
 import { isEnvelope, mintTicket, readPrivateKey, signEnvelope } from "../root-task/index.ts";
-import { parse, required, str, UsageError, type OptionSpecs, type Parsed } from "./args.ts";
+import { parse, str, UsageError, type OptionSpecs, type Parsed } from "./args.ts";
+import { explainTimeout, resolveAddress, timeoutMsOf, type ResolvedAddress } from "./address.ts";
 import { defaultQueenKey } from "./paths.ts";
 
 /** Options every remote command takes. */
@@ -16,11 +17,26 @@ export const remoteOptions: OptionSpecs = {
   key: { type: "string" },
   dialect: { type: "string" },
   pin: { type: "string" },
+  timeout: { type: "string" },
 };
 
-/** Connects and attaches as the queen. */
-export async function connectQueen(p: Parsed, env: NodeJS.ProcessEnv): Promise<{ client: NineClient; root: Fid; key: Uint8Array }> {
-  const addr = dialAddress(required(p, "addr", env.COHESIX_ADDR, "give --addr tcp!HOST!PORT or set COHESIX_ADDR"));
+/** A queen session: the client, its attached root, the queen key and where it dialled. */
+export interface QueenSession {
+  readonly client: NineClient;
+  readonly root: Fid;
+  readonly key: Uint8Array;
+  readonly address: ResolvedAddress;
+}
+
+/**
+ * Connects and attaches as the queen. The address is `--addr`, then
+ * `COHESIX_ADDR`, then the one appliance this folder runs; `--timeout S`
+ * (or `COHESIX_TIMEOUT`) bounds the connect, the attach and each request.
+ */
+export async function connectQueen(p: Parsed, env: NodeJS.ProcessEnv): Promise<QueenSession> {
+  const address = resolveAddress({ ...(str(p, "addr") !== undefined ? { addr: str(p, "addr")! } : {}), env });
+  const addr = dialAddress(address.dialString);
+  const timeoutMs = timeoutMsOf({ ...(str(p, "timeout") !== undefined ? { timeout: str(p, "timeout")! } : {}), env });
   const keyPath = str(p, "key", env.COHESIX_KEY ?? defaultQueenKey(env));
   if (keyPath === undefined) throw new UsageError("--key is required: give --key FILE or set COHESIX_KEY");
   const dialectArg = str(p, "dialect", "9P2000");
@@ -29,20 +45,24 @@ export async function connectQueen(p: Parsed, env: NodeJS.ProcessEnv): Promise<{
   const key = await readPrivateKey(keyPath);
   const ticket = mintTicket({ role: "queen", sub: "queen" }, key, { ttlS: 300 });
   const pin = str(p, "pin", env.COHESIX_PIN);
-  const conn = await dialWithRetry(addr, { attempts: 5, delayMs: 100, timeoutMs: 10_000, ...(pin ? { pin } : {}) });
-  let client: NineClient;
   try {
-    client = await NineClient.connect(conn, { dialect });
+    const conn = await dialWithRetry(addr, { attempts: 5, delayMs: 100, timeoutMs, ...(pin ? { pin } : {}) });
+    let client: NineClient;
+    try {
+      client = await NineClient.connect(conn, { dialect, timeoutMs });
+    } catch (err) {
+      conn.destroy();
+      throw err;
+    }
+    try {
+      return { client, root: await client.attach({ uname: "queen", aname: ticket }), key, address };
+    } catch (err) {
+      // A refused attach must not leave the socket holding the process open.
+      client.close();
+      throw err;
+    }
   } catch (err) {
-    conn.destroy();
-    throw err;
-  }
-  try {
-    return { client, root: await client.attach({ uname: "queen", aname: ticket }), key };
-  } catch (err) {
-    // A refused attach must not leave the socket holding the process open.
-    client.close();
-    throw err;
+    throw explainTimeout(err, address);
   }
 }
 
@@ -57,11 +77,23 @@ function dialAddress(text: string): DialAddress {
 
 type Out = (text: string | Uint8Array) => void;
 
-async function withQueen<T>(argv: readonly string[], extra: OptionSpecs, limits: { min?: number; max?: number }, env: NodeJS.ProcessEnv, fn: (root: Fid, p: Parsed, key: Uint8Array) => Promise<T>): Promise<T> {
+/**
+ * Parses `argv` with the remote options and `extra`, connects as the queen,
+ * runs `fn` and closes the session; a timeout inside `fn` is explained
+ * like one while connecting.
+ *
+ * @example
+ * ```ts
+ * await withQueen(["/proc/boot"], {}, { min: 1 }, env, async (root, p) => root.readText(p.positionals[0]!.slice(1)));
+ * ```
+ */
+export async function withQueen<T>(argv: readonly string[], extra: OptionSpecs, limits: { min?: number; max?: number }, env: NodeJS.ProcessEnv, fn: (root: Fid, p: Parsed, key: Uint8Array) => Promise<T>): Promise<T> {
   const p = parse(argv, { ...remoteOptions, ...extra }, limits);
-  const { client, root, key } = await connectQueen(p, env);
+  const { client, root, key, address } = await connectQueen(p, env);
   try {
     return await fn(root, p, key);
+  } catch (err) {
+    throw explainTimeout(err, address);
   } finally {
     client.close();
   }
@@ -147,8 +179,11 @@ export function tail(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out, 
       const shown = lines === 0 ? [] : all.slice(-lines);
       if (shown.length > 0) out(shown.join("\n") + "\n");
       if (!p.values.follow) return;
+      // A read at the end may block until the next append: give it a signal
+      // of its own so the per-request timeout does not cut it short.
+      const follow = signal ?? new AbortController().signal;
       while (!signal?.aborted) {
-        const data = await f.read(offset, undefined, signal).catch((err: unknown) => {
+        const data = await f.read(offset, undefined, follow).catch((err: unknown) => {
           if (signal?.aborted) return new Uint8Array(0);
           throw err;
         });

@@ -39,4 +39,5 @@ export {
   type Walker,
 } from "./server/types.ts";
 export { NineClient, Fid, type ConnectOptions, type FileInfo, type OpenAccess, type RpcOptions } from "./client/client.ts";
+export { NoAnswerError, formatSeconds } from "./client/timeout.ts";
 export { ReconnectingClient, type ReconnectOptions } from "./client/reconnect.ts";

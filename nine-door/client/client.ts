@@ -14,6 +14,7 @@ import {
 } from "../errors.ts";
 import { decodeDirents, decodeMessage, encodeMessageChunks, FrameSplitter, unpackStats } from "../wire/index.ts";
 import { dial, parseDialString, type DialOptions } from "../transport/index.ts";
+import { NoAnswerError, checkTimeout } from "./timeout.ts";
 import {
   IOHDRSZ,
   MAXWELEM,
@@ -53,6 +54,15 @@ export interface ConnectOptions {
   /** Default "9P2000.L". */
   readonly dialect?: Dialect;
   readonly signal?: AbortSignal;
+  /**
+   * Gives up on version negotiation, and on each request made without a
+   * signal of its own, after this long (ms), rejecting with
+   * {@link NoAnswerError} (class `io`); an unanswered request is flushed.
+   * A request given a signal is governed by that signal alone, so blocking
+   * reads that wait for appends are not cut short. 0 waits forever; default 0.
+   * Change it later with {@link NineClient.timeoutMs}.
+   */
+  readonly timeoutMs?: number;
 }
 
 /** Options of `NineClient.rpc`. */
@@ -113,10 +123,12 @@ export class NineClient {
   readonly #freeFids: number[] = [];
   #nextFid = 0;
   #closed: Error | undefined;
+  #timeoutMs: number;
   readonly #closeListeners = new Set<(err: Error) => void>();
 
-  private constructor(conn: Duplex, splitter: FrameSplitter, dialect: Dialect, msize: number, inPlace: InPlace | undefined) {
+  private constructor(conn: Duplex, splitter: FrameSplitter, dialect: Dialect, msize: number, inPlace: InPlace | undefined, timeoutMs: number) {
     this.#conn = conn;
+    this.#timeoutMs = timeoutMs;
     this.#splitter = splitter;
     this.dialect = dialect;
     this.msize = msize;
@@ -165,6 +177,7 @@ export class NineClient {
   static async #negotiate(conn: Duplex, splitter: FrameSplitter, options: ConnectOptions, inPlace: InPlace | undefined): Promise<NineClient> {
     const want = splitter.maxFrame;
     const dialect = options.dialect ?? "9P2000.L";
+    const timeoutMs = checkTimeout(options.timeoutMs);
     const reply = await new Promise<RMessage>((resolve, reject) => {
       const onData = (chunk?: Buffer) => {
         if (chunk) splitter.push(chunk);
@@ -184,7 +197,15 @@ export class NineClient {
         conn.destroy();
         done(new ClosedError("version negotiation cancelled"));
       };
+      const timer =
+        timeoutMs > 0
+          ? setTimeout(() => {
+              conn.destroy();
+              done(new NoAnswerError("Tversion", timeoutMs));
+            }, timeoutMs)
+          : undefined;
       const done = (err?: Error, msg?: RMessage) => {
+        clearTimeout(timer);
         if (inPlace) inPlace.ready(() => {});
         else conn.off("data", onData);
         conn.off("close", onClose);
@@ -213,7 +234,7 @@ export class NineClient {
       throw new InvalidError(`server does not speak ${dialect} (answered ${JSON.stringify(reply.version)})`);
     }
     splitter.setMaxFrame(reply.msize);
-    const client = new NineClient(conn, splitter, dialect, reply.msize, inPlace);
+    const client = new NineClient(conn, splitter, dialect, reply.msize, inPlace, timeoutMs);
     // Frames that arrived with Rversion (none expected) would be lost; none can, nothing else was sent.
     return client;
   }
@@ -221,6 +242,23 @@ export class NineClient {
   /** Largest payload of one read or write. */
   get iounit(): number {
     return this.msize - IOHDRSZ;
+  }
+
+  /**
+   * How long a request without its own signal may go unanswered, ms (0:
+   * forever); see `ConnectOptions.timeoutMs`.
+   *
+   * @example
+   * ```ts
+   * client.timeoutMs = 2000; // a quick probe
+   * ```
+   */
+  get timeoutMs(): number {
+    return this.#timeoutMs;
+  }
+
+  set timeoutMs(ms: number) {
+    this.#timeoutMs = checkTimeout(ms);
   }
 
   get closed(): boolean {
@@ -245,6 +283,13 @@ export class NineClient {
   rpc<T extends Request>(request: T, signal?: AbortSignal, options?: RpcOptions): Promise<ReplyFor<T["type"]>> {
     if (this.#closed) return Promise.reject(this.#closed);
     if (signal?.aborted) return Promise.reject(abortError(signal));
+    if (signal === undefined && this.#timeoutMs > 0 && request.type !== "Tflush") {
+      // No signal of its own: the client's timeout aborts it (and flushes it).
+      const ms = this.#timeoutMs;
+      const expiry = new AbortController();
+      const timer = setTimeout(() => expiry.abort(new NoAnswerError(request.type, ms)), ms);
+      return this.rpc(request, expiry.signal, options).finally(() => clearTimeout(timer));
+    }
     const tag = this.#allocTag();
     if (options?.receiveBuffer !== undefined) this.#receive.set(tag, options.receiveBuffer);
     return new Promise<ReplyFor<T["type"]>>((resolve, reject) => {
