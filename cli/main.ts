@@ -14,7 +14,9 @@ import { keygen, serve, ticket } from "./local.ts";
 import { log } from "./log.ts";
 import { newCommand, testCommand } from "./project.ts";
 import { cat, ctl, ls, stat, tail, write } from "./remote.ts";
+import { status } from "./status.ts";
 import { boot, build, down, up, vm } from "./vm.ts";
+import { kill, logs, spawn } from "./workers.ts";
 
 /** Where a command writes; tests pass their own. */
 export interface Io {
@@ -39,6 +41,10 @@ const commands: Record<string, { run: Command; usage: string }> = {
   write: { run: (a, io) => write(a, io.env, io.out), usage: "write PATH TEXT [--addr DIAL] [--key FILE]" },
   stat: { run: (a, io) => stat(a, io.env, io.out), usage: "stat PATH [--addr DIAL] [--key FILE]" },
   ctl: { run: (a, io) => ctl(a, io.env, io.out), usage: "ctl JSON [--addr DIAL] [--key FILE] [--unsigned]" },
+  spawn: { run: (a, io) => spawn(a, io.env, io.out), usage: "spawn NAME [--ticks N] [--ttl S] [--ops N] [--lease GPU_ID:mem=MiB[,streams=N][,ttl=S][,priority=N]] [--restart] [--addr DIAL] [--key FILE]" },
+  kill: { run: (a, io) => kill(a, io.env, io.out), usage: "kill WORKER [--addr DIAL] [--key FILE]" },
+  logs: { run: (a, io) => logs(a, io.env, io.out, io.signal), usage: "logs WORKER [-f] [--addr DIAL] [--key FILE]" },
+  status: { run: (a, io) => status(a, io.env, io.out), usage: "status [--json] [--key FILE] [--timeout S]" },
   log: { run: (a, io) => log(a, io.out), usage: "log verify|show DIR [--boot-key FILE] [--from N] [--limit N] [--kind KIND]" },
   fetch: { run: (a, io) => fetch(a, io), usage: "fetch [--board aarch64-virt] [--from DIR] [--offline]" },
   build: { run: (a, io) => build(a, io), usage: "build [--board aarch64-virt] [--project DIR] [--queen-pub FILE] [--out DIR] [--extra SRC:DEST]... [--worker KIND]... (adds to heartbeat, gpu; e.g. inference) [--dir DIR]" },

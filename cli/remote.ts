@@ -266,45 +266,80 @@ export function stat(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out):
   });
 }
 
+/** Options of {@link sendCtl}. */
+export interface SendCtlOptions {
+  /** The ctl file; default `/queen/ctl`. */
+  readonly path?: string;
+  /** Send the command as is, without a signed-ctl envelope. */
+  readonly unsigned?: boolean;
+}
+
+/**
+ * Writes one JSON command to a ctl file and resolves with the reply read
+ * back on the same fid. The command is signed as a `signed-ctl` envelope
+ * with the queen key and the next counter (read from /queen/ctr) — always
+ * for /queen/ctl, for the other ctl files that change state when the
+ * appliance runs `--policy signed-ctl` — unless `unsigned`; a counter raced
+ * by another queen is retried once. `ctl`, `spawn`, `kill` and the shell
+ * all send through here.
+ *
+ * @example
+ * ```ts
+ * await sendCtl(root, key, '{"spawn":"heartbeat","ticks":10}'); // '{"ok":true,"worker":"worker-3"}'
+ * ```
+ */
+export async function sendCtl(root: Fid, key: Uint8Array, command: string, options: SendCtlOptions = {}): Promise<string> {
+  const path = options.path ?? "/queen/ctl";
+  try {
+    JSON.parse(command);
+  } catch (err) {
+    throw new InvalidError(`not JSON: ${(err as Error).message}`);
+  }
+  // /queen/ctl is always signed; the other ctl files that change state
+  // when the appliance demands it (--policy signed-ctl).
+  const signed = options.unsigned !== true && (path === "/queen/ctl" || (signableCommand(path, command) !== undefined && (await signedPolicy(root))));
+  const envelope = () => envelopeFor(root, command, key);
+  let text = signed ? await envelope() : command;
+  return root.with(rel(path), async (f) => {
+    await f.open("rw");
+    try {
+      await f.write(text);
+    } catch (err) {
+      if (!signed || !(err instanceof Error) || !err.message.startsWith("permission: replay")) throw err;
+      text = await envelope();
+      await f.write(text);
+    }
+    return (await f.readAll(0)).toString("utf8").trim();
+  });
+}
+
+/**
+ * What `ctl` prints for a reply: the worker id when the reply names one,
+ * else the reply as is.
+ *
+ * @example
+ * ```ts
+ * ctlPrinted('{"ok":true,"worker":"worker-3"}'); // "worker-3"
+ * ```
+ */
+export function ctlPrinted(reply: string): string {
+  try {
+    const obj = JSON.parse(reply) as { worker?: unknown };
+    if (typeof obj.worker === "string") return obj.worker;
+  } catch {
+    // Not JSON: print as is.
+  }
+  return reply;
+}
+
 /**
  * `ctl JSON`: writes one command to /queen/ctl (or `--file PATH`) and reads the reply on the
- * same fid. Prints the worker id when the reply names one, else the reply.
- * The command is signed as a `signed-ctl` envelope with the queen key and
- * the next counter (read from /queen/ctr), unless `--unsigned`; a counter
- * raced by another queen is retried once.
+ * same fid (see {@link sendCtl}). Prints the worker id when the reply names one, else the reply.
  */
 export function ctl(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
   return withQueen(argv, { file: { type: "string" }, unsigned: { type: "boolean" } }, { min: 1, max: 1 }, env, async (root, p, key) => {
-    const path = str(p, "file", "/queen/ctl")!;
-    const command = p.positionals[0]!;
-    try {
-      JSON.parse(command);
-    } catch (err) {
-      throw new InvalidError(`not JSON: ${(err as Error).message}`);
-    }
-    // /queen/ctl is always signed; the other ctl files that change state
-    // when the appliance demands it (--policy signed-ctl).
-    const signed = p.values.unsigned !== true && (path === "/queen/ctl" || (signableCommand(path, command) !== undefined && (await signedPolicy(root))));
-    const envelope = () => envelopeFor(root, command, key);
-    let text = signed ? await envelope() : command;
-    await root.with(rel(path), async (f) => {
-      await f.open("rw");
-      try {
-        await f.write(text);
-      } catch (err) {
-        if (!signed || !(err instanceof Error) || !err.message.startsWith("permission: replay")) throw err;
-        text = await envelope();
-        await f.write(text);
-      }
-      const reply = (await f.readAll(0)).toString("utf8").trim();
-      let printed = reply;
-      try {
-        const obj = JSON.parse(reply) as { worker?: unknown };
-        if (typeof obj.worker === "string") printed = obj.worker;
-      } catch {
-        // Not JSON: print as is.
-      }
-      if (printed) out(`${printed}\n`);
-    });
+    const reply = await sendCtl(root, key, p.positionals[0]!, { path: str(p, "file", "/queen/ctl")!, unsigned: p.values.unsigned === true });
+    const printed = ctlPrinted(reply);
+    if (printed) out(`${printed}\n`);
   });
 }
