@@ -1,6 +1,8 @@
 /**
- * Command-line parsing shared by every `cohesix` command: one `UsageError`
- * (exit 2) and a thin wrapper over node:util's parseArgs.
+ * Command-line helpers shared by every `cohesix` command: one `UsageError`
+ * (exit 2), typed accessors of parsed values, and `parse`, a thin wrapper
+ * over node:util's parseArgs (verbs are parsed from their declaration by
+ * verb.ts's parseVerb; `parse` serves tests and tools).
  * @module
  */
 import { resolve } from "node:path";
@@ -14,8 +16,8 @@ export class UsageError extends Error {
   }
 }
 
-/** Option specs in node:util's parseArgs form. */
-export type OptionSpecs = Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }>;
+/** Option specs in node:util's parseArgs form (a verb's declaration in options.ts/verbs.ts is one; other fields are ignored). */
+export type OptionSpecs = Readonly<Record<string, { readonly type: "string" | "boolean"; readonly short?: string; readonly multiple?: boolean }>>;
 
 /** Parsed options and positionals. */
 export interface Parsed {
@@ -34,7 +36,8 @@ export interface Parsed {
 export function parse(argv: readonly string[], options: OptionSpecs, limits: { min?: number; max?: number } = {}): Parsed {
   let parsed: Parsed;
   try {
-    parsed = parseArgs({ args: [...argv], options, allowPositionals: true, strict: true }) as Parsed;
+    const specs = Object.fromEntries(Object.entries(options).map(([k, o]) => [k, { type: o.type, ...(o.short ? { short: o.short } : {}), ...(o.multiple ? { multiple: true } : {}) }]));
+    parsed = parseArgs({ args: [...argv], options: specs, allowPositionals: true, strict: true }) as Parsed;
   } catch (err) {
     throw new UsageError((err as Error).message);
   }

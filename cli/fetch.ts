@@ -5,9 +5,8 @@
 import { resolve } from "node:path";
 import { loadBoard } from "../boards/index.ts";
 import { fetchArtefacts, fetchNatives } from "../rootfs/index.ts";
-import { parse, str } from "./args.ts";
-
-type Out = (text: string | Uint8Array) => void;
+import { str, type Parsed } from "./args.ts";
+import type { Io } from "./verb.ts";
 
 /**
  * `fetch [--board aarch64-virt] [--from DIR] [--offline]`:
@@ -16,11 +15,10 @@ type Out = (text: string | Uint8Array) => void;
  *
  * @example
  * ```ts
- * await fetch(["--board", "aarch64-virt", "--offline"], { env: process.env, out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) });
+ * await fetch({ values: { board: "aarch64-virt", offline: true }, positionals: [] }, { env: process.env, out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) });
  * ```
  */
-export async function fetch(argv: readonly string[], io: { env: NodeJS.ProcessEnv; out: Out; err: (text: string) => void }): Promise<void> {
-  const p = parse(argv, { board: { type: "string" }, from: { type: "string" }, offline: { type: "boolean" } }, { max: 0 });
+export async function fetch(p: Parsed, io: Io): Promise<void> {
   const board = loadBoard(str(p, "board", "aarch64-virt")!);
   const from = str(p, "from");
   const started = Date.now();

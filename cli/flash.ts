@@ -24,7 +24,7 @@ import {
   type ConsoleInput,
   type Runner,
 } from "../flash/index.ts";
-import { parse, str, UsageError } from "./args.ts";
+import { str, UsageError, type Parsed } from "./args.ts";
 import { defaultReleasePub } from "./paths.ts";
 
 interface Io {
@@ -72,20 +72,7 @@ function fakeRunner(log: (text: string) => void): Runner {
 }
 
 /** `cohesix flash FILE [--device DEV] [--yes] [--unmount] [--target-file PATH] [--pub FILE] [--max-size SIZE]`, or `--list`. */
-export async function flash(argv: readonly string[], io: Io): Promise<void> {
-  const p = parse(
-    argv,
-    {
-      device: { type: "string" },
-      yes: { type: "boolean", short: "y" },
-      unmount: { type: "boolean" },
-      "target-file": { type: "string" },
-      pub: { type: "string" },
-      "max-size": { type: "string" },
-      list: { type: "boolean" },
-    },
-    { max: 1 },
-  );
+export async function flash(p: Parsed, io: Io): Promise<void> {
   const fakeRoot = io.env.COHESIX_FLASH_ROOT;
   const view = fakeRoot ? systemView(resolve(fakeRoot)) : systemView();
   const maxSize = str(p, "max-size");
@@ -135,18 +122,7 @@ function processSignal(given: AbortSignal | undefined): { signal: AbortSignal; d
 }
 
 /** `cohesix console --port DEV [--baud 115200] [--log FILE] [--expect TEXT [--timeout S]]`. */
-export async function consoleCommand(argv: readonly string[], io: Io): Promise<void> {
-  const p = parse(
-    argv,
-    {
-      port: { type: "string" },
-      baud: { type: "string" },
-      log: { type: "string" },
-      expect: { type: "string" },
-      timeout: { type: "string" },
-    },
-    { max: 0 },
-  );
+export async function consoleCommand(p: Parsed, io: Io): Promise<void> {
   const port = str(p, "port");
   if (port === undefined) throw new UsageError("--port is required: the serial device, e.g. /dev/ttyUSB0, or the /dev/pts/N QEMU printed for -serial pty");
   const baudText = str(p, "baud", "115200")!;

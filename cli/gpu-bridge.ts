@@ -8,10 +8,9 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseListenAddress } from "../nine-door/index.ts";
 import { BRIDGE_KEY_NAME, startBridge, type BackendChoice } from "../gpu-bridge/index.ts";
-import { parse, required, str, UsageError } from "./args.ts";
+import { required, str, UsageError, type Parsed } from "./args.ts";
 import { configDir } from "./paths.ts";
-
-type Out = (text: string | Uint8Array) => void;
+import type { Io } from "./verb.ts";
 
 /** The default bridge key: `~/.config/cohesix/bridge.key` (made on first use). */
 export function defaultBridgeKey(env: NodeJS.ProcessEnv = process.env): string {
@@ -24,12 +23,7 @@ export function defaultBridgeKey(env: NodeJS.ProcessEnv = process.env): string {
  * `READY tcp!HOST!PORT` line once serving (`tls!…` with TLS), diagnostics
  * on stderr, and serves until SIGTERM/SIGINT (exit 0).
  */
-export async function gpuBridge(argv: readonly string[], io: { env: NodeJS.ProcessEnv; out: Out; err: (text: string) => void; signal?: AbortSignal }): Promise<void> {
-  const p = parse(
-    argv,
-    { listen: { type: "string" }, backend: { type: "string" }, key: { type: "string" }, "tls-key": { type: "string" }, "tls-cert": { type: "string" }, executor: { type: "string" } },
-    { max: 0 },
-  );
+export async function gpuBridge(p: Parsed, io: Io): Promise<void> {
   const listen = required(p, "listen", undefined, "e.g. --listen 127.0.0.1:5650 (port 0 picks a free port)");
   try {
     parseListenAddress(listen);

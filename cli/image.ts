@@ -14,7 +14,7 @@ import { join, resolve } from "node:path";
 import { loadBoard, packageRoot } from "../boards/index.ts";
 import { buildBoardImage, verifyImage } from "../flash/index.ts";
 import { fetchArtefacts } from "../rootfs/index.ts";
-import { extraFiles, parse, required, str, UsageError } from "./args.ts";
+import { extraFiles, required, str, UsageError, type Parsed } from "./args.ts";
 import { defaultQueenPub, defaultReleaseKey, defaultReleasePub, ensureDefaultKey } from "./paths.ts";
 import { imageInputsOf, projectOf } from "./project.ts";
 
@@ -32,30 +32,11 @@ interface Io {
  *
  * @example
  * ```ts
- * await image(["--board", "aarch64-virt", "--out", "cohesix.img"], io); // "cohesix.img\ncohesix.img.manifest.json\n…"
- * await image(["verify", "cohesix.img", "--pub", "release.pub"], io);   // "ok cohesix.img …"
+ * await main(["image", "--board", "aarch64-virt", "--out", "cohesix.img"], io); // "cohesix.img\ncohesix.img.manifest.json\n…"
+ * await main(["image", "verify", "cohesix.img", "--pub", "release.pub"], io); // "ok cohesix.img …"
  * ```
  */
-export async function image(argv: readonly string[], io: Io): Promise<void> {
-  if (argv[0] === "verify") return verify(argv.slice(1), io);
-  const p = parse(
-    argv,
-    {
-      board: { type: "string" },
-      out: { type: "string" },
-      key: { type: "string" },
-      "queen-pub": { type: "string" },
-      policy: { type: "string" },
-      extra: { type: "string", multiple: true },
-      "data-mb": { type: "string" },
-      append: { type: "string", multiple: true },
-      dir: { type: "string" },
-      from: { type: "string" },
-      offline: { type: "boolean" },
-      project: { type: "string" },
-    },
-    { max: 0 },
-  );
+export async function image(p: Parsed, io: Io): Promise<void> {
   // In a project folder (or with --project DIR): its workers, files, board, keys and policy.
   const project = projectOf(p);
   const fromProject = project ? imageInputsOf(project) : undefined;
@@ -101,8 +82,7 @@ export async function image(argv: readonly string[], io: Io): Promise<void> {
 }
 
 /** `image verify FILE [--pub FILE]`: exit 0 and a summary, or the refusal. */
-async function verify(argv: readonly string[], io: Io): Promise<void> {
-  const p = parse(argv, { pub: { type: "string" }, manifest: { type: "string" } }, { min: 1, max: 1 });
+export async function verify(p: Parsed, io: Io): Promise<void> {
   const file = resolve(p.positionals[0]!);
   const pubKeyFile = resolve(str(p, "pub") ?? defaultReleasePub(io.env));
   const manifestPath = str(p, "manifest");

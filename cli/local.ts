@@ -9,11 +9,10 @@ import { join } from "node:path";
 import { parseDialString, parseListenAddress } from "../nine-door/index.ts";
 import { bundleForHost } from "../project/index.ts";
 import { BUILTIN_WORKERS, serveAppliance, mintTicket, readPrivateKey, writeKeyPair } from "../root-task/index.ts";
-import { parse, required, str, UsageError } from "./args.ts";
+import { required, str, UsageError, type Parsed } from "./args.ts";
 import { configDir, defaultQueenKey, defaultQueenPub } from "./paths.ts";
 import { projectOf } from "./project.ts";
-
-type Out = (text: string | Uint8Array) => void;
+import type { Io } from "./verb.ts";
 
 /**
  * `keygen [--release] [--out DIR] [--force]`: writes DIR/queen.key (0600)
@@ -21,16 +20,14 @@ type Out = (text: string | Uint8Array) => void;
  * DIR/release.key (0600) and DIR/release.pub. DIR defaults to
  * ~/.config/cohesix.
  */
-export async function keygen(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
-  const p = parse(argv, { out: { type: "string" }, force: { type: "boolean" }, release: { type: "boolean" } }, { max: 0 });
+export async function keygen(p: Parsed, { env, out }: Io): Promise<void> {
   const dir = str(p, "out", configDir(env))!;
   const written = await writeKeyPair(dir, { name: p.values.release === true ? "release" : "queen", force: p.values.force === true });
   out(`${written.privatePath}\n${written.publicPath}\nkey id ${written.id}\n`);
 }
 
 /** `ticket --role queen [--key FILE] [--ttl S]`: prints a signed ticket. */
-export async function ticket(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
-  const p = parse(argv, { role: { type: "string" }, key: { type: "string" }, ttl: { type: "string" }, subject: { type: "string" } }, { max: 0 });
+export async function ticket(p: Parsed, { env, out }: Io): Promise<void> {
   const role = required(p, "role", undefined, "e.g. --role queen");
   const keyPath = str(p, "key", env.COHESIX_KEY ?? defaultQueenKey(env))!;
   const ttl = Number(str(p, "ttl", "3600"));
@@ -47,9 +44,8 @@ export async function ticket(argv: readonly string[], env: NodeJS.ProcessEnv, ou
  * mounts the GPU bridge at /gpu when given (key default
  * ~/.config/cohesix/bridge.key, which `cohesix gpu-bridge` makes), prints `READY tcp!HOST!PORT` once accepting, serves until SIGTERM/SIGINT.
  */
-export async function serve(argv: readonly string[], io: { env: NodeJS.ProcessEnv; out: Out; err: (text: string) => void; signal?: AbortSignal }): Promise<void> {
+export async function serve(p: Parsed, io: Io): Promise<void> {
   const { env, out, signal } = io;
-  const p = parse(argv, { board: { type: "string" }, listen: { type: "string" }, state: { type: "string" }, "queen-pub": { type: "string" }, policy: { type: "string" }, "tls-key": { type: "string" }, "tls-cert": { type: "string" }, "gpu-bridge": { type: "string" }, "gpu-bridge-key": { type: "string" }, "gpu-bridge-pin": { type: "string" }, project: { type: "string" } }, { max: 0 });
   // In a project folder (or with --project DIR) its workers are served too.
   const project = projectOf(p);
   const gpuDial = str(p, "gpu-bridge");

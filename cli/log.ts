@@ -8,9 +8,8 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { InvalidError } from "../nine-door/index.ts";
 import { commitLogKey, formatRecord, readPrivateKey, showLog, verifyLog } from "../root-task/index.ts";
-import { parse, str, UsageError } from "./args.ts";
-
-type Out = (text: string | Uint8Array) => void;
+import { str, UsageError, type Parsed } from "./args.ts";
+import type { Io } from "./verb.ts";
 
 async function keyFor(dir: string, keyPath: string | undefined): Promise<Uint8Array | undefined> {
   const path = keyPath ?? join(dir, "boot.key");
@@ -18,39 +17,48 @@ async function keyFor(dir: string, keyPath: string | undefined): Promise<Uint8Ar
   return commitLogKey(await readPrivateKey(path));
 }
 
-/** `log verify DIR [--boot-key FILE]` / `log show DIR [--from N] [--limit N]`. */
-export async function log(argv: readonly string[], out: Out): Promise<void> {
-  const [sub, ...rest] = argv;
-  if (sub !== "verify" && sub !== "show") throw new UsageError("expected log verify DIR or log show DIR");
-  const p = parse(rest, { "boot-key": { type: "string" }, from: { type: "string" }, limit: { type: "string" }, kind: { type: "string" } }, { min: 1, max: 1 });
+/** `log verify DIR [--boot-key FILE]`: checksums, hash chain and HMAC; exit 1 on damage. */
+export async function logVerify(p: Parsed, { out }: Io): Promise<void> {
   const dir = p.positionals[0]!;
   const key = await keyFor(dir, str(p, "boot-key"));
-  if (sub === "verify") {
-    const r = await verifyLog(dir, key ? { key } : {});
-    out(
-      [
-        `records=${r.records}`,
-        `last_seq=${r.lastSeq}`,
-        `head=${r.headHash}`,
-        `hmac=${r.hmac}`,
-        ...(r.tornTail ? [`torn_tail=${JSON.stringify(r.tornTail)}`] : []),
-        `ok=${r.ok}`,
-        "",
-      ].join("\n"),
-    );
-    if (!r.ok) throw new InvalidError(`commit log damaged: ${r.error ?? "unknown damage"}`);
-    return;
-  }
+  const r = await verifyLog(dir, key ? { key } : {});
+  out(
+    [
+      `records=${r.records}`,
+      `last_seq=${r.lastSeq}`,
+      `head=${r.headHash}`,
+      `hmac=${r.hmac}`,
+      ...(r.tornTail ? [`torn_tail=${JSON.stringify(r.tornTail)}`] : []),
+      `ok=${r.ok}`,
+      "",
+    ].join("\n"),
+  );
+  if (!r.ok) throw new InvalidError(`commit log damaged: ${r.error ?? "unknown damage"}`);
+}
+
+/**
+ * The kinds of record the root task commits. A log may hold others (later
+ * features add their own); `--kind` takes these and any kind the log holds.
+ */
+export const KNOWN_KINDS: readonly string[] = ["spawn", "kill", "exit", "revoke", "budget", "bind", "mount", "lifecycle", "key", "ctr"];
+
+/** `log show DIR [--from N] [--limit N] [--kind KIND]`: the records, one per line. */
+export async function logShow(p: Parsed, { out }: Io): Promise<void> {
+  const dir = p.positionals[0]!;
+  const key = await keyFor(dir, str(p, "boot-key"));
   const num = (name: string): number | undefined => {
     const v = str(p, name);
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isSafeInteger(n) || n < 0) throw new UsageError(`--${name} must be a non-negative integer`);
-    return n;
+    return v === undefined ? undefined : Number(v);
   };
   const from = num("from");
   const limit = num("limit");
   const kind = str(p, "kind");
+  if (kind !== undefined && !KNOWN_KINDS.includes(kind)) {
+    // Not a kind the root task writes: accept it only if this log holds one.
+    const all = await showLog(dir, key ? { key } : {});
+    const seen = new Set(all.records.map((r) => r.kind));
+    if (!seen.has(kind)) throw new UsageError(`--kind ${JSON.stringify(kind)} is no kind of record: known kinds are ${[...new Set([...KNOWN_KINDS, ...seen])].join(", ")}`);
+  }
   const { records, report } = await showLog(dir, {
     ...(key ? { key } : {}),
     ...(from !== undefined ? { from } : {}),

@@ -1,66 +1,100 @@
 /**
- * `cohesix`: the host command. Dispatches to one function per command and
- * maps failures to exit codes: 0 success, 1 a 9P or runtime error printed
- * as one `class: message` line, 2 a usage error.
+ * `cohesix`: the host command. Verbs are declared in verbs.ts (the one
+ * place a new verb goes); this file finds the verb a command line names,
+ * reads its options against the declaration, runs it and maps failures to
+ * exit codes: 0 success; 1 a runtime error printed as one `class: message`
+ * line (`not found:`, `permission:`, `invalid:`, `busy:`, `too big:`,
+ * `closed:`, or `io:` for a failure outside 9P); 2 a usage error, one line
+ * that ends with the verb's usage and a pointer to its help.
  * @module
  */
-import { NineError } from "../nine-door/index.ts";
-import { UsageError } from "./args.ts";
-import { fetch } from "./fetch.ts";
-import { consoleCommand, flash } from "./flash.ts";
-import { gpuBridge } from "./gpu-bridge.ts";
-import { image } from "./image.ts";
-import { keygen, serve, ticket } from "./local.ts";
-import { log } from "./log.ts";
-import { newCommand, testCommand } from "./project.ts";
-import { cat, ctl, ls, stat, tail, write } from "./remote.ts";
-import { status } from "./status.ts";
-import { boot, build, down, up, vm } from "./vm.ts";
-import { kill, logs, spawn } from "./workers.ts";
+import { readFileSync } from "node:fs";
+import { UsageError, type Parsed } from "./args.ts";
+import { globalUsage, markdownTable, verbHelp, walk, type Reached } from "./help.ts";
+import { closest, parseVerb, synopsis, type Io, type Verb } from "./verb.ts";
+import { VERBS } from "./verbs.ts";
 
-/** Where a command writes; tests pass their own. */
-export interface Io {
-  readonly out: (text: string | Uint8Array) => void;
-  readonly err: (text: string) => void;
-  readonly env: NodeJS.ProcessEnv;
-  /** Aborts long-running commands (serve, tail -f). */
-  readonly signal?: AbortSignal;
+export type { Io } from "./verb.ts";
+
+/**
+ * The version in the package's package.json.
+ *
+ * @example
+ * ```ts
+ * version(); // "0.1.0"
+ * ```
+ */
+export function version(): string {
+  // cli/main.ts, dist/cohesix.mjs and dist/cli/chunk-*.mjs sit one or two folders below it.
+  for (const up of ["../package.json", "../../package.json"]) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), "utf8")) as { name?: string; version?: string };
+      if (pkg.name === "cohesix" && typeof pkg.version === "string") return pkg.version;
+    } catch {
+      // not this folder
+    }
+  }
+  return "unknown";
 }
-
-type Command = (argv: readonly string[], io: Io) => Promise<void>;
-
-const commands: Record<string, { run: Command; usage: string }> = {
-  new: { run: (a, io) => newCommand(a, io), usage: "new DIR [--name NAME] [--cohesix SPEC] (an appliance project of your own)" },
-  test: { run: (a, io) => testCommand(a, io), usage: "test [--project DIR] (the project's test/**/*.test.ts under node --test)" },
-  keygen: { run: (a, io) => keygen(a, io.env, io.out), usage: "keygen [--release] [--out DIR] [--force]" },
-  serve: { run: (a, io) => serve(a, io), usage: "serve --board host --listen HOST:PORT --state DIR [--project DIR] [--queen-pub FILE] [--policy open|signed-ctl] [--tls-key FILE --tls-cert FILE] [--gpu-bridge DIAL [--gpu-bridge-key FILE] [--gpu-bridge-pin SHA256]]" },
-  ticket: { run: (a, io) => ticket(a, io.env, io.out), usage: "ticket --role queen [--key FILE] [--ttl SECONDS]" },
-  ls: { run: (a, io) => ls(a, io.env, io.out), usage: "ls [-l] [PATH] [--addr DIAL] [--key FILE]" },
-  cat: { run: (a, io) => cat(a, io.env, io.out), usage: "cat PATH... [--addr DIAL] [--key FILE]" },
-  tail: { run: (a, io) => tail(a, io.env, io.out, io.signal), usage: "tail [-f] [-n N] PATH [--addr DIAL] [--key FILE]" },
-  write: { run: (a, io) => write(a, io.env, io.out), usage: "write PATH TEXT [--addr DIAL] [--key FILE]" },
-  stat: { run: (a, io) => stat(a, io.env, io.out), usage: "stat PATH [--addr DIAL] [--key FILE]" },
-  ctl: { run: (a, io) => ctl(a, io.env, io.out), usage: "ctl JSON [--addr DIAL] [--key FILE] [--unsigned]" },
-  spawn: { run: (a, io) => spawn(a, io.env, io.out), usage: "spawn NAME [--ticks N] [--ttl S] [--ops N] [--lease GPU_ID:mem=MiB[,streams=N][,ttl=S][,priority=N]] [--restart] [--addr DIAL] [--key FILE]" },
-  kill: { run: (a, io) => kill(a, io.env, io.out), usage: "kill WORKER [--addr DIAL] [--key FILE]" },
-  logs: { run: (a, io) => logs(a, io.env, io.out, io.signal), usage: "logs WORKER [-f] [--addr DIAL] [--key FILE]" },
-  status: { run: (a, io) => status(a, io.env, io.out), usage: "status [--json] [--key FILE] [--timeout S]" },
-  log: { run: (a, io) => log(a, io.out), usage: "log verify|show DIR [--boot-key FILE] [--from N] [--limit N] [--kind KIND]" },
-  fetch: { run: (a, io) => fetch(a, io), usage: "fetch [--board aarch64-virt] [--from DIR] [--offline]" },
-  build: { run: (a, io) => build(a, io), usage: "build [--board aarch64-virt] [--project DIR] [--queen-pub FILE] [--out DIR] [--extra SRC:DEST]... [--worker KIND]... (adds to heartbeat, gpu; e.g. inference) [--dir DIR]" },
-  boot: { run: (a, io) => boot(a, io), usage: "boot [--board aarch64-virt] [--disk FILE] [--detach] [--restore NAME] [--port N] [--append K=V]... [--rtc-base DATE|utc] [--rtc-clock host|vm|rt] [--gpu-bridge DIAL [--gpu-bridge-key FILE] [--gpu-bridge-pin SHA256] [--gpu-bridge-ttl SECONDS]] [--dir DIR] (and build's options)" },
-  up: { run: (a, io) => up(a, io), usage: "up [--board aarch64-virt|host] [--project DIR] [--detach] [--worker KIND]... [--gpu-bridge DIAL] (build + boot, and their options; --board host serves without a VM)" },
-  down: { run: (a, io) => down(a, io), usage: "down [--board aarch64-virt] [--dir DIR]" },
-  vm: { run: (a, io) => vm(a, io), usage: "vm pause|resume|snapshot NAME|restore NAME [--board aarch64-virt] [--dir DIR]" },
-  "gpu-bridge": { run: (a, io) => gpuBridge(a, io), usage: "gpu-bridge --listen HOST:PORT [--backend auto|nvml|sim] [--key FILE] [--tls-key FILE --tls-cert FILE] [--executor CMD]" },
-  image: { run: (a, io) => image(a, io), usage: "image --board B --out FILE [--key FILE] [--queen-pub FILE] [--data-mb N] [--extra SRC:DEST]... | image verify FILE [--pub FILE]" },
-  flash: { run: (a, io) => flash(a, io), usage: "flash FILE [--device DEV] [--yes] [--unmount] [--target-file PATH] [--pub FILE] [--max-size SIZE] | flash --list" },
-  console: { run: (a, io) => consoleCommand(a, io), usage: "console --port DEV [--baud 115200] [--log FILE] [--expect TEXT [--timeout S]]" },
-};
 
 /** The usage text. */
 export function usage(): string {
-  return ["usage: cohesix COMMAND [OPTIONS]", "", ...Object.values(commands).map((c) => `  cohesix ${c.usage}`), ""].join("\n");
+  return globalUsage(VERBS);
+}
+
+/** The verb `words` name (following sub-verbs), and the words left for it. */
+function find(words: readonly string[]): { reached: Reached; rest: readonly string[] } | { unknown: string; among: readonly Verb[]; path: readonly string[] } {
+  let list: readonly Verb[] = VERBS;
+  const path: string[] = [];
+  let verb: Verb | undefined;
+  let i = 0;
+  for (; i < words.length; i++) {
+    const next = list.find((v) => v.name === words[i]);
+    if (!next) break;
+    verb = next;
+    path.push(next.name);
+    if (!next.subverbs) {
+      i++;
+      break;
+    }
+    list = next.subverbs;
+  }
+  if (!verb) return { unknown: words[0] ?? "", among: VERBS, path: [] };
+  // A word after a verb with sub-verbs that takes no arguments itself can only be a sub-verb.
+  const takesArgs = verb.run !== undefined && (verb.args ?? []).length > 0;
+  if (verb.subverbs && !takesArgs && i < words.length && !words[i]!.startsWith("-")) return { unknown: words[i]!, among: verb.subverbs, path };
+  return { reached: { verb, path }, rest: words.slice(i) };
+}
+
+function wantsHelp(argv: readonly string[]): boolean {
+  for (const a of argv) {
+    if (a === "--") return false;
+    if (a === "--help" || a === "-h") return true;
+  }
+  return false;
+}
+
+/** `cohesix help [COMMAND…] [--markdown]`. */
+export async function help(p: Parsed, io: Io): Promise<void> {
+  if (p.values.markdown === true) {
+    io.out(markdownTable(VERBS));
+    return;
+  }
+  if (p.positionals.length === 0) {
+    io.out(usage());
+    return;
+  }
+  const found = find(p.positionals);
+  if ("unknown" in found) throw unknownVerb(found);
+  io.out(verbHelp(found.reached));
+}
+
+function unknownVerb(u: { unknown: string; among: readonly Verb[]; path: readonly string[] }): UsageError {
+  const names = u.among.filter((v) => !v.hidden).map((v) => v.name);
+  const near = closest(u.unknown, names);
+  const what = u.path.length ? `unknown ${u.path.join(" ")} verb` : "unknown command";
+  const hint = near ? `: did you mean ${[...u.path, near].join(" ")}?` : u.path.length ? ` (one of ${names.join(", ")})` : "";
+  return new UsageError(`${what} ${JSON.stringify(u.unknown)}${hint}`);
 }
 
 /**
@@ -72,30 +106,63 @@ export function usage(): string {
  * ```
  */
 export async function main(argv: readonly string[], io: Io): Promise<number> {
-  const [name, ...rest] = argv;
-  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
-    io.out(usage());
-    return name === undefined ? 2 : 0;
-  }
-  const command = commands[name];
-  if (!command) {
-    io.err(`cohesix: unknown command ${JSON.stringify(name)}\n${usage()}`);
+  const [first] = argv;
+  if (first === undefined) {
+    io.err(usage());
     return 2;
   }
+  if (first === "--version" || first === "-V") {
+    io.out(`cohesix ${version()}\n`);
+    return 0;
+  }
+  if (first === "--help" || first === "-h") {
+    io.out(usage());
+    return 0;
+  }
+  const found = find(argv);
+  if ("unknown" in found) {
+    const err = unknownVerb(found);
+    const where = found.path.length ? found.path.join(" ") : "COMMAND";
+    io.err(`cohesix: ${err.message} (usage: cohesix ${found.path.length ? synopsis(VERBS.find((v) => v.name === found.path[0])!, found.path) : `${where} [OPTIONS]`}; see 'cohesix help${found.path.length ? ` ${where}` : ""}')\n`);
+    return 2;
+  }
+  const { reached, rest } = found;
+  const name = reached.path.join(" ");
+  if (wantsHelp(rest)) {
+    io.out(verbHelp(reached));
+    return 0;
+  }
   try {
-    await command.run(rest, io);
+    if (!reached.verb.run) {
+      const subs = (reached.verb.subverbs ?? []).map((s) => s.name);
+      throw new UsageError(`missing the verb: ${subs.join(", ")}`);
+    }
+    const p = parseVerb(rest, reached.verb);
+    await reached.verb.run(p, io);
     return 0;
   } catch (err) {
     if (err instanceof UsageError) {
-      io.err(`cohesix ${name}: ${err.message}\nusage: cohesix ${command.usage}\n`);
+      io.err(`cohesix ${name}: ${oneLine(err.message)} (usage: cohesix ${synopsis(reached.verb, reached.path)}; see 'cohesix ${name} --help')\n`);
       return 2;
     }
-    if (err instanceof NineError) {
-      io.err(`${err.message}\n`);
+    // A NineError (its message starts with its class); matched by shape so
+    // that this file does not load the 9P library for verbs that don't use it.
+    if (err instanceof Error && typeof (err as { errorClass?: unknown }).errorClass === "string") {
+      io.err(`${oneLine(err.message)}\n`);
       return 1;
     }
     const message = err instanceof Error ? err.message : String(err);
-    io.err(`io: ${message}\n`);
+    io.err(`io: ${oneLine(message)}\n`);
     return 1;
   }
+}
+
+/** Errors are one line: a multi-line message (OpenSSL's, a child's stderr) is joined. */
+function oneLine(text: string): string {
+  return text.trim().split(/\s*\n\s*/).join("; ");
+}
+
+/** Every verb and sub-verb with its path, for tests and tools. */
+export function allVerbs(): Reached[] {
+  return walk(VERBS);
 }

@@ -8,7 +8,7 @@ import { existsSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { CONFIG_FILE, loadProject, newProject, runProjectTests, type ProjectConfig } from "../project/index.ts";
 import type { ExtraFile, ImageProgram } from "../rootfs/index.ts";
-import { parse, str, UsageError, type Parsed } from "./args.ts";
+import { str, UsageError, type Parsed } from "./args.ts";
 
 type Out = (text: string | Uint8Array) => void;
 interface Io {
@@ -54,11 +54,10 @@ export function imageInputsOf(project: ProjectConfig): { programs: Record<string
  *
  * @example
  * ```ts
- * await newCommand(["my-appliance"], io); // "created my-appliance: …"
+ * await main(["new", "my-appliance"], io); // "created my-appliance: …"
  * ```
  */
-export async function newCommand(argv: readonly string[], io: Io): Promise<void> {
-  const p = parse(argv, { name: { type: "string" }, cohesix: { type: "string" } }, { min: 1, max: 1 });
+export async function newCommand(p: Parsed, io: Io): Promise<void> {
   const dir = p.positionals[0]!;
   if (dir.startsWith("-")) throw new UsageError(`expected a folder, got ${JSON.stringify(dir)}`);
   const name = str(p, "name");
@@ -82,11 +81,10 @@ export async function newCommand(argv: readonly string[], io: Io): Promise<void>
  *
  * @example
  * ```ts
- * await testCommand([], io);
+ * await main(["test"], io);
  * ```
  */
-export async function testCommand(argv: readonly string[], io: Io): Promise<void> {
-  const p = parse(argv, { project: { type: "string" } }, { max: 0 });
+export async function testCommand(p: Parsed, io: Io): Promise<void> {
   const dir = resolve(str(p, "project", ".")!);
   await runProjectTests(dir, { say: (line) => io.err(`${line}\n`) });
 }

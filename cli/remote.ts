@@ -7,18 +7,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { InvalidError, NineClient, QidType, dialWithRetry, parseDialString, type DialAddress, type Dialect, type Fid, type FileInfo } from "../nine-door/index.ts";
 import { isEnvelope, mintTicket, readPrivateKey, signEnvelope } from "../root-task/index.ts";
-import { parse, str, UsageError, type OptionSpecs, type Parsed } from "./args.ts";
+import { str, UsageError, type Parsed } from "./args.ts";
 import { explainTimeout, resolveAddress, timeoutMsOf, type ResolvedAddress } from "./address.ts";
 import { defaultQueenKey } from "./paths.ts";
+import type { Io } from "./verb.ts";
 
-/** Options every remote command takes. */
-export const remoteOptions: OptionSpecs = {
-  addr: { type: "string" },
-  key: { type: "string" },
-  dialect: { type: "string" },
-  pin: { type: "string" },
-  timeout: { type: "string" },
-};
+/** The options every remote command takes are declared in options.ts (REMOTE_OPTIONS). */
 
 /** A queen session: the client, its attached root, the queen key and where it dialled. */
 export interface QueenSession {
@@ -75,20 +69,17 @@ function dialAddress(text: string): DialAddress {
   }
 }
 
-type Out = (text: string | Uint8Array) => void;
-
 /**
- * Parses `argv` with the remote options and `extra`, connects as the queen,
+ * Connects as the queen with the parsed remote options,
  * runs `fn` and closes the session; a timeout inside `fn` is explained
  * like one while connecting.
  *
  * @example
  * ```ts
- * await withQueen(["/proc/boot"], {}, { min: 1 }, env, async (root, p) => root.readText(p.positionals[0]!.slice(1)));
+ * await withQueen(p, env, async (root, p) => root.readText(p.positionals[0]!.slice(1)));
  * ```
  */
-export async function withQueen<T>(argv: readonly string[], extra: OptionSpecs, limits: { min?: number; max?: number }, env: NodeJS.ProcessEnv, fn: (root: Fid, p: Parsed, key: Uint8Array) => Promise<T>): Promise<T> {
-  const p = parse(argv, { ...remoteOptions, ...extra }, limits);
+export async function withQueen<T>(p: Parsed, env: NodeJS.ProcessEnv, fn: (root: Fid, p: Parsed, key: Uint8Array) => Promise<T>): Promise<T> {
   const { client, root, key, address } = await connectQueen(p, env);
   try {
     return await fn(root, p, key);
@@ -112,8 +103,8 @@ function formatMode(info: FileInfo): string {
 }
 
 /** `ls [-l] PATH`: one name per line, directories with a trailing `/`. */
-export function ls(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
-  return withQueen(argv, { long: { type: "boolean", short: "l" } }, { max: 1 }, env, async (root, p) => {
+export function ls(parsed: Parsed, { env, out }: Io): Promise<void> {
+  return withQueen(parsed, env, async (root, p) => {
     const path = p.positionals[0] ?? "/";
     const f = await root.walk(rel(path));
     try {
@@ -138,8 +129,8 @@ export function ls(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): P
 }
 
 /** `cat PATH...`: contents to stdout. */
-export function cat(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
-  return withQueen(argv, {}, { min: 1 }, env, async (root, p) => {
+export function cat(parsed: Parsed, { env, out }: Io): Promise<void> {
+  return withQueen(parsed, env, async (root, p) => {
     for (const path of p.positionals) {
       // A directory read answers packed stat records: never print those as text.
       const data = await root.with(rel(path), async (f) => {
@@ -164,8 +155,8 @@ export function cat(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): 
 }
 
 /** `tail [-f] [-n N] PATH`: the last lines; with -f, follow appends until interrupted. */
-export function tail(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out, signal?: AbortSignal): Promise<void> {
-  return withQueen(argv, { follow: { type: "boolean", short: "f" }, lines: { type: "string", short: "n" }, interval: { type: "string" } }, { min: 1, max: 1 }, env, async (root, p) => {
+export function tail(parsed: Parsed, { env, out, signal }: Io): Promise<void> {
+  return withQueen(parsed, env, async (root, p) => {
     const lines = Number(str(p, "lines", "10"));
     if (!Number.isSafeInteger(lines) || lines < 0) throw new UsageError("-n must be a non-negative integer");
     const intervalMs = Number(str(p, "interval", "250"));
@@ -232,8 +223,8 @@ async function envelopeFor(root: Fid, command: string, key: Uint8Array): Promise
  * `--policy signed-ctl`, a command for a ctl file that changes state is
  * signed first (see {@link signableCommand}); an envelope is sent as is.
  */
-export function write(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
-  return withQueen(argv, {}, { min: 2, max: 2 }, env, async (root, p, key) => {
+export function write(parsed: Parsed, { env }: Io): Promise<void> {
+  return withQueen(parsed, env, async (root, p, key) => {
     const [path, given] = p.positionals as [string, string];
     const command = isEnvelope(given) ? undefined : signableCommand(path, given);
     const text = command !== undefined && (await signedPolicy(root)) ? await envelopeFor(root, command, key) : given;
@@ -241,13 +232,12 @@ export function write(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out)
       await f.open("w");
       await f.write(text);
     });
-    void out;
   });
 }
 
 /** `stat PATH`: key=value lines. */
-export function stat(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
-  return withQueen(argv, {}, { min: 1, max: 1 }, env, async (root, p) => {
+export function stat(parsed: Parsed, { env, out }: Io): Promise<void> {
+  return withQueen(parsed, env, async (root, p) => {
     const path = p.positionals[0]!;
     const st = await root.statPath(rel(path));
     out(
@@ -336,8 +326,8 @@ export function ctlPrinted(reply: string): string {
  * `ctl JSON`: writes one command to /queen/ctl (or `--file PATH`) and reads the reply on the
  * same fid (see {@link sendCtl}). Prints the worker id when the reply names one, else the reply.
  */
-export function ctl(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
-  return withQueen(argv, { file: { type: "string" }, unsigned: { type: "boolean" } }, { min: 1, max: 1 }, env, async (root, p, key) => {
+export function ctl(parsed: Parsed, { env, out }: Io): Promise<void> {
+  return withQueen(parsed, env, async (root, p, key) => {
     const reply = await sendCtl(root, key, p.positionals[0]!, { path: str(p, "file", "/queen/ctl")!, unsigned: p.values.unsigned === true });
     const printed = ctlPrinted(reply);
     if (printed) out(`${printed}\n`);

@@ -8,11 +8,11 @@
  */
 import { readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { parse, str, type Parsed } from "./args.ts";
+import { str, type Parsed } from "./args.ts";
 import { runningAppliances, type RunEntry } from "./address.ts";
-import { connectQueen, remoteOptions } from "./remote.ts";
+import { connectQueen } from "./remote.ts";
+import type { Io } from "./verb.ts";
 
-type Out = (text: string | Uint8Array) => void;
 
 /** One board of this folder, as `status` reports it. */
 export interface BoardStatus {
@@ -76,7 +76,7 @@ async function probe(entry: RunEntry, p: Parsed, env: NodeJS.ProcessEnv): Promis
  *
  * @example
  * ```ts
- * const s = await folderStatus(parse([], remoteOptions), process.env);
+ * const s = await folderStatus({ values: {}, positionals: [] }, process.env);
  * s.boards[0]; // { board: "aarch64-virt", kind: "vm", running: true, pid: 4242, dialString: "tcp!127.0.0.1!5640", lifecycle: "ONLINE", workers: 2 }
  * ```
  */
@@ -124,15 +124,12 @@ export function formatStatus(s: FolderStatus): string {
  *
  * @example
  * ```ts
- * await status([], env, out);
+ * await main(["status"], io);
  * // BOARD         KIND  STATE    PID   ADDRESS             LIFECYCLE  WORKERS
  * // aarch64-virt  vm    running  4242  tcp!127.0.0.1!5640  ONLINE     2
  * ```
  */
-export async function status(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
-  const { addr: _addr, ...options } = remoteOptions;
-  void _addr;
-  const p = parse(argv, { ...options, json: { type: "boolean" } }, { max: 0 });
+export async function status(p: Parsed, { env, out }: Io): Promise<void> {
   const s = await folderStatus(p, env);
   out(p.values.json === true ? `${JSON.stringify(s, null, 2)}\n` : formatStatus(s));
 }

@@ -17,16 +17,11 @@ import { join } from "node:path";
 import { mintBridgeTicket } from "../gpu-bridge/index.ts";
 import { formatDialString, parseDialString, type DialAddress } from "../nine-door/index.ts";
 import { FW_CFG_GPU_BRIDGE, formatGuestBridge, readPrivateKey } from "../root-task/index.ts";
-import { str, UsageError, type OptionSpecs, type Parsed } from "./args.ts";
+import { str, UsageError, type Parsed } from "./args.ts";
 import { defaultBridgeKey } from "./gpu-bridge.ts";
 
-/** The options `boot` and `up` take for the bridge. */
-export const GPU_BRIDGE_OPTIONS: OptionSpecs = {
-  "gpu-bridge": { type: "string" },
-  "gpu-bridge-key": { type: "string" },
-  "gpu-bridge-pin": { type: "string" },
-  "gpu-bridge-ttl": { type: "string" },
-};
+/** The options `boot` and `up` take for the bridge (declared in options.ts). */
+export { GPU_BRIDGE_OPTIONS } from "./options.ts";
 
 /** Default lifetime of the ticket a guest gets: a day. */
 export const GUEST_BRIDGE_TTL_S = 86_400;

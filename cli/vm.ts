@@ -15,11 +15,11 @@ import { loadDiskSpec } from "../flash/index.ts";
 import { NotFoundError } from "../nine-door/index.ts";
 import { bootVm, checkName, rtcArg, stopVm, vmControl, vmPaths, type DiskBoot, type RtcOptions, type VmOp } from "../qemu/index.ts";
 import { DEFAULT_IMAGE_WORKERS, buildImage, fetchArtefacts, fetchNatives, type BuiltImage } from "../rootfs/index.ts";
-import { extraFiles, parse, str, UsageError, type OptionSpecs, type Parsed } from "./args.ts";
+import { extraFiles, str, UsageError, type Parsed } from "./args.ts";
 import { defaultQueenPub, ensureDefaultKey } from "./paths.ts";
 import { serve } from "./local.ts";
 import { imageInputsOf, projectOf } from "./project.ts";
-import { GPU_BRIDGE_OPTIONS, prepareGuestBridge } from "./vm-gpu.ts";
+import { prepareGuestBridge } from "./vm-gpu.ts";
 
 type Out = (text: string | Uint8Array) => void;
 interface Io {
@@ -28,38 +28,6 @@ interface Io {
   readonly env: NodeJS.ProcessEnv;
   readonly signal?: AbortSignal;
 }
-
-const BUILD_OPTIONS: OptionSpecs = {
-  board: { type: "string" },
-  "queen-pub": { type: "string" },
-  out: { type: "string" },
-  dir: { type: "string" },
-  extra: { type: "string", multiple: true },
-  policy: { type: "string" },
-  from: { type: "string" },
-  offline: { type: "boolean" },
-  worker: { type: "string", multiple: true },
-  // An appliance project other than the current folder's.
-  project: { type: "string" },
-};
-
-const BOOT_OPTIONS: OptionSpecs = {
-  ...BUILD_OPTIONS,
-  detach: { type: "boolean" },
-  restore: { type: "string" },
-  port: { type: "string" },
-  append: { type: "string", multiple: true },
-  timeout: { type: "string" },
-  // `boot --disk FILE`: a flashed disk image through the board's firmware
-  disk: { type: "string" },
-  // the guest's RTC (QEMU -rtc): a start date, and what drives it
-  "rtc-base": { type: "string" },
-  "rtc-clock": { type: "string" },
-  // `up --board host` only
-  listen: { type: "string" },
-  state: { type: "string" },
-  ...GPU_BRIDGE_OPTIONS,
-};
 
 function baseDir(p: Parsed): string {
   return resolve(str(p, "dir") ?? join(projectOf(p)?.dir ?? ".", ".cohesix"));
@@ -89,7 +57,19 @@ function workersOf(p: Parsed): string[] {
 function boardOf(p: Parsed): Board {
   const name = str(p, "board") ?? projectOf(p)?.board ?? "aarch64-virt";
   if (name === "host") throw new UsageError("board host runs on this machine and has no image: use `cohesix up --board host` (or --board aarch64-virt to build one)");
-  return loadBoard(name);
+  return loadBoard(knownBoard(name));
+}
+
+/** A board name the user typed: an unknown one is a usage error (exit 2) that lists the known boards. */
+function knownBoard(name: string): string {
+  if (name === "host") return name;
+  try {
+    loadBoard(name);
+  } catch (err) {
+    if (err instanceof NotFoundError) throw new UsageError(err.message.replace(/^not found: /, ""));
+    throw err;
+  }
+  return name;
 }
 
 async function buildFor(board: Board, p: Parsed, io: Io): Promise<BuiltImage> {
@@ -131,11 +111,10 @@ async function buildFor(board: Board, p: Parsed, io: Io): Promise<BuiltImage> {
  *
  * @example
  * ```ts
- * await build(["--board", "aarch64-virt"], io); // ".cohesix/image/aarch64-virt/initramfs.cpio.gz sha256:…"
+ * await main(["build", "--board", "aarch64-virt"], io); // ".cohesix/image/aarch64-virt/initramfs.cpio.gz sha256:…"
  * ```
  */
-export async function build(argv: readonly string[], io: Io): Promise<void> {
-  const p = parse(argv, BUILD_OPTIONS, { max: 0 });
+export async function build(p: Parsed, io: Io): Promise<void> {
   const built = await buildFor(boardOf(p), p, io);
   io.out(`${built.initrd} ${built.manifest.digest}\n`);
 }
@@ -153,12 +132,11 @@ export async function build(argv: readonly string[], io: Io): Promise<void> {
  *
  * @example
  * ```ts
- * await boot(["--detach"], io); // prints "tcp!127.0.0.1!5640" then the queen command
- * await boot(["--disk", "card.img", "--detach"], io); // U-Boot → extlinux.conf → READY
+ * await main(["boot", "--detach"], io); // prints "tcp!127.0.0.1!5640" then the queen command
+ * await main(["boot", "--disk", "card.img", "--detach"], io); // U-Boot → extlinux.conf → READY
  * ```
  */
-export async function boot(argv: readonly string[], io: Io): Promise<void> {
-  const p = parse(argv, BOOT_OPTIONS, { max: 0 });
+export async function boot(p: Parsed, io: Io): Promise<void> {
   await bootWith(p, io);
 }
 
@@ -168,26 +146,25 @@ export async function boot(argv: readonly string[], io: Io): Promise<void> {
  *
  * @example
  * ```ts
- * await up(["--board", "host"], io); // READY tcp!127.0.0.1!5640
+ * await main(["up", "--board", "host"], io); // READY tcp!127.0.0.1!5640
  * ```
  */
-export async function up(argv: readonly string[], io: Io): Promise<void> {
-  const p = parse(argv, BOOT_OPTIONS, { max: 0 });
+export async function up(p: Parsed, io: Io): Promise<void> {
   const project = projectOf(p);
   if ((str(p, "board") ?? project?.board) === "host") {
     const dir = baseDir(p);
     const listen = str(p, "listen") ?? (project ? `${project.nineDoor.host}:${project.nineDoor.port}` : "127.0.0.1:5640");
-    const args = ["--board", "host", "--listen", listen, "--state", str(p, "state", join(dir, "state"))!];
-    if (project) args.push("--project", project.dir);
+    const values: Parsed["values"] = { board: "host", listen, state: str(p, "state", join(dir, "state"))! };
+    if (project) values.project = project.dir;
     const pub = str(p, "queen-pub");
-    if (pub !== undefined) args.push("--queen-pub", pub);
+    if (pub !== undefined) values["queen-pub"] = pub;
     const policy = policyOf(p);
-    if (policy) args.push("--policy", policy);
+    if (policy) values.policy = policy;
     for (const name of ["gpu-bridge", "gpu-bridge-key", "gpu-bridge-pin"]) {
       const value = str(p, name);
-      if (value !== undefined) args.push(`--${name}`, value);
+      if (value !== undefined) values[name] = value;
     }
-    await serve(args, io);
+    await serve({ values, positionals: [] }, io);
     return;
   }
   await bootWith(p, io);
@@ -298,12 +275,11 @@ function diskBoot(board: Board, image: string): DiskBoot {
  *
  * @example
  * ```ts
- * await down([], io); // "aarch64-virt: stopped (power key)"
+ * await main(["down"], io); // "aarch64-virt: stopped (power key)"
  * ```
  */
-export async function down(argv: readonly string[], io: Io): Promise<void> {
-  const p = parse(argv, { board: { type: "string" }, dir: { type: "string" } }, { max: 0 });
-  const name = str(p, "board", "aarch64-virt")!;
+export async function down(p: Parsed, io: Io): Promise<void> {
+  const name = knownBoard(str(p, "board", "aarch64-virt")!);
   const how = await stopVm(vmPaths(baseDir(p), name));
   io.out(how === "not running" ? `${name}: not running\n` : `${name}: stopped (${how})\n`);
 }
@@ -315,17 +291,16 @@ export async function down(argv: readonly string[], io: Io): Promise<void> {
  *
  * @example
  * ```ts
- * await vm(["snapshot", "incident-42"], io); // "aarch64-virt: paused"
+ * await main(["vm", "snapshot", "incident-42"], io); // "aarch64-virt: paused"
  * ```
  */
-export async function vm(argv: readonly string[], io: Io): Promise<void> {
-  const p = parse(argv, { board: { type: "string" }, dir: { type: "string" } }, { min: 1, max: 2 });
-  const [verb, name] = p.positionals;
+export async function vm(verb: VmOp["op"], p: Parsed, io: Io): Promise<void> {
+  const name = p.positionals[0];
   let op: VmOp;
-  if ((verb === "pause" || verb === "resume") && name === undefined) op = { op: verb };
-  else if ((verb === "snapshot" || verb === "restore") && name !== undefined) op = { op: verb, name: checkName(name) };
-  else throw new UsageError("expected pause, resume, snapshot NAME or restore NAME");
-  const board = str(p, "board", "aarch64-virt")!;
+  if (verb === "pause" || verb === "resume") op = { op: verb };
+  else if (name !== undefined) op = { op: verb, name: checkName(name) };
+  else throw new UsageError(`missing NAME`);
+  const board = knownBoard(str(p, "board", "aarch64-virt")!);
   const started = Date.now();
   const status = await vmControl(vmPaths(baseDir(p), board), op);
   io.out(`${board}: ${status} (${verb} took ${((Date.now() - started) / 1000).toFixed(2)} s)\n`);

@@ -6,19 +6,11 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Fid } from "../nine-door/index.ts";
-import { UsageError, type OptionSpecs, type Parsed } from "./args.ts";
+import { UsageError, type Parsed } from "./args.ts";
 import { ctlPrinted, sendCtl, withQueen } from "./remote.ts";
+import type { Io } from "./verb.ts";
 
 type Out = (text: string | Uint8Array) => void;
-
-/** The options `spawn` takes beside the remote ones. */
-export const SPAWN_OPTIONS: OptionSpecs = {
-  ticks: { type: "string" },
-  ttl: { type: "string" },
-  ops: { type: "string" },
-  lease: { type: "string" },
-  restart: { type: "boolean" },
-};
 
 /** What `spawn` builds a command from. */
 export interface SpawnRequest {
@@ -123,11 +115,11 @@ function spawnRequestOf(p: Parsed): SpawnRequest {
  *
  * @example
  * ```ts
- * await spawn(["heartbeat", "--ticks", "100"], env, out); // prints "worker-4"
+ * await main(["spawn", "heartbeat", "--ticks", "100"], io); // prints "worker-4"
  * ```
  */
-export function spawn(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
-  return withQueen(argv, SPAWN_OPTIONS, { min: 1, max: 1 }, env, async (root, p, key) => {
+export function spawn(parsed: Parsed, { env, out }: Io): Promise<void> {
+  return withQueen(parsed, env, async (root, p, key) => {
     const command = spawnCommand(spawnRequestOf(p));
     out(`${ctlPrinted(await sendCtl(root, key, command))}\n`);
   });
@@ -139,11 +131,11 @@ export function spawn(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out)
  *
  * @example
  * ```ts
- * await kill(["worker-4"], env, out); // prints "worker-4"
+ * await main(["kill", "worker-4"], io); // prints "worker-4"
  * ```
  */
-export function kill(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
-  return withQueen(argv, {}, { min: 1, max: 1 }, env, async (root, p, key) => {
+export function kill(parsed: Parsed, { env, out }: Io): Promise<void> {
+  return withQueen(parsed, env, async (root, p, key) => {
     out(`${ctlPrinted(await sendCtl(root, key, killCommand(p.positionals[0]!)))}\n`);
   });
 }
@@ -201,11 +193,11 @@ export async function printLog(root: Fid, id: string, out: Out, options: PrintLo
  *
  * @example
  * ```ts
- * await logs(["worker-3", "-f"], env, out, signal);
+ * await main(["logs", "worker-3", "-f"], io);
  * ```
  */
-export function logs(argv: readonly string[], env: NodeJS.ProcessEnv, out: Out, signal?: AbortSignal): Promise<void> {
-  return withQueen(argv, { follow: { type: "boolean", short: "f" } }, { min: 1, max: 1 }, env, async (root, p) => {
+export function logs(parsed: Parsed, { env, out, signal }: Io): Promise<void> {
+  return withQueen(parsed, env, async (root, p) => {
     const id = workerId(p.positionals[0]!);
     await printLog(root, id, out, { follow: p.values.follow === true, ...(signal ? { signal } : {}) });
   });

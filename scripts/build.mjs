@@ -21,15 +21,37 @@ process.chdir(root);
 const workersOnly = process.argv.includes("--workers");
 
 const entries = {};
-if (!workersOnly) {
-  entries.cohesix = "./cli/index.ts";
-  if (existsSync("workers/index.ts")) entries.workers = "./workers/index.ts";
-}
+if (!workersOnly && existsSync("workers/index.ts")) entries.workers = "./workers/index.ts";
 if (existsSync("workers")) {
   for (const d of readdirSync("workers", { withFileTypes: true })) {
     const main = join("workers", d.name, "main.ts");
     if (d.isDirectory() && existsSync(main)) entries[`workers/${d.name}`] = `./${main}`;
   }
+}
+
+// The CLI: its entry holds only the verb table; each verb's implementation
+// is a dynamic import, which esbuild splits into chunks (dist/cli/), so
+// `cohesix ls` loads the 9P client and never esbuild, execa or serialport.
+// dist/cli-meta.json records what each chunk imports (a test reads it).
+if (!workersOnly) {
+  rmSync("dist/cli", { recursive: true, force: true });
+  const cli = await build({
+    absWorkingDir: root,
+    entryPoints: { cohesix: "./cli/index.ts" },
+    outdir: "dist",
+    outExtension: { ".js": ".mjs" },
+    chunkNames: "cli/[name]-[hash]",
+    splitting: true,
+    bundle: true,
+    platform: "node",
+    target: "node20",
+    format: "esm",
+    packages: "external",
+    sourcemap: true,
+    metafile: true,
+    logLevel: "warning",
+  });
+  writeFileSync("dist/cli-meta.json", JSON.stringify(cli.metafile));
 }
 
 await build({

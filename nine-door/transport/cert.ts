@@ -10,7 +10,6 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { isIP } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { execa } from "execa";
 import { InvalidError, NineError, NotFoundError } from "../errors.ts";
 
 /** Options of {@link makeSelfSignedCert}. */
@@ -84,6 +83,8 @@ export async function makeSelfSignedCert(options: SelfSignedCertOptions): Promis
     ];
     if (altNames.length > 0) args.push("-addext", `subjectAltName=${altNames.join(",")}`);
     const program = options.openssl ?? "openssl";
+    // Loaded here, not at the top: clients that never make a certificate (cohesix ls) don't pay for execa.
+    const { execa } = await import("execa");
     const result = await execa(program, args, { reject: false, stdin: "ignore", timeout: 30_000 });
     if (result.failed) {
       if (result.code === "ENOENT") {
