@@ -24,16 +24,19 @@ export * from "./errors.ts";
 export * from "./wire/index.ts";
 export * from "./fs/index.ts";
 export * from "./transport/index.ts";
-export { NineServer } from "./server/server.ts";
+export { NineServer, type ServerStats } from "./server/server.ts";
 export { Session, MIN_MSIZE, type SessionInfo } from "./server/session.ts";
 export {
   defaultLimits,
+  LIMIT_NAMES,
+  resolveLimits,
   type AccessOp,
   type Attachment,
   type AttachRequest,
   type CountedOp,
   type Place,
   type ServerEvent,
+  type ServerLimits,
   type ServerOptions,
   type SessionLimits,
   type Walker,

@@ -27,6 +27,7 @@ import {
   type Caller,
   type NineError,
   type Node,
+  type ServerLimits,
 } from "../nine-door/index.ts";
 import { BUILTIN_WORKERS } from "./programs.ts";
 import { CommitLog } from "./commit-log.ts";
@@ -95,6 +96,11 @@ export interface ApplianceOptions {
    * host board): the system clock as it is.
    */
   readonly clock?: { now(): number; sync(): Promise<unknown> };
+  /**
+   * NineDoor's connection and memory limits (docs/security.md); the rest
+   * keep their defaults. `/proc/sessions` shows the ones in force.
+   */
+  readonly limits?: Partial<ServerLimits>;
 }
 
 /** How long each boot stage took, for /proc/boot. */
@@ -188,6 +194,7 @@ export class Appliance {
       attach: (req) => this.#attach(req),
       onRefusal: (e) => this.#refused(e.caller, e.request, e.path, e.error, e.peer),
       onInternalError: (e) => this.audit(`internal error in ${e.request} from ${e.peer}: ${e.error.message}`),
+      ...(init.options.limits ? { limits: init.options.limits } : {}),
     });
   }
 
@@ -413,6 +420,7 @@ export class Appliance {
           ],
         }),
         gen("sessions", () =>
+          this.server.limitsLine() +
           this.server
             .sessionInfo()
             .map((s) => `id=${s.id} peer=${s.peer} dialect=${s.dialect} msize=${s.msize} fids=${s.fids} outstanding=${s.outstanding} callers=${s.callers.join(",") || "-"}\n`)

@@ -22,6 +22,14 @@ export class InFlight implements RequestContext {
    * new request, so nothing is sent for this one (not even its Rflush).
    */
   stale = false;
+  /** Bytes of the request's frame, held while it is in flight. */
+  frameBytes = 0;
+  /** Largest reply it may produce (reads: their count), for the reply budget. */
+  replyBound = 0;
+  /** What it holds of the reply budget while it runs. */
+  reserved = 0;
+  /** Answered (or settled without an answer); later outcomes are ignored. */
+  done = false;
   /** Rflush replies waiting for this request to be answered. */
   readonly flushers: Array<() => void> = [];
   #controller: AbortController | undefined;

@@ -12,19 +12,27 @@ import {
   InvalidError,
   NineError,
   PermissionError,
+  TooBigError,
   toNineError,
 } from "../errors.ts";
 import { decodeMessage, encodeMessageChunks, FrameSplitter } from "../wire/index.ts";
-import { NOTAG, type Dialect, type RMessage, type TMessage } from "../wire/index.ts";
+import { IOHDRSZ, NOTAG, type Dialect, type RMessage, type TMessage } from "../wire/index.ts";
 import { FidTable } from "./fids.ts";
 import { handlers, type HandlerScope } from "./handlers.ts";
 import { InFlight } from "./request.ts";
 import type { AccessOp, Attachment, CountedOp, ServerOptions, SessionLimits } from "./types.ts";
 
+type Handler = NonNullable<(typeof handlers)[keyof typeof handlers]>;
+
+/** A read waiting for room in the connection's reply budget. */
+interface Waiting {
+  readonly req: InFlight;
+  readonly msg: TMessage;
+  readonly handler: Handler;
+}
+
 /** Smallest msize we negotiate (DESIGN §3). */
 export const MIN_MSIZE = 4096;
-/** Frames accepted before Tversion: enough for any Tversion. */
-const PREVERSION_FRAME = 8192;
 /** A revoked client gets this long to read its `closed:` replies. */
 const REVOKE_GRACE_MS = 2000;
 
@@ -58,16 +66,36 @@ export class Session implements HandlerScope {
   #paused = false;
   #tornDown = false;
   readonly #onClose: (s: Session) => void;
+  readonly #onExpire: (() => void) | undefined;
+  /** Whether an attach has succeeded (since the last Tversion). */
+  #authenticated = false;
+  /** A Tattach of an unauthenticated connection is running: read nothing more until it settles. */
+  #attaching = false;
+  /** Drops a connection that has not attached in time. */
+  #deadline: NodeJS.Timeout | undefined;
+  /** Reply bytes promised to reads in flight (their count), not yet queued on the stream. */
+  #reserved = 0;
+  /** Frame bytes of requests in flight. */
+  #requestBytes = 0;
+  /** Reads waiting for room in the reply budget, in arrival order. */
+  readonly #waiting: Waiting[] = [];
+  #pumping = false;
+  #connPaused = false;
 
-  constructor(conn: Duplex, opts: { id: number; peer: string; options: ServerOptions; limits: SessionLimits; onClose: (s: Session) => void }) {
+  constructor(
+    conn: Duplex,
+    opts: { id: number; peer: string; options: ServerOptions; limits: SessionLimits; onClose: (s: Session) => void; onExpire?: () => void },
+  ) {
     this.id = opts.id;
     this.peer = opts.peer;
     this.options = opts.options;
     this.#limits = opts.limits;
     this.#conn = conn;
     this.#onClose = opts.onClose;
+    this.#onExpire = opts.onExpire;
     this.fids = new FidTable(opts.limits.maxFids);
-    this.#splitter = new FrameSplitter(PREVERSION_FRAME);
+    this.#splitter = new FrameSplitter(opts.limits.preauthMaxFrame);
+    this.#armDeadline();
     conn.on("data", (chunk: Buffer) => this.#onData(chunk));
     conn.on("end", () => this.#conn.end());
     conn.on("error", () => this.#teardown());
@@ -81,6 +109,11 @@ export class Session implements HandlerScope {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** Whether an attach on this connection has succeeded (since its last Tversion). */
+  get authenticated(): boolean {
+    return this.#authenticated;
   }
 
   info(): SessionInfo {
@@ -102,7 +135,7 @@ export class Session implements HandlerScope {
   revoke(reason: string): void {
     if (this.#closed || this.#revoked) return;
     this.#revoked = new ClosedError(reason);
-    for (const req of this.#inflight.values()) req.abort(this.#revoked);
+    this.#abortAll(this.#revoked, false);
     setTimeout(() => this.#conn.destroy(), REVOKE_GRACE_MS).unref();
   }
 
@@ -131,6 +164,28 @@ export class Session implements HandlerScope {
 
   attached(att: Attachment): void {
     this.#attachments.add(att);
+    if (this.#authenticated || this.#closed) return;
+    // The connection has proved itself: full-size frames, no deadline.
+    this.#authenticated = true;
+    this.#clearDeadline();
+    this.#splitter.setMaxFrame(this.msize);
+  }
+
+  #armDeadline(): void {
+    if (this.#deadline !== undefined || this.#closed) return;
+    this.#deadline = setTimeout(() => {
+      this.#deadline = undefined;
+      if (this.#authenticated || this.#closed) return;
+      this.#onExpire?.();
+      this.close();
+    }, this.#limits.preauthDeadlineMs);
+    this.#deadline.unref();
+  }
+
+  #clearDeadline(): void {
+    if (this.#deadline === undefined) return;
+    clearTimeout(this.#deadline);
+    this.#deadline = undefined;
   }
 
   #onData(chunk: Buffer): void {
@@ -140,25 +195,67 @@ export class Session implements HandlerScope {
   }
 
   /**
-   * Handles queued frames until the splitter is empty or the session pauses.
+   * Why the session reads no further frames for now: its reply buffer is
+   * over the limit, an unauthenticated attach is being checked, or the
+   * frames of its requests in flight fill its budget.
+   */
+  #held(): boolean {
+    return (
+      this.#paused ||
+      this.#attaching ||
+      this.#requestBytes > this.#limits.maxBufferedBytes ||
+      // Reads wait for the client to take its replies: take no more requests
+      // until it does. (Reads that wait behind blocked reads, with nothing
+      // queued, do not stop the session reading: a Tflush must get through.)
+      (this.#waiting.length > 0 && this.#conn.writableLength > 0)
+    );
+  }
+
+  /**
+   * Handles queued frames until the splitter is empty or the session is
+   * held, then pauses or resumes the stream to match.
    * Fix: stopping at a pause (not only at the end of the chunk) keeps one
    * chunk of small requests from queueing thousands of replies after the
    * reply buffer is already over its limit.
    */
   #pump(): void {
-    while (!this.#paused && !this.#closed) {
-      let frame: Uint8Array | undefined;
-      try {
-        frame = this.#splitter.next();
-      } catch (err) {
-        // The stream cannot be resynchronised after a bad size field.
-        this.#send(this.#errorReply(this.#splitter.refusal?.tag ?? NOTAG, toNineError(err)));
-        this.#conn.end();
-        this.#closed = true;
-        return;
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      while (!this.#held() && !this.#closed) {
+        let frame: Uint8Array | undefined;
+        try {
+          frame = this.#splitter.next();
+        } catch (err) {
+          // The stream cannot be resynchronised after a bad size field.
+          let e = toNineError(err);
+          if (e instanceof TooBigError && !this.#authenticated) {
+            e = new TooBigError(`${e.message.replace(/^too big: /, "")} before attach: attach first, larger frames are accepted after it`);
+          }
+          this.#send(this.#errorReply(this.#splitter.refusal?.tag ?? NOTAG, e));
+          this.#conn.end();
+          this.#closed = true;
+          return;
+        }
+        if (!frame) break;
+        this.#onFrame(frame);
       }
-      if (!frame) return;
-      this.#onFrame(frame);
+    } finally {
+      this.#pumping = false;
+    }
+    this.#flow();
+  }
+
+  /** Pauses the stream while the session is held, resumes it otherwise. */
+  #flow(): void {
+    if (this.#closed || this.#conn.destroyed) return;
+    const held = this.#held();
+    if (held && !this.#connPaused) {
+      this.#connPaused = true;
+      this.#conn.pause();
+    } else if (!held && this.#connPaused) {
+      this.#connPaused = false;
+      this.#conn.resume();
     }
   }
 
@@ -173,10 +270,10 @@ export class Session implements HandlerScope {
       this.#send(this.#errorReply(msg.tag, new InvalidError(`${msg.type} is a reply: servers take requests only`)));
       return;
     }
-    this.#dispatch(msg as TMessage);
+    this.#dispatch(msg as TMessage, frame.length);
   }
 
-  #dispatch(msg: TMessage): void {
+  #dispatch(msg: TMessage, frameBytes: number): void {
     if (msg.type === "Tversion") return this.#version(msg);
     if (this.#revoked) return this.#send(this.#errorReply(msg.tag, this.#revoked));
     if (!this.#negotiated) {
@@ -196,6 +293,40 @@ export class Session implements HandlerScope {
     if (!handler) return this.#send(this.#errorReply(msg.tag, new InvalidError(`${msg.type} is not a request`)));
     if (msg.type === "Tclunk" || msg.type === "Tremove") this.#abortFid(msg.fid);
     this.#inflight.set(msg.tag, req);
+    req.frameBytes = frameBytes;
+    this.#requestBytes += frameBytes;
+    if (msg.type === "Tattach" && !this.#authenticated) this.#attaching = true;
+    if (msg.type === "Tread" || msg.type === "Treaddir") {
+      // A read may produce up to its count: it runs only when that fits in
+      // the connection's reply budget (or nothing else is held for it).
+      req.replyBound = Math.min(msg.count, Math.max(this.msize - IOHDRSZ, 0)) + IOHDRSZ;
+      if (this.#waiting.length > 0 || !this.#fits(req.replyBound)) {
+        this.#waiting.push({ req, msg, handler });
+        return;
+      }
+    }
+    this.#run(req, msg, handler);
+  }
+
+  /** Whether a reply of up to `bytes` fits in the reply budget now. */
+  #fits(bytes: number): boolean {
+    const queued = this.#conn.writableLength + this.#reserved;
+    return queued === 0 || queued + bytes <= this.#limits.maxBufferedBytes;
+  }
+
+  /** Starts the reads that now fit in the reply budget, in arrival order. */
+  #admit(): void {
+    while (this.#waiting.length > 0 && !this.#closed) {
+      const next = this.#waiting[0]!;
+      if (!this.#fits(next.req.replyBound)) return;
+      this.#waiting.shift();
+      this.#run(next.req, next.msg, next.handler);
+    }
+  }
+
+  #run(req: InFlight, msg: TMessage, handler: Handler): void {
+    req.reserved = req.replyBound;
+    this.#reserved += req.reserved;
     let result: RMessage | Promise<RMessage>;
     try {
       result = handler(this, msg as never, req);
@@ -215,7 +346,19 @@ export class Session implements HandlerScope {
   /** Answers a request exactly once, then any Tflush waiting on it. */
   #finish(req: InFlight, reply: RMessage | undefined, err: unknown): void {
     if (this.#inflight.get(req.tag) === req) this.#inflight.delete(req.tag);
+    if (req.done) return;
+    req.done = true;
+    this.#reserved -= req.reserved;
+    this.#requestBytes -= req.frameBytes;
+    if (req.type === "Tattach" && this.#attaching) this.#attaching = false;
     if (this.#closed) return;
+    this.#answer(req, reply, err);
+    // Room may have been made: start waiting reads, read further frames.
+    this.#admit();
+    if (!this.#pumping) this.#pump();
+  }
+
+  #answer(req: InFlight, reply: RMessage | undefined, err: unknown): void {
     // Fix: a request reset by Tversion used to send its reply (a success
     // arriving after the reset) under a tag the client may have reused.
     if (req.stale) {
@@ -250,25 +393,50 @@ export class Session implements HandlerScope {
       if (!this.#closed && !marker.stale) this.#send({ type: "Rflush", tag: msg.tag });
       for (const f of marker.flushers) f();
     });
-    old.abort(new ClosedError(`request ${old.type} tag ${old.tag} flushed`));
+    this.#abort(old, new ClosedError(`request ${old.type} tag ${old.tag} flushed`));
   }
 
   #abortFid(fid: number): void {
-    for (const req of this.#inflight.values()) {
-      if (req.fid === fid) req.abort(new ClosedError(`fid ${fid} clunked`));
+    for (const req of [...this.#inflight.values()]) {
+      if (req.fid === fid) this.#abort(req, new ClosedError(`fid ${fid} clunked`));
     }
+  }
+
+  /**
+   * Aborts every request (revocation; with `stale`, a Tversion reset, whose
+   * requests are answered with nothing). Reads waiting for the reply budget
+   * are finished first, so none of them starts on the way.
+   */
+  #abortAll(reason: ClosedError, stale: boolean): void {
+    const waiting = this.#waiting.splice(0);
+    for (const req of this.#inflight.values()) {
+      if (stale) {
+        req.flushed = true;
+        req.stale = true;
+      }
+      req.abort(reason);
+    }
+    for (const w of waiting) this.#finish(w.req, undefined, reason);
+  }
+
+  /** Aborts a request; one still waiting for the reply budget is finished at once. */
+  #abort(req: InFlight, reason: ClosedError): void {
+    req.abort(reason);
+    const i = this.#waiting.findIndex((w) => w.req === req);
+    if (i < 0) return;
+    this.#waiting.splice(i, 1);
+    this.#finish(req, undefined, reason);
   }
 
   #version(msg: Extract<TMessage, { type: "Tversion" }>): void {
     // version(5): Tversion aborts everything outstanding and clunks all fids.
-    for (const req of this.#inflight.values()) {
-      req.flushed = true;
-      req.stale = true;
-      req.abort(new ClosedError("session reset by Tversion"));
-    }
+    this.#abortAll(new ClosedError("session reset by Tversion"), true);
     this.#inflight.clear();
     this.fids.clear();
     this.#attachments.clear();
+    // Back to unauthenticated: small frames and a deadline to attach again.
+    this.#authenticated = false;
+    this.#armDeadline();
     if (msg.msize < MIN_MSIZE) {
       this.#negotiated = false;
       return this.#send({ type: "Rerror", tag: msg.tag, ename: `invalid: msize ${msg.msize} below ${MIN_MSIZE}` });
@@ -287,7 +455,7 @@ export class Session implements HandlerScope {
     }
     this.msize = msize;
     this.#negotiated = true;
-    this.#splitter.setMaxFrame(msize);
+    this.#splitter.setMaxFrame(Math.min(msize, this.#limits.preauthMaxFrame));
     this.#send({ type: "Rversion", tag: msg.tag, msize, version });
   }
 
@@ -301,8 +469,9 @@ export class Session implements HandlerScope {
     const chunks = encodeMessageChunks(reply);
     let size = 0;
     for (const c of chunks) size += c.length;
-    // Backpressure: a client that stops reading stops being read from, so
-    // the server holds at most maxOutstanding replies plus this buffer.
+    // Backpressure: a client that stops reading stops being read from, and
+    // its reads wait for room (#fits), so the server holds about
+    // maxBufferedBytes of replies for it.
     // Fix: resume from the write callback of the reply that crossed the
     // limit rather than from "drain", which Node emits only after a write
     // returned false; with a limit below the stream's highWaterMark it never
@@ -310,30 +479,40 @@ export class Session implements HandlerScope {
     const over = !this.#paused && this.#conn.writableLength + size > this.#limits.maxBufferedBytes;
     if (over) {
       this.#paused = true;
-      this.#conn.pause();
+      this.#flow();
     }
-    for (let i = 0; i < chunks.length; i++) {
-      if (over && i === chunks.length - 1) this.#conn.write(chunks[i], () => this.#unpause());
-      else this.#conn.write(chunks[i]);
-    }
+    const last = chunks.length - 1;
+    for (let i = 0; i < last; i++) this.#conn.write(chunks[i]);
+    this.#conn.write(chunks[last], over ? this.#onUnpause : this.#onWritten);
   }
 
+  /** A reply left the stream's buffer: reads waiting for room may fit now. */
+  readonly #onWritten = (): void => {
+    if (this.#closed) return;
+    if (this.#waiting.length > 0) this.#admit();
+    if (this.#connPaused) this.#pump();
+  };
+
   /** The reply that paused the session is on its way: read again. */
-  #unpause(): void {
+  readonly #onUnpause = (): void => {
     this.#paused = false;
     if (this.#closed || this.#conn.destroyed) return;
+    this.#admit();
     this.#pump();
-    if (!this.#paused) this.#conn.resume();
-  }
+  };
 
   #teardown(): void {
     if (this.#tornDown) return;
     this.#tornDown = true;
     this.#closed = true;
+    this.#clearDeadline();
     const gone = new ClosedError("connection closed");
     for (const req of this.#inflight.values()) req.abort(gone);
     this.#inflight.clear();
+    this.#waiting.length = 0;
     this.fids.clear();
+    // Let go of buffered frames now, even if something still holds the session.
+    this.#splitter.discard();
     this.#onClose(this);
   }
 }

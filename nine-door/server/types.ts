@@ -3,7 +3,7 @@
  * identity with a policy, and which limits apply per session.
  * @module
  */
-import type { NineError } from "../errors.ts";
+import { InvalidError, type NineError } from "../errors.ts";
 import type { Caller, MaybePromise, Node, RequestContext } from "../fs/node.ts";
 import type { Dialect } from "../wire/types.ts";
 
@@ -65,16 +65,85 @@ export interface SessionLimits {
   readonly maxFids: number;
   /** Requests in flight at once; more are answered `busy:`. */
   readonly maxOutstanding: number;
-  /** Reply bytes queued on the socket before the server stops reading. */
+  /**
+   * Bytes one connection may make the server hold for it: queued replies
+   * plus the replies its reads in flight may produce, and separately the
+   * frames of its requests in flight. Past it, reads wait for the client
+   * to take its replies and the server stops reading the connection.
+   */
   readonly maxBufferedBytes: number;
+  /** Largest frame accepted before a successful attach (Tversion, Tattach with a ticket). */
+  readonly preauthMaxFrame: number;
+  /** A connection that has not attached after this long is dropped, ms. */
+  readonly preauthDeadlineMs: number;
 }
 
-/** Defaults: 1 MiB + header msize so 1 MiB reads fit, generous but bounded tables. */
-export const defaultLimits: SessionLimits = {
+/** Limits of the whole server: the per-session ones plus connection caps. */
+export interface ServerLimits extends SessionLimits {
+  /** Connections at once, all peers together. */
+  readonly maxConnections: number;
+  /**
+   * Connections at once from one source address (the host of a TCP/TLS
+   * peer; all Unix clients share the listening socket's name).
+   */
+  readonly maxConnectionsPerPeer: number;
+}
+
+/**
+ * Defaults: 1 MiB + header msize so 1 MiB reads fit, generous but bounded
+ * tables; a connection proves itself (attaches) within 10 s using frames of
+ * at most 8 KiB; connection caps well above what one appliance serves.
+ */
+export const defaultLimits: ServerLimits = {
   msize: (1 << 20) + 24,
   maxFids: 4096,
   maxOutstanding: 256,
   maxBufferedBytes: 8 << 20,
+  preauthMaxFrame: 8192,
+  preauthDeadlineMs: 10_000,
+  maxConnections: 1024,
+  maxConnectionsPerPeer: 512,
+};
+
+/**
+ * The limits with `overrides` applied, checked: each must be a positive
+ * integer, msize at least 4096 and preauthMaxFrame at least 512.
+ *
+ * @throws {InvalidError} a limit that is not a positive integer or below its floor.
+ *
+ * @example
+ * ```ts
+ * resolveLimits({ maxConnectionsPerPeer: 32 }).maxConnections; // 1024
+ * ```
+ */
+export function resolveLimits(overrides: Partial<ServerLimits> = {}): ServerLimits {
+  const out = { ...defaultLimits };
+  const floors: Partial<Record<keyof ServerLimits, number>> = { msize: 4096, preauthMaxFrame: 512 };
+  for (const [key, value] of Object.entries(overrides) as Array<[keyof ServerLimits, number | undefined]>) {
+    if (value === undefined) continue;
+    if (!(key in defaultLimits)) throw new InvalidError(`server limits: unknown limit ${JSON.stringify(key)}: known are ${Object.keys(defaultLimits).join(", ")}`);
+    const floor = floors[key] ?? 1;
+    if (!Number.isSafeInteger(value) || value < floor) {
+      throw new InvalidError(`server limits: ${key} must be an integer of at least ${floor}, got ${String(value)}`);
+    }
+    (out as Record<keyof ServerLimits, number>)[key] = value;
+  }
+  return out;
+}
+
+/**
+ * The limits' names as /proc/sessions and `cohesix serve --limit` spell
+ * them (`max_conns=1024`).
+ */
+export const LIMIT_NAMES: Readonly<Record<string, keyof ServerLimits>> = {
+  max_conns: "maxConnections",
+  max_conns_per_peer: "maxConnectionsPerPeer",
+  preauth_max_frame: "preauthMaxFrame",
+  preauth_deadline_ms: "preauthDeadlineMs",
+  max_buffered_bytes: "maxBufferedBytes",
+  max_outstanding: "maxOutstanding",
+  max_fids: "maxFids",
+  msize: "msize",
 };
 
 /** A refusal or failure, reported for the audit log. */
@@ -94,7 +163,7 @@ export interface ServerOptions {
   readonly root: Node;
   /** Checks the ticket in `aname`; throws a PermissionError to refuse. */
   attach(request: AttachRequest): MaybePromise<Attachment>;
-  readonly limits?: Partial<SessionLimits>;
+  readonly limits?: Partial<ServerLimits>;
   /** Every permission refusal (attach, walk, open, write), for the audit log. */
   onRefusal?(event: ServerEvent): void;
   /** A handler threw something that is not a NineError (a provider bug). */

@@ -72,6 +72,7 @@ export class FrameSplitter {
   // Whether a frame was handed out as a view of the slab (then it is never rewound).
   #slabExposed = false;
   #target: "asm" | "slab" | undefined = undefined;
+  #discarded = false;
 
   constructor(maxFrame: number) {
     this.#max = checkMax(maxFrame);
@@ -161,9 +162,29 @@ export class FrameSplitter {
     this.push(slab.subarray(start, start + n));
   }
 
+  /**
+   * Drops every byte held (queued chunks, a frame being assembled) and
+   * ignores later input: for a connection that is gone, so its memory can
+   * be reclaimed even while something still refers to the splitter.
+   *
+   * @example
+   * ```ts
+   * socket.on("close", () => frames.discard());
+   * ```
+   */
+  discard(): void {
+    this.#chunks = [];
+    this.#head = 0;
+    this.#queued = 0;
+    this.#asm = undefined;
+    this.#asmFill = 0;
+    this.#slab = undefined;
+    this.#discarded = true;
+  }
+
   /** Queues bytes from the stream. The chunk must not be modified afterwards. */
   push(chunk: Uint8Array): void {
-    if (this.#refusal !== undefined || chunk.length === 0) return;
+    if (this.#refusal !== undefined || this.#discarded || chunk.length === 0) return;
     this.#chunks.push(chunk);
     this.#queued += chunk.length;
   }

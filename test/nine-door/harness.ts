@@ -22,7 +22,7 @@ import {
   type Message,
   type RMessage,
   type ServerEvent,
-  type SessionLimits,
+  type ServerLimits,
   type TMessage,
 } from "../../nine-door/index.ts";
 
@@ -65,7 +65,7 @@ export interface TestServer {
 }
 
 /** Starts a server on 127.0.0.1:0 that admits aname "ok" and refuses others. */
-export async function startServer(options: { limits?: Partial<SessionLimits>; attach?: (aname: string) => Attachment } = {}): Promise<TestServer> {
+export async function startServer(options: { limits?: Partial<ServerLimits>; attach?: (aname: string) => Attachment } = {}): Promise<TestServer> {
   const tree = sampleTree();
   const refusals: ServerEvent[] = [];
   const server = new NineServer({
