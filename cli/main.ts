@@ -138,8 +138,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       throw new UsageError(`missing the verb: ${subs.join(", ")}`);
     }
     const p = parseVerb(rest, reached.verb);
-    await reached.verb.run(p, io);
-    return 0;
+    return (await reached.verb.run(p, io)) ?? 0;
   } catch (err) {
     if (err instanceof UsageError) {
       io.err(`cohesix ${name}: ${oneLine(err.message)} (usage: cohesix ${synopsis(reached.verb, reached.path)}; see 'cohesix ${name} --help')\n`);

@@ -75,8 +75,11 @@ export interface Verb {
   readonly subverbs?: readonly Verb[];
   /** Left out of the usage, the table and completion (e.g. `help --markdown`). */
   readonly hidden?: boolean;
-  /** Runs the verb; loads its implementation lazily so other verbs don't pay for it. */
-  readonly run?: (p: Parsed, io: Io) => Promise<void>;
+  /**
+   * Runs the verb; loads its implementation lazily so other verbs don't pay
+   * for it. Resolves with nothing (exit 0), or with its own exit code (`sh`).
+   */
+  readonly run?: (p: Parsed, io: Io) => Promise<void | number>;
 }
 
 /**

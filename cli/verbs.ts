@@ -354,6 +354,18 @@ export const VERBS: readonly Verb[] = [
     run: async (p, io) => (await import("./workers.ts")).logs(p, io),
   },
   {
+    name: "sh",
+    summary: "the queen shell, over one session",
+    description:
+      "an interactive shell over one 9P session: `ls cat tail write ctl spawn kill logs cd pwd help exit`, tab completion of paths from the namespace, history in `~/.config/cohesix/history`, a prompt with the appliance and its lifecycle. `-c 'CMD; CMD'` or commands on stdin (when it is not a terminal) run as a script: a failed command prints one line and the script goes on, then exits 1",
+    options: {
+      command: { type: "string", short: "c", value: "SCRIPT", help: "run these commands (separated by ; or new lines) and exit" },
+      ...REMOTE_OPTIONS,
+    },
+    examples: ["cohesix sh", "cohesix sh -c 'spawn heartbeat --ticks 10; ls /worker'", "echo 'cat /proc/lifecycle/state' | cohesix sh"],
+    run: async (p, io) => (await import("./shell.ts")).sh(p, io),
+  },
+  {
     name: "status",
     summary: "the boards, VMs and host boards of this folder",
     description:

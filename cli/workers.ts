@@ -90,7 +90,8 @@ export function killCommand(id: string): string {
   return JSON.stringify({ kill: workerId(id) });
 }
 
-function spawnRequestOf(p: Parsed): SpawnRequest {
+/** The spawn request in a parsed `spawn` command line (the verb's, or the shell's). */
+export function spawnRequestOf(p: Parsed): SpawnRequest {
   const v = p.values;
   const s = (name: string): string | undefined => {
     const x = v[name];
