@@ -34,9 +34,11 @@ import { CommitLog } from "./commit-log.ts";
 import { runLifecycleCommand, runQueenCommand, runWorkerCommand, type ControlHost } from "./control.ts";
 import type { Budget } from "./queen-command.ts";
 import { keyId, publicKeyOf, readPrivateKey, writeKeyPair } from "./keys.ts";
-import { authorize, isWorkerRole, visibleChildren, type PolicyCaller } from "./policy.ts";
+import { authorize, isWorkerRole, normalisePath, visibleChildren, type PolicyCaller } from "./policy.ts";
 import { applyCommit, genesis, runningWorkers, type ApplianceState, type Commit, type LifecycleState, type WorkerState } from "./state.ts";
 import { AuditFile } from "./audit-file.ts";
+import { checkBind, protectedTarget, realPath } from "./binds.ts";
+import { MAX_WORKER_CAP, defaultWorkerCap } from "./limits.ts";
 import { GpuMount, type GpuBridgeConfig } from "./gpu-mount.ts";
 import { Supervisor } from "./supervisor.ts";
 import { verifyTicket, type Ticket } from "./ticket.ts";
@@ -76,6 +78,12 @@ export interface ApplianceOptions {
    * (cohesix.config.json) carry a default budget and restart policy.
    */
   readonly programs?: Readonly<Record<string, { readonly entry: string; readonly role: string; readonly budget?: Budget; readonly restart?: boolean }>>;
+  /**
+   * Most workers running at once (`busy: worker cap N reached` past it).
+   * Default derived from memory: half of `os.totalmem()` at 32 MiB a
+   * worker, at least 4 and at most 512 (`defaultWorkerCap`).
+   */
+  readonly maxWorkers?: number;
   /** Telemetry interval handed to workers, ms; default 1000. */
   readonly intervalMs?: number;
   /** Grace between SIGTERM and SIGKILL for workers, ms; default 2000. */
@@ -148,6 +156,8 @@ export class Appliance {
   /** Queen and lifecycle commands run one at a time, in arrival order. */
   #controlQueue: Promise<unknown> = Promise.resolve();
   #booting = true;
+  /** Audit lines for replayed binds that were not applied (written once the log is open). */
+  readonly #skippedBinds: string[] = [];
   #offline = false;
   #degraded: string | undefined;
   #pool: WorkerPool | undefined;
@@ -183,7 +193,7 @@ export class Appliance {
     this.gpu = new Directory("gpu", { perm: 0o555 });
     this.root = this.#tree();
     this.namespace = new Namespace(this.root);
-    for (const b of this.#state.binds) this.namespace.bind(b.from, b.to);
+    this.#applyBinds();
     this.supervisor = new Supervisor({
       onStale: (id) => this.#pool?.onStale(id),
       runDir: join(init.options.stateDir, "run"),
@@ -204,6 +214,10 @@ export class Appliance {
    * listening to respawn workers and go ONLINE.
    */
   static async boot(options: ApplianceOptions): Promise<Appliance> {
+    const cap = options.maxWorkers;
+    if (cap !== undefined && !(Number.isSafeInteger(cap) && cap >= 1 && cap <= MAX_WORKER_CAP)) {
+      throw new InvalidError(`maxWorkers must be an integer 1..${MAX_WORKER_CAP}, got ${cap}`);
+    }
     const startedMs = Date.now();
     const uptime = os.uptime();
     const stages: Stage[] = [];
@@ -227,9 +241,34 @@ export class Appliance {
     const app = new Appliance({ options, bootKey, log, state, stages, startedMs, uptime, audit });
     app.audit(`boot board=${options.board} version=${VERSION} records=${log.recovered.length} head=${log.lastSeq}`);
     for (const line of early) app.audit(line);
+    for (const line of app.#skippedBinds) app.audit(line);
     if (reaped.length > 0) app.audit(`stopped ${reaped.length} worker process(es) left by the previous boot: pids ${reaped.join(" ")}`);
     if (created) await app.commit({ kind: "key", body: { event: "boot key created", key_id: keyId(app.bootPublicKey) } });
     return app;
+  }
+
+  /**
+   * Applies the replayed binds to the namespace, except those an older
+   * version accepted that cover the root task's own files (`/queen`,
+   * `/proc`, `/log`) or cannot be made: those are skipped with an audit
+   * line, so `/queen/ctl` stays reachable and the queen can unbind them.
+   */
+  #applyBinds(): void {
+    for (const b of this.#state.binds) {
+      const guarded = protectedTarget(b.to);
+      let why = guarded ? `${guarded} cannot be covered` : undefined;
+      try {
+        if (!why) this.namespace.bind(b.from, b.to);
+      } catch (err) {
+        why = (err as Error).message;
+      }
+      if (why) this.#skippedBinds.push(`bind ${b.from} onto ${b.to} not applied: ${why}; remove it with {"unbind":${JSON.stringify(b.to)}}`);
+    }
+  }
+
+  /** The cap on running workers in force. */
+  get maxWorkers(): number {
+    return this.options.maxWorkers ?? defaultWorkerCap();
   }
 
   /** The state as replayed from the log plus everything committed since. */
@@ -360,13 +399,32 @@ export class Appliance {
         this.audit(`gpu lease ${record.gpu_id} for ${worker}: mem=${record.mem_mb} streams=${record.streams} priority=${record.priority} ttl=${record.ttl_s}`);
       },
       releaseGpu: (worker, gpuId, reason) => this.#gpuMount?.release(worker, gpuId, reason) ?? Promise.resolve(),
+      maxWorkers: this.maxWorkers,
+      maxWorkersKnob: this.options.maxWorkers !== undefined ? "the maxWorkers option" : "the maxWorkers option (default derived from memory)",
       commit: (c) => this.commit(c),
       audit: (l) => this.audit(l),
+      checkBind: (from, to) =>
+        checkBind(
+          { from, to },
+          {
+            namespace: this.namespace,
+            binds: this.namespace.binds(),
+            workers: runningWorkers(this.#state).map((w) => ({ role: w.role, subject: w.id, ...(w.lease ? { mounts: [`/gpu/${w.lease.gpu_id}`] } : {}) })),
+            ctx: { caller: { role: "queen", subject: "root-task" }, signal: AbortSignal.timeout(10_000) },
+          },
+        ),
       bind: (from, to) => this.namespace.bind(from, to),
-      mount: async (service, at) => {
+      unbind: (to) => {
+        // A replayed bind skipped at boot is in the state but not the namespace.
+        if (this.namespace.binds().some((b) => b.to === to)) this.namespace.unbind(to);
+      },
+      checkMount: (service, at) => {
         if (service !== "gpu") throw new InvalidError(`no ${service} service to mount (known: gpu)`);
         if (at !== "/gpu") throw new InvalidError(`the gpu service mounts at /gpu, not ${at}`);
         if (!this.#gpuMount) throw new InvalidError("no gpu bridge configured: start the appliance with --gpu-bridge DIAL");
+      },
+      mount: () => {
+        if (!this.#gpuMount) return;
         this.#placeGpu(this.#gpuMount.remount());
         this.audit(`mounted gpu bridge at /gpu`);
       },
@@ -430,7 +488,7 @@ export class Appliance {
         gen("state", () => `${JSON.stringify(this.snapshot)}\n`),
         gen("mem", () => {
           const m = process.memoryUsage();
-          return `rss=${m.rss} heap_used=${m.heapUsed} heap_total=${m.heapTotal} external=${m.external} array_buffers=${m.arrayBuffers} workers=${this.#pool?.running ?? 0} sessions=${this.server.sessions.length}\n`;
+          return `rss=${m.rss} heap_used=${m.heapUsed} heap_total=${m.heapTotal} external=${m.external} array_buffers=${m.arrayBuffers} workers=${this.#pool?.running ?? 0} max_workers=${this.maxWorkers} sessions=${this.server.sessions.length}\n`;
         }),
       ],
     });
@@ -534,7 +592,15 @@ export class Appliance {
     return {
       caller,
       namespace: this.namespace,
-      authorize: (path, op) => authorize(caller, path, op),
+      authorize: (path, op) => {
+        authorize(caller, path, op);
+        // Through a bind, the path really reached must be allowed too: a bind never adds rights.
+        const binds = this.namespace.binds();
+        if (binds.length === 0) return;
+        const canonical = normalisePath(path);
+        const real = realPath(binds, canonical);
+        if (real !== canonical) authorize(caller, real, op);
+      },
       visible: (dir, names) => visibleChildren(caller, dir, names),
       ...(worker ? { account: (op) => this.#pool?.account(worker, op) } : {}),
     };

@@ -1,13 +1,15 @@
 /**
  * Queen control: what each command of DESIGN §6 and each lifecycle word
  * does. Every command is validated without side effects, then committed
- * durably, then acted on; the reply is written only after the commit.
+ * durably, then acted on; the reply is written only after the commit. A
+ * command refused at any point before its commit leaves nothing behind:
+ * no record, no namespace node, no process.
  * @module
  */
 import { BusyError, InvalidError, NotFoundError, type Caller } from "../nine-door/index.ts";
-import { parseQueenCommand, type Budget, type LeaseRequest, type QueenCommand } from "./queen-command.ts";
+import { parseBudget, parseQueenCommand, type Budget, type LeaseRequest, type QueenCommand } from "./queen-command.ts";
 import { isEnvelope, openEnvelope } from "./signed-ctl.ts";
-import type { ApplianceState, Commit, LifecycleState, WorkerState } from "./state.ts";
+import { runningWorkers, type ApplianceState, type Commit, type LifecycleState, type WorkerState } from "./state.ts";
 import type { WorkerPool } from "./worker-pool.ts";
 
 /** What control needs from the appliance. */
@@ -32,12 +34,22 @@ export interface ControlHost {
   leaseGpu?(worker: string, lease: LeaseRequest): Promise<void>;
   /** Gives a lease back (`RELEASE`), e.g. when the spawn fails after the lease. */
   releaseGpu?(worker: string, gpuId: string, reason: string): Promise<void>;
+  /** Most workers running at once; a spawn past it answers `busy:`. */
+  readonly maxWorkers: number;
+  /** Where the worker cap comes from, for the refusal (e.g. `maxWorkers option`). */
+  readonly maxWorkersKnob?: string;
   commit(c: Commit): Promise<void>;
   audit(line: string): void;
-  /** Applies binds to the shared namespace. */
+  /** Refuses a bind that is not acceptable (see `checkBind`); changes nothing. */
+  checkBind(from: string, to: string): Promise<void>;
+  /** Applies a committed bind to the shared namespace. */
   bind(from: string, to: string): void;
-  /** Mounts a service; throws when it is not available. */
-  mount(service: string, at: string): Promise<void>;
+  /** Removes a committed unbind's bind from the shared namespace. */
+  unbind(to: string): void;
+  /** Refuses a mount that cannot happen (unknown service, nothing configured); changes nothing. */
+  checkMount(service: string, at: string): void;
+  /** Mounts a service once its mount is committed. */
+  mount(service: string, at: string): void;
 }
 
 /** The lifecycle words `/queen/lifecycle/ctl` accepts. */
@@ -79,12 +91,23 @@ async function execute(host: ControlHost, cmd: QueenCommand, caller: Caller): Pr
       await host.commit({ kind: "budget", body: { budget: cmd.budget } });
       return { defaults: host.state.defaults };
     case "bind":
-      host.bind(cmd.from, cmd.to);
+      await host.checkBind(cmd.from, cmd.to);
       await host.commit({ kind: "bind", body: { from: cmd.from, to: cmd.to } });
+      host.bind(cmd.from, cmd.to);
       return { bind: { from: cmd.from, to: cmd.to } };
+    case "unbind": {
+      const bound = host.state.binds;
+      if (!bound.some((b) => b.to === cmd.to)) {
+        throw new NotFoundError(`no bind on ${cmd.to} (binds: ${bound.map((b) => b.to).join(", ") || "none"})`);
+      }
+      await host.commit({ kind: "unbind", body: { to: cmd.to } });
+      host.unbind(cmd.to);
+      return { unbind: cmd.to };
+    }
     case "mount":
-      await host.mount(cmd.service, cmd.at);
+      host.checkMount(cmd.service, cmd.at);
       await host.commit({ kind: "mount", body: { service: cmd.service, at: cmd.at } });
+      host.mount(cmd.service, cmd.at);
       return { mount: { service: cmd.service, at: cmd.at } };
   }
 }
@@ -105,9 +128,22 @@ async function spawn(host: ControlHost, cmd: Extract<QueenCommand, { kind: "spaw
     const why = host.gpuUnavailable();
     if (why) throw new BusyError(why);
   }
+  const running = runningWorkers(s).length;
+  if (running >= host.maxWorkers) {
+    throw new BusyError(`worker cap ${host.maxWorkers} reached (${running} running; kill one, or raise ${host.maxWorkersKnob ?? "the maxWorkers option"})`);
+  }
   // Appliance defaults, then the program's own (cohesix.config.json), then the command's.
-  const budget: Budget = { ...s.defaults, ...program.budget, ...cmd.budget, ...(cmd.ticks !== undefined ? { ticks: cmd.ticks } : {}) };
+  // Checked again as a whole: defaults from an older log may lie outside today's bounds.
+  const budget: Budget = parseBudget("spawn budget (with defaults)", {
+    ...s.defaults,
+    ...program.budget,
+    ...cmd.budget,
+    ...(cmd.ticks !== undefined ? { ticks: cmd.ticks } : {}),
+  });
   const id = `worker-${s.nextWorker}`;
+  const restart = cmd.restart ?? program.restart ?? false;
+  // Whatever would make the start fail is found now, before anything is committed.
+  host.pool.check({ id, kind: cmd.worker, role: program.role, budget, restart, ...(cmd.lease ? { lease: cmd.lease } : {}), status: "running", spawnedMs: Date.now() });
   // The lease first: a refusal reaches the queen and nothing is committed.
   if (cmd.lease) {
     if (!host.leaseGpu) throw new BusyError("no gpu bridge mounted");
@@ -123,7 +159,7 @@ async function spawn(host: ControlHost, cmd: Extract<QueenCommand, { kind: "spaw
         kind: cmd.worker,
         role: program.role,
         budget,
-        restart: cmd.restart ?? program.restart ?? false,
+        restart,
         ...(cmd.lease ? { lease: cmd.lease } : {}),
         ts_ms: Date.now(),
       },

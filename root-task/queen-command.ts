@@ -7,8 +7,9 @@
  * @module
  */
 import { InvalidError, NotFoundError } from "../nine-door/errors.ts";
+import { CONTROL_RANGES, type Range } from "./limits.ts";
 
-/** A budget: any subset of its three counters, each a positive integer. */
+/** A budget: any subset of its three counters, each a positive integer within {@link CONTROL_RANGES}. */
 export interface Budget {
   readonly ticks?: number;
   readonly ops?: number;
@@ -30,6 +31,7 @@ export type QueenCommand =
   | { readonly kind: "kill"; readonly worker: string }
   | { readonly kind: "budget"; readonly budget: Budget }
   | { readonly kind: "bind"; readonly from: string; readonly to: string }
+  | { readonly kind: "unbind"; readonly to: string }
   | { readonly kind: "mount"; readonly service: string; readonly at: string };
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
@@ -46,17 +48,19 @@ function onlyFields(where: string, obj: Record<string, Json>, allowed: readonly 
   }
 }
 
-function positiveInt(where: string, v: Json | undefined): number {
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) {
-    throw new InvalidError(`${where} must be a positive integer, got ${JSON.stringify(v)}`);
+/**
+ * An integer within `range`; the bound is in the error: `invalid:
+ * budget.ttl_s must be an integer 1..31536000, got 9007199254740991` for one
+ * too big, `… must be a positive integer, got 0 (range 1..31536000)` for one
+ * too small or not a whole number.
+ */
+function bounded(where: string, v: Json | undefined, range: Range): number {
+  const got = JSON.stringify(v ?? null).slice(0, 40);
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < range.min) {
+    const kind = range.min > 0 ? "a positive integer" : "a non-negative integer";
+    throw new InvalidError(`${where} must be ${kind}, got ${got} (range ${range.min}..${range.max})`);
   }
-  return v;
-}
-
-function nonNegativeInt(where: string, v: Json | undefined): number {
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
-    throw new InvalidError(`${where} must be a non-negative integer, got ${JSON.stringify(v)}`);
-  }
+  if (v > range.max) throw new InvalidError(`${where} must be an integer ${range.min}..${range.max}, got ${got}`);
   return v;
 }
 
@@ -66,14 +70,23 @@ function str(where: string, v: Json | undefined, pattern?: RegExp): string {
   return v;
 }
 
-/** Parses a budget object: `{ticks?, ops?, ttl_s?}`, each a positive integer. */
+/**
+ * Parses a budget object: `{ticks?, ops?, ttl_s?}`, each a positive integer
+ * within its {@link CONTROL_RANGES} bound.
+ *
+ * @example
+ * ```ts
+ * parseBudget("budget", { ttl_s: 120 }); // { ttl_s: 120 }
+ * parseBudget("budget", { ttl_s: 9007199254740991 }); // throws invalid: budget.ttl_s must be an integer 1..31536000, …
+ * ```
+ */
 export function parseBudget(where: string, v: Json | undefined): Budget {
   if (!isObject(v)) throw new InvalidError(`${where} must be an object like {"ttl_s":120,"ops":500}`);
   onlyFields(where, v, ["ticks", "ops", "ttl_s"]);
   const out: { ticks?: number; ops?: number; ttl_s?: number } = {};
-  if ("ticks" in v) out.ticks = positiveInt(`${where}.ticks`, v.ticks);
-  if ("ops" in v) out.ops = positiveInt(`${where}.ops`, v.ops);
-  if ("ttl_s" in v) out.ttl_s = positiveInt(`${where}.ttl_s`, v.ttl_s);
+  if ("ticks" in v) out.ticks = bounded(`${where}.ticks`, v.ticks, CONTROL_RANGES.ticks);
+  if ("ops" in v) out.ops = bounded(`${where}.ops`, v.ops, CONTROL_RANGES.ops);
+  if ("ttl_s" in v) out.ttl_s = bounded(`${where}.ttl_s`, v.ttl_s, CONTROL_RANGES.ttl_s);
   return out;
 }
 
@@ -82,10 +95,10 @@ function parseLease(v: Json | undefined): LeaseRequest {
   onlyFields("spawn.lease", v, ["gpu_id", "mem_mb", "streams", "ttl_s", "priority"]);
   return {
     gpu_id: str("spawn.lease.gpu_id", v.gpu_id, /^[A-Za-z0-9._-]+$/),
-    mem_mb: positiveInt("spawn.lease.mem_mb", v.mem_mb),
-    streams: positiveInt("spawn.lease.streams", v.streams),
-    ttl_s: positiveInt("spawn.lease.ttl_s", v.ttl_s),
-    priority: nonNegativeInt("spawn.lease.priority", v.priority ?? 0),
+    mem_mb: bounded("spawn.lease.mem_mb", v.mem_mb, CONTROL_RANGES.mem_mb),
+    streams: bounded("spawn.lease.streams", v.streams, CONTROL_RANGES.streams),
+    ttl_s: bounded("spawn.lease.ttl_s", v.ttl_s, CONTROL_RANGES.ttl_s),
+    priority: bounded("spawn.lease.priority", v.priority ?? 0, CONTROL_RANGES.priority),
   };
 }
 
@@ -126,11 +139,11 @@ export function parseQueenCommand(text: string, options: ParseOptions = {}): Que
   if (!isObject(v)) throw new InvalidError("a command must be a JSON object like {\"spawn\":\"heartbeat\"}");
   const keys = Object.keys(v);
   // `budget` is a verb and also a field of spawn: with spawn it is the field.
-  const verbs = ["spawn", "kill", "budget", "bind", "mount"].filter((k) => k in v && !(k === "budget" && "spawn" in v));
+  const verbs = ["spawn", "kill", "budget", "bind", "unbind", "mount"].filter((k) => k in v && !(k === "budget" && "spawn" in v));
   if (verbs.length !== 1) {
     throw new InvalidError(
       verbs.length === 0
-        ? `unknown command ${JSON.stringify(keys[0] ?? "")}: expected one of spawn, kill, budget, bind, mount`
+        ? `unknown command ${JSON.stringify(keys[0] ?? "")}: expected one of spawn, kill, budget, bind, unbind, mount`
         : `one command per write, got ${verbs.join(" and ")}`,
     );
   }
@@ -143,7 +156,7 @@ export function parseQueenCommand(text: string, options: ParseOptions = {}): Que
         throw new NotFoundError(`no worker ${JSON.stringify(worker)} in this image (known: ${[...known].sort().join(", ") || "none"})`);
       }
       const cmd: { kind: "spawn"; worker: string; ticks?: number; budget?: Budget; lease?: LeaseRequest; restart?: boolean } = { kind: "spawn", worker };
-      if ("ticks" in v) cmd.ticks = positiveInt("spawn.ticks", v.ticks);
+      if ("ticks" in v) cmd.ticks = bounded("spawn.ticks", v.ticks, CONTROL_RANGES.ticks);
       if ("budget" in v) cmd.budget = parseBudget("spawn.budget", v.budget);
       if ("lease" in v) cmd.lease = parseLease(v.lease);
       if ("restart" in v) {
@@ -167,6 +180,12 @@ export function parseQueenCommand(text: string, options: ParseOptions = {}): Que
       const to = path("bind.to", v.bind.to);
       if (to === "/") throw new InvalidError("bind.to must not be / (binding over the root hides the namespace)");
       return { kind: "bind", from, to };
+    }
+    case "unbind": {
+      onlyFields("unbind", v, ["unbind"]);
+      const to = path("unbind", v.unbind);
+      if (to === "/") throw new InvalidError("unbind must name a bind's target like \"/w1\", not /");
+      return { kind: "unbind", to };
     }
     default: {
       onlyFields("mount", v, ["mount"]);

@@ -1,9 +1,11 @@
 /**
  * Signed control (`--policy signed-ctl`): each queen command is wrapped in
  * an envelope `{"cmd":{…},"nonce":"…","ctr":n,"sig":"…"}` signed with the
- * queen key. The counter must rise strictly; the root task keeps the last
- * accepted one in its commit log, so a replayed or reordered envelope is
- * refused even across restarts.
+ * queen key. The counter must rise strictly, by at most
+ * {@link CTR_MAX_STEP} (2^20) past the last accepted one, so one envelope
+ * cannot burn the counter space (a counter of 2^53−1 would leave no room for
+ * another); the root task keeps the last accepted one in its commit log, so
+ * a replayed or reordered envelope is refused even across restarts.
  *
  * What is signed: the UTF-8 bytes of `cohesix-ctl/v1\n<ctr>\n<nonce>\n<cmd>`
  * where `<cmd>` is `JSON.stringify` of the command object as parsed (key
@@ -14,6 +16,7 @@
 import { randomBytes } from "node:crypto";
 import { InvalidError, PermissionError } from "../nine-door/index.ts";
 import { decodeBase64url, sign, verifySignature } from "./keys.ts";
+import { CTR_MAX_STEP } from "./limits.ts";
 
 /** A verified envelope: the command text to parse and its counter. */
 export interface OpenedEnvelope {
@@ -48,8 +51,10 @@ export function signEnvelope(command: string, privateKey: Uint8Array, options: {
 
 /**
  * Checks an envelope against the queen key and the last accepted counter.
- * Throws `permission: replay …` for a counter not above `lastCtr`, and
- * `permission: …` for a bad signature; `invalid: …` for a malformed one.
+ * Throws `permission: replay …` for a counter not above `lastCtr`,
+ * `invalid: … counter … jumps …` for one more than {@link CTR_MAX_STEP}
+ * above it, `permission: …` for a bad signature; `invalid: …` for a
+ * malformed one.
  *
  * @example
  * ```ts
@@ -82,6 +87,11 @@ export function openEnvelope(text: string, publicKey: Uint8Array, options: { las
   }
   if (ctr <= options.lastCtr) {
     throw new PermissionError(`replay: counter ${ctr} is not above the last accepted ${options.lastCtr}`);
+  }
+  if (ctr - options.lastCtr > CTR_MAX_STEP) {
+    throw new InvalidError(
+      `envelope.ctr ${ctr} jumps more than ${CTR_MAX_STEP} past the last accepted ${options.lastCtr}: use a counter from ${options.lastCtr + 1} to ${options.lastCtr + CTR_MAX_STEP} (read /queen/ctr)`,
+    );
   }
   return { command: body, ctr };
 }

@@ -59,13 +59,14 @@ export type Commit =
   | { kind: "exit"; body: { id: string; status: "exited" | "killed" | "revoked"; reason: string } }
   | { kind: "budget"; body: { budget: Budget } }
   | { kind: "bind"; body: { from: string; to: string } }
+  | { kind: "unbind"; body: { to: string } }
   | { kind: "mount"; body: { service: string; at: string } }
   | { kind: "lifecycle"; body: { state: LifecycleState; reason: string; cordoned: boolean; ts_ms: number } }
   | { kind: "ctr"; body: { ctr: number } }
   | { kind: "key"; body: { event: string; key_id: string } };
 
 /** The kinds of commit, for validating records read back from disk. */
-export const commitKinds: readonly Commit["kind"][] = ["spawn", "exit", "budget", "bind", "mount", "lifecycle", "ctr", "key"];
+export const commitKinds: readonly Commit["kind"][] = ["spawn", "exit", "budget", "bind", "unbind", "mount", "lifecycle", "ctr", "key"];
 
 /**
  * Applies one commit. Pure: returns a new state, never mutates.
@@ -102,6 +103,8 @@ export function applyCommit(state: ApplianceState, commit: Commit): ApplianceSta
       return { ...state, defaults: { ...state.defaults, ...commit.body.budget } };
     case "bind":
       return { ...state, binds: [...state.binds.filter((b) => b.to !== commit.body.to), commit.body] };
+    case "unbind":
+      return { ...state, binds: state.binds.filter((b) => b.to !== commit.body.to) };
     case "mount":
       return { ...state, mounts: [...state.mounts.filter((m) => m.at !== commit.body.at), commit.body] };
     case "lifecycle":

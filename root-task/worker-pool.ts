@@ -7,6 +7,7 @@
  */
 import {
   AppendLog,
+  BusyError,
   ClosedError,
   CtlFile,
   Directory,
@@ -15,6 +16,7 @@ import {
   validateJsonLines,
   type NineServer,
 } from "../nine-door/index.ts";
+import { Deadline } from "./deadline.ts";
 import type { Commit, WorkerState } from "./state.ts";
 import type { Supervisor } from "./supervisor.ts";
 import { mintTicket } from "./ticket.ts";
@@ -56,8 +58,12 @@ interface Live {
   stale: boolean;
   /** Set while the root task itself is stopping the process. */
   stopping: boolean;
-  ttl?: NodeJS.Timeout;
+  /** Set while the commit of the worker's end is in flight; nothing has changed yet. */
+  ending: boolean;
+  ttl?: Deadline;
   restartTimer?: NodeJS.Timeout;
+  /** A retry of an end whose commit failed (e.g. the disk was full). */
+  retryTimer?: NodeJS.Timeout;
 }
 
 /** Options of `WorkerPool`. */
@@ -75,6 +81,8 @@ export interface PoolOptions {
 }
 
 const RESTART_DELAY_MS = 1000;
+/** How long to wait before committing again an end whose commit failed. */
+const END_RETRY_MS = 5000;
 const MAX_RESTART_DELAY_MS = 30_000;
 
 /**
@@ -124,6 +132,16 @@ export class WorkerPool {
   }
 
   /**
+   * Checks that worker `w` could be started — its program is known and its
+   * ticket can be minted — without starting anything, so a spawn that
+   * cannot run is refused before it is committed.
+   */
+  check(w: WorkerState): void {
+    this.#host.supervisor.program(w.kind);
+    this.#ticket(w);
+  }
+
+  /**
    * Makes `/worker/<id>/{telemetry,ctl}` and `/log/<id>.log` (kept after
    * the worker ends, so the queen can read them) and starts the process
    * with a fresh ticket.
@@ -133,12 +151,9 @@ export class WorkerPool {
     live.stopping = false;
     live.stale = false;
     this.#spawn(w, live);
-    if (w.budget.ttl_s !== undefined) {
-      const left = w.spawnedMs + w.budget.ttl_s * 1000 - Date.now();
-      clearTimeout(live.ttl);
-      live.ttl = setTimeout(() => void this.revoke(w.id, "ttl expired"), Math.max(0, left));
-      live.ttl.unref();
-    }
+    live.ttl?.cancel();
+    // A deadline, not one setTimeout: ttls past 24.8 days must not overflow to 1 ms.
+    if (w.budget.ttl_s !== undefined) live.ttl = new Deadline(w.spawnedMs + w.budget.ttl_s * 1000, () => this.#endInBackground(w.id, "ttl expired"));
   }
 
   /**
@@ -154,7 +169,7 @@ export class WorkerPool {
     if (w.status !== "running") throw new ClosedError(w.reason ?? `${id} is not running`);
     live.ops++;
     if (w.budget.ops !== undefined && live.ops > w.budget.ops) {
-      void this.revoke(id, "ops budget exhausted");
+      this.#endInBackground(id, "ops budget exhausted", false);
       throw new ClosedError("ops budget exhausted");
     }
   }
@@ -172,7 +187,7 @@ export class WorkerPool {
     const w = this.#host.worker(id);
     if (!w) throw new NotFoundError(`no worker ${id}`);
     if (w.status !== "running") throw new InvalidError(`${id} is not running (${w.status}${w.reason ? `: ${w.reason}` : ""})`);
-    await this.#end(id, "killed", `killed by ${by}`, `killed ${id} by ${by}`);
+    if (!(await this.#end(id, "killed", `killed by ${by}`, `killed ${id} by ${by}`))) throw new BusyError(`${id} is already being stopped`);
   }
 
   /** Stops worker `id` gracefully with a commit (drain, quiesce, reset). */
@@ -187,8 +202,9 @@ export class WorkerPool {
   async shutdown(graceMs = this.#options.graceMs): Promise<void> {
     for (const live of this.#live.values()) {
       live.stopping = true;
-      clearTimeout(live.ttl);
+      live.ttl?.cancel();
       clearTimeout(live.restartTimer);
+      clearTimeout(live.retryTimer);
     }
     await this.#host.supervisor.stopAll(graceMs);
   }
@@ -225,7 +241,7 @@ export class WorkerPool {
     const stderr = new AppendLog(`${w.id}.log`, { retainBytes: this.#options.stderrBytes });
     if (!this.#host.workers.get(w.id)) this.#host.workers.add(dir);
     if (!this.#host.logs.get(stderr.name)) this.#host.logs.add(stderr);
-    const live: Live = { id: w.id, dir, telemetry, stderr, ticks: 0, ops: 0, restarts: 0, stale: false, stopping: false };
+    const live: Live = { id: w.id, dir, telemetry, stderr, ticks: 0, ops: 0, restarts: 0, stale: false, stopping: false, ending: false };
     telemetry.onAppend((ev) => {
       if (ev.by !== w.id) return;
       this.#tick(live);
@@ -240,16 +256,20 @@ export class WorkerPool {
     live.ticks++;
     live.stale = false;
     this.#host.supervisor.heartbeat(live.id);
-    if (w.budget.ticks !== undefined && live.ticks >= w.budget.ticks) void this.revoke(live.id, "tick budget exhausted");
+    if (w.budget.ticks !== undefined && live.ticks >= w.budget.ticks) this.#endInBackground(live.id, "tick budget exhausted", false);
   }
 
-  #spawn(w: WorkerState, live: Live): void {
+  #ticket(w: WorkerState): string {
     const ttlS = w.budget.ttl_s ?? 24 * 3600;
-    const ticket = mintTicket(
+    return mintTicket(
       { role: w.role, sub: w.id, budget: w.budget, ...(w.lease ? { mounts: [`/gpu/${w.lease.gpu_id}`] } : {}) },
       this.#host.bootKey,
       { ttlS: ttlS + 60 },
     );
+  }
+
+  #spawn(w: WorkerState, live: Live): void {
+    const ticket = this.#ticket(w);
     const pid = this.#host.supervisor.spawn({
       id: w.id,
       kind: w.kind,
@@ -276,7 +296,35 @@ export class WorkerPool {
       this.#restartLater(id);
       return;
     }
-    void this.#end(id, "exited", `exited with ${how}`, `${id} exited with ${how}`);
+    this.#endInBackground(id, `exited with ${how}`, true, "exited");
+  }
+
+  /**
+   * Ends worker `id` from a timer or a callback (ttl, budgets, the process
+   * exiting), where nobody awaits the result: a commit that fails is
+   * audited and, when `retry`, tried again later (a budget's next op or
+   * tick tries again by itself); nothing changed in between.
+   */
+  #endInBackground(id: string, reason: string, retry = true, status: "revoked" | "exited" = "revoked"): void {
+    const end =
+      status === "revoked" ? this.#end(id, "revoked", reason, `revoked ${id}: ${reason}`) : this.#end(id, "exited", reason, `${id} ${reason}`);
+    const again = (): void => {
+      const live = this.#live.get(id);
+      if (!retry || !live) return;
+      clearTimeout(live.retryTimer);
+      live.retryTimer = setTimeout(() => this.#endInBackground(id, reason, retry, status), END_RETRY_MS);
+      live.retryTimer.unref();
+    };
+    end.then(
+      // Another end's commit was in flight: if it fails, this one must still happen.
+      (done) => {
+        if (!done && this.#live.get(id)?.ending) again();
+      },
+      (err: unknown) => {
+        this.#host.audit(`${id} ${reason}, but the end was not committed: ${(err as Error).message}${retry ? `; trying again in ${END_RETRY_MS / 1000} s` : ""}`);
+        again();
+      },
+    );
   }
 
   #restartLater(id: string): void {
@@ -298,14 +346,26 @@ export class WorkerPool {
     live.restartTimer.unref();
   }
 
-  async #end(id: string, status: "exited" | "killed" | "revoked", reason: string, line: string, graceMs = this.#options.graceMs): Promise<void> {
+  /**
+   * Commits the end of worker `id`, then acts on it. Effects follow
+   * durability: until the commit is on disk nothing changes (timers, the
+   * process, sessions), so a failed commit leaves the worker as it was.
+   * False when the worker is not running or already being stopped.
+   */
+  async #end(id: string, status: "exited" | "killed" | "revoked", reason: string, line: string, graceMs = this.#options.graceMs): Promise<boolean> {
     const live = this.#live.get(id);
     const w = this.#host.worker(id);
-    if (!live || !w || w.status !== "running" || live.stopping) return;
+    if (!live || !w || w.status !== "running" || live.stopping || live.ending) return false;
+    live.ending = true;
+    try {
+      await this.#host.commit({ kind: "exit", body: { id, status, reason } });
+    } finally {
+      live.ending = false;
+    }
     live.stopping = true;
-    clearTimeout(live.ttl);
+    live.ttl?.cancel();
     clearTimeout(live.restartTimer);
-    await this.#host.commit({ kind: "exit", body: { id, status, reason } });
+    clearTimeout(live.retryTimer);
     this.#host.audit(line);
     this.#host.ended?.(w, reason);
     this.#host.server.revoke((c) => c.subject === id && c.role === w.role, reason);
@@ -315,5 +375,6 @@ export class WorkerPool {
     if (this.#host.supervisor.pid(id) !== undefined) {
       await this.#host.supervisor.stop(id, { graceMs }).catch(() => undefined);
     }
+    return true;
   }
 }
