@@ -26,7 +26,11 @@ export async function keygen(p: Parsed, { env, out }: Io): Promise<void> {
   out(`${written.privatePath}\n${written.publicPath}\nkey id ${written.id}\n`);
 }
 
-/** `ticket --role queen [--key FILE] [--ttl S]`: prints a signed ticket. */
+/**
+ * `ticket --role queen [--key FILE] [--ttl S] [--aud KEYID]`: prints a
+ * signed ticket; with `--aud` (an appliance's `boot_key=` from /proc/boot)
+ * it works on that appliance only.
+ */
 export async function ticket(p: Parsed, { env, out }: Io): Promise<void> {
   const role = required(p, "role", undefined, "e.g. --role queen");
   const keyPath = str(p, "key", env.COHESIX_KEY ?? defaultQueenKey(env))!;
@@ -34,8 +38,10 @@ export async function ticket(p: Parsed, { env, out }: Io): Promise<void> {
   if (!Number.isSafeInteger(ttl) || ttl <= 0) throw new UsageError("--ttl must be a positive number of seconds");
   const sub = str(p, "subject", role === "queen" ? "queen" : undefined);
   if (sub === undefined) throw new UsageError("--subject is required for roles other than queen");
+  const aud = str(p, "aud");
+  if (aud !== undefined && !/^[0-9a-f]{16}$/.test(aud)) throw new UsageError("--aud must be an appliance's boot key id, 16 hex digits (boot_key= in /proc/boot)");
   const key = await readPrivateKey(keyPath);
-  out(`${mintTicket({ role, sub }, key, { ttlS: ttl })}\n`);
+  out(`${mintTicket({ role, sub, ...(aud !== undefined ? { aud } : {}) }, key, { ttlS: ttl })}\n`);
 }
 
 /**
@@ -62,6 +68,8 @@ export async function serve(p: Parsed, io: Io): Promise<void> {
   const tlsKey = str(p, "tls-key");
   const tlsCert = str(p, "tls-cert");
   if ((tlsKey === undefined) !== (tlsCert === undefined)) throw new UsageError("--tls-key and --tls-cert go together");
+  const tlsMode = str(p, "tls", "auto")!;
+  if (tlsMode !== "auto" && tlsMode !== "on" && tlsMode !== "off") throw new UsageError("--tls must be auto, on or off");
   const policy = str(p, "policy", project?.nineDoor.policy ?? "open");
   if (policy !== "open" && policy !== "signed-ctl") throw new UsageError("--policy must be open or signed-ctl");
   const board = str(p, "board", "host")!;
@@ -90,6 +98,7 @@ export async function serve(p: Parsed, io: Io): Promise<void> {
       queenPub: str(p, "queen-pub") ?? project?.queenPub ?? (await ensureDefaultQueenKey(env, io.err)),
       ...(programs ? { programs } : {}),
       policy,
+      tlsMode,
       ...(gpuDial !== undefined
         ? { gpuBridge: { dial: gpuDial, key: gpuKey ?? join(configDir(env), "bridge.key"), ...(gpuPin !== undefined ? { pin: gpuPin } : {}) } }
         : {}),

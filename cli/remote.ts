@@ -9,6 +9,7 @@ import { InvalidError, NineClient, QidType, dialWithRetry, parseDialString, type
 import { isEnvelope, mintTicket, readPrivateKey, signEnvelope } from "../root-task/index.ts";
 import { str, UsageError, type Parsed } from "./args.ts";
 import { explainTimeout, resolveAddress, timeoutMsOf, type ResolvedAddress } from "./address.ts";
+import { knownHostsPath, trustCertificate } from "./known-hosts.ts";
 import { defaultQueenKey } from "./paths.ts";
 import type { Io } from "./verb.ts";
 
@@ -37,10 +38,19 @@ export async function connectQueen(p: Parsed, env: NodeJS.ProcessEnv): Promise<Q
   if (dialectArg !== "9P2000" && dialectArg !== "9P2000.L") throw new UsageError("--dialect must be 9P2000 or 9P2000.L");
   const dialect: Dialect = dialectArg;
   const key = await readPrivateKey(keyPath);
-  const ticket = mintTicket({ role: "queen", sub: "queen" }, key, { ttlS: 300 });
   const pin = str(p, "pin", env.COHESIX_PIN);
+  // TLS: the pinned certificate (known_hosts, or --pin), which also tells
+  // the appliance's boot key id, the audience the ticket must name.
+  const trust = addr.kind === "tls" ? await trustCertificate(addr, { path: knownHostsPath(env), ...(pin ? { pin } : {}) }) : undefined;
   try {
-    const conn = await dialWithRetry(addr, { attempts: 5, delayMs: 100, timeoutMs, ...(pin ? { pin } : {}) });
+    const conn = await dialWithRetry(addr, { attempts: 5, delayMs: 100, timeoutMs, ...(pin ? { pin } : {}), ...(trust ? { checkCertificate: trust.check } : {}) });
+    // Pinned at the handshake, as ssh does, whether or not the attach succeeds.
+    await trust?.remember((line) => void process.stderr.write(line)).catch((err: unknown) => {
+      conn.destroy();
+      throw err;
+    });
+    const aud = trust?.audience();
+    const ticket = mintTicket({ role: "queen", sub: "queen", ...(aud !== undefined ? { aud } : {}) }, key, { ttlS: 300 });
     let client: NineClient;
     try {
       client = await NineClient.connect(conn, { dialect, timeoutMs });

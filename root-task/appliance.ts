@@ -42,6 +42,7 @@ import { MAX_WORKER_CAP, defaultWorkerCap } from "./limits.ts";
 import { GpuMount, type GpuBridgeConfig } from "./gpu-mount.ts";
 import { Supervisor } from "./supervisor.ts";
 import { verifyTicket, type Ticket } from "./ticket.ts";
+import { loadDeviceCert, type DeviceCert } from "./device-cert.ts";
 import { WorkerPool } from "./worker-pool.ts";
 
 /** The package version, reported in /proc/boot. */
@@ -109,6 +110,14 @@ export interface ApplianceOptions {
    * keep their defaults. `/proc/sessions` shows the ones in force.
    */
   readonly limits?: Partial<ServerLimits>;
+  /**
+   * NineDoor's TLS as `chooseTls` decided it, shown in /proc/boot. With
+   * `device`, boot loads the device certificate from the state directory
+   * (making it on first boot, see `device-cert.ts`) and tickets arriving
+   * over TLS (peer `tls!…`) must name this appliance as their audience.
+   * Default: off, reason `not configured`.
+   */
+  readonly network?: { readonly tls: boolean; readonly reason: string; readonly device?: boolean };
 }
 
 /** How long each boot stage took, for /proc/boot. */
@@ -163,6 +172,7 @@ export class Appliance {
   #pool: WorkerPool | undefined;
   #gpuMount: GpuMount | undefined;
   readonly #auditFile: AuditFile;
+  readonly #device: DeviceCert | undefined;
 
   private constructor(init: {
     options: ApplianceOptions;
@@ -173,6 +183,7 @@ export class Appliance {
     startedMs: number;
     uptime: number;
     audit: AuditFile;
+    device: DeviceCert | undefined;
   }) {
     this.options = init.options;
     this.#bootKey = init.bootKey;
@@ -185,6 +196,7 @@ export class Appliance {
     this.#uptimeAtStart = init.uptime;
     this.queenLog = new AppendLog("queen.log", { retainBytes: init.options.logRetainBytes ?? 1 << 20 });
     this.#auditFile = init.audit;
+    this.#device = init.device;
     // The log continues across restarts: show the tail the last boot left.
     const tail = init.audit.previous;
     if (tail.length > 0) this.queenLog.append(tail);
@@ -238,12 +250,14 @@ export class Appliance {
     // Workers a killed root task left behind would hold on to stale state.
     const reaped = Supervisor.reapLeftovers(join(options.stateDir, "run"));
     const audit = await timed("audit", () => AuditFile.open(join(options.stateDir, "queen.log")));
-    const app = new Appliance({ options, bootKey, log, state, stages, startedMs, uptime, audit });
+    const device = options.network?.device === true ? await timed("tls", () => loadDeviceCert(options.stateDir, bootKey)) : undefined;
+    const app = new Appliance({ options, bootKey, log, state, stages, startedMs, uptime, audit, device });
     app.audit(`boot board=${options.board} version=${VERSION} records=${log.recovered.length} head=${log.lastSeq}`);
     for (const line of early) app.audit(line);
     for (const line of app.#skippedBinds) app.audit(line);
     if (reaped.length > 0) app.audit(`stopped ${reaped.length} worker process(es) left by the previous boot: pids ${reaped.join(" ")}`);
     if (created) await app.commit({ kind: "key", body: { event: "boot key created", key_id: keyId(app.bootPublicKey) } });
+    if (device) app.audit(`device certificate ${device.created ? "made" : "loaded"}: ${device.fingerprint}`);
     return app;
   }
 
@@ -288,6 +302,11 @@ export class Appliance {
   /** The boot signing key's private half, for minting worker tickets. */
   get bootKey(): Uint8Array {
     return this.#bootKey;
+  }
+
+  /** The device certificate NineDoor's TLS listener presents, when `tls.device` was asked. */
+  get deviceCert(): DeviceCert | undefined {
+    return this.#device;
   }
 
   /** Where NineDoor's Unix socket for workers goes. */
@@ -520,6 +539,9 @@ export class Appliance {
       `image=${this.options.imageDigest ?? "none"}`,
       ...this.#manifestLines(),
       `boot_key=${keyId(this.bootPublicKey)}`,
+      `tls=${this.options.network?.tls === true ? "on" : "off"}`,
+      `tls_reason=${this.options.network?.reason ?? "not configured"}`,
+      `tls_fingerprint=${this.#device?.fingerprint ?? "none"}`,
       `queen_key=${keyId(this.options.queenPublicKey)}`,
       `policy=${this.options.policy ?? "open"}`,
       `workers=${ids.join(",")}`,
@@ -611,6 +633,9 @@ export class Appliance {
     const ticket = verifyTicket(req.aname, {
       keys: (role) => (role === "queen" ? [this.options.queenPublicKey] : [this.bootPublicKey]),
       ...(this.options.clock ? { now: this.options.clock.now() } : {}),
+      audience: keyId(this.bootPublicKey),
+      // Over TLS with the device certificate the client learned who we are.
+      requireAudience: this.#device !== undefined && req.peer.startsWith("tls!"),
     });
     // uname is what stock clients send (a user name or uid); when it names
     // a role it must agree with the ticket.

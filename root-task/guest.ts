@@ -13,6 +13,7 @@
  * children are the workers.
  * @module
  */
+import { existsSync } from "node:fs";
 import { open, readdir, readFile, mkdir, writeFile } from "node:fs/promises";
 import module from "node:module";
 import { join } from "node:path";
@@ -21,6 +22,7 @@ import { checkBootManifest } from "./boot-manifest.ts";
 import { guestGpuBridge } from "./guest-bridge.ts";
 import { GuestClock, HWCLOCK_PID_ENV, signalStep } from "./guest-clock.ts";
 import { serveAppliance } from "./serve.ts";
+import { parseTlsSetting, type TlsSetting } from "./tls-mode.ts";
 import type { Budget } from "./queen-command.ts";
 
 /** The config baked into the image at `/etc/cohesix/config.json`. */
@@ -44,6 +46,11 @@ export interface GuestConfig {
    * package folder, ticket role, default budget and restart policy.
    */
   readonly programs?: Readonly<Record<string, { readonly entry: string; readonly role: string; readonly budget?: Budget; readonly restart?: boolean }>>;
+  /**
+   * NineDoor's TLS (`auto|on|off`, default `auto`: TLS unless loopback or
+   * QEMU user networking). The kernel command line's `cohesix.tls=` wins.
+   */
+  readonly tls?: TlsSetting;
 }
 
 /** Options of {@link runGuest}. */
@@ -66,6 +73,12 @@ export interface RunGuestOptions {
   readonly fwCfgDir?: string;
   /** The RTC's seconds since the epoch, which the system clock follows (see `guest-clock.ts`); default `/sys/class/rtc/rtc0/since_epoch`. */
   readonly rtcFile?: string;
+  /**
+   * Present only under QEMU (its firmware config device): the guest then
+   * sits behind user networking, reachable through the host forward;
+   * default `/sys/firmware/qemu_fw_cfg`.
+   */
+  readonly qemuDir?: string;
 }
 
 /**
@@ -183,7 +196,11 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
     params.boot === undefined
       ? undefined
       : checkBootManifest({ bootDir: options.bootDir ?? "/boot", releasePub: options.releasePub ?? "/etc/cohesix/release.pub" });
+  // cohesix.tls= on the kernel command line wins over the baked config.
+  const tlsMode = params.tls !== undefined ? parseTlsSetting(params.tls, { source: "cohesix.tls" }) : (config.tls ?? "auto");
   const running = await serveAppliance({
+    tlsMode,
+    qemuUserNet: existsSync(options.qemuDir ?? "/sys/firmware/qemu_fw_cfg"),
     ...(manifestCheck ? { bootManifest: () => manifest } : {}),
     ...(gpuBridge ? { gpuBridge } : {}),
     ...(programs ? { programs } : {}),
@@ -201,7 +218,10 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
   await mkdir(join(readyFile, ".."), { recursive: true }).catch(() => {});
   await writeFile(readyFile, `${running.dialString}\n`).catch(() => {});
   await stage("serving");
-  say(`READY ${config.readyAddr}`);
+  const device = running.app.deviceCert;
+  const network = running.app.options.network;
+  say(device ? `cohesix: nine-door tls=on certificate ${device.fingerprint}` : `cohesix: nine-door tls=off (${network?.reason ?? "not configured"})`);
+  say(`READY ${device ? config.readyAddr.replace(/^tcp!/, "tls!") : config.readyAddr}`);
   // The loader (rootfs/init.ts) turned on Node's compile cache: write what
   // this boot compiled now, not at exit, so a power cut does not lose it.
   (module as { flushCompileCache?: () => void }).flushCompileCache?.();

@@ -9,6 +9,9 @@
  *   {@link decodeTicketUnverified}.
  * - `policy.ts` — {@link authorize}, {@link visibleChildren},
  *   {@link normalisePath}.
+ * - `device-cert.ts` — the device TLS certificate, issued by the boot key:
+ *   {@link loadDeviceCert}, {@link certificateAudience}.
+ * - `tls-mode.ts` — `auto|on|off` and the rule `auto` follows: {@link chooseTls}.
  *
  * @example
  * ```ts
@@ -49,6 +52,8 @@ export {
   verifyTicket,
 } from "./ticket.ts";
 export type { MintOptions, Ticket, TicketBudget, TicketClaims, TicketKeys, VerifyOptions } from "./ticket.ts";
+export { DEVICE_CERT_FILE, DEVICE_KEY_FILE, certificateAudience, fingerprintOf, loadDeviceCert, makeDeviceCert, type DeviceCert } from "./device-cert.ts";
+export { TLS_SETTINGS, chooseTls, isLoopbackHost, parseTlsSetting, type TlsChoice, type TlsSetting } from "./tls-mode.ts";
 export { ACCESS_OPS, authorize, isAuthorized, isWorkerRole, normalisePath, visibleChildren } from "./policy.ts";
 export type { AccessOp, PolicyCaller } from "./policy.ts";
 export {

@@ -6,10 +6,11 @@
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { NotFoundError, listen, type Listener } from "../nine-door/index.ts";
+import { InvalidError, NotFoundError, formatDialString, listen, parseListenAddress, type Listener } from "../nine-door/index.ts";
 import { Appliance, type ApplianceOptions } from "./appliance.ts";
 import type { GpuBridgeConfig } from "./gpu-mount.ts";
 import { readPrivateKey, readPublicKey } from "./keys.ts";
+import { chooseTls, type TlsSetting } from "./tls-mode.ts";
 
 /**
  * The GPU bridge to mount, as files: `cohesix serve --gpu-bridge DIAL
@@ -59,22 +60,33 @@ async function bridgeConfig(files: GpuBridgeFiles): Promise<GpuBridgeConfig> {
 }
 
 /** Options of `serveAppliance`. */
-export interface ServeOptions extends Omit<ApplianceOptions, "queenPublicKey" | "gpuBridge"> {
+export interface ServeOptions extends Omit<ApplianceOptions, "queenPublicKey" | "gpuBridge" | "network"> {
   /** The GPU bridge to mount at /gpu; key read from its file. */
   readonly gpuBridge?: GpuBridgeFiles;
   /** `HOST:PORT` or a dial string; port 0 picks a free port. */
   readonly listen: string;
   /** Path of the queen's public key file. */
   readonly queenPub: string;
-  /** PEM key and certificate for a `tls!HOST!PORT` listen address. */
+  /**
+   * The operator's own PEM key and certificate, used instead of the device
+   * certificate when NineDoor serves TLS.
+   */
   readonly tls?: { readonly key: string; readonly cert: string };
+  /**
+   * TLS or plain TCP (see `chooseTls`): `auto` (default) serves TLS unless
+   * the address is loopback or `qemuUserNet`; `on`; `off`. Without `tls`,
+   * TLS presents the device certificate from the state directory.
+   */
+  readonly tlsMode?: TlsSetting;
+  /** The appliance runs under QEMU with user networking (the guest sets it). */
+  readonly qemuUserNet?: boolean;
 }
 
 /** A running appliance and the address it serves on. */
 export interface RunningAppliance {
   readonly app: Appliance;
   readonly listener: Listener;
-  /** `tcp!HOST!PORT` with the real port. */
+  /** `tcp!HOST!PORT` (`tls!…` when serving TLS) with the real port. */
   readonly dialString: string;
   /** Stops accepting, drops sessions, marks the lifecycle OFFLINE. */
   stop(reason?: string): Promise<void>;
@@ -91,12 +103,25 @@ export interface RunningAppliance {
  */
 export async function serveAppliance(options: ServeOptions): Promise<RunningAppliance> {
   const queenPublicKey = await readPublicKey(options.queenPub);
-  const { gpuBridge, ...rest } = options;
-  const app = await Appliance.boot({ ...rest, queenPublicKey, ...(gpuBridge ? { gpuBridge: await bridgeConfig(gpuBridge) } : {}) });
+  const asked = parseListenAddress(options.listen);
+  const choice = chooseTls(options.tlsMode ?? "auto", { listen: asked, ...(options.qemuUserNet !== undefined ? { qemuUserNet: options.qemuUserNet } : {}) });
+  if (!choice.tls && options.tls !== undefined) {
+    throw new InvalidError(`serve ${options.listen}: a TLS key and certificate were given but TLS is off (${choice.reason}); use --tls on or a tls! address`);
+  }
+  const address = choice.tls && asked.kind === "tcp" ? { ...asked, kind: "tls" as const } : asked;
+  const device = choice.tls && options.tls === undefined;
+  const { gpuBridge, tlsMode: _mode, qemuUserNet: _qemu, ...rest } = options;
+  const app = await Appliance.boot({
+    ...rest,
+    queenPublicKey,
+    network: { tls: choice.tls, reason: choice.reason, device },
+    ...(gpuBridge ? { gpuBridge: await bridgeConfig(gpuBridge) } : {}),
+  });
+  const tlsKeys = options.tls ?? app.deviceCert;
   let listener: Listener | undefined;
   let local: Listener | undefined;
   try {
-    listener = await listen(options.listen, (conn, peer) => app.server.accept(conn, peer.remote), options.tls ? { tls: { ...options.tls } } : {});
+    listener = await listen(formatDialString(address), (conn, peer) => app.server.accept(conn, peer.remote), choice.tls && tlsKeys ? { tls: { key: tlsKeys.key, cert: tlsKeys.cert } } : {});
     // Workers reach NineDoor through a Unix socket in the state directory.
     local = await listen(`unix!${app.socketPath}`, (conn, peer) => app.server.accept(conn, peer.remote), { mode: 0o600 });
     app.audit(`listening on ${listener.dialString} and ${local.dialString}`);

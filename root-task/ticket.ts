@@ -10,6 +10,11 @@
  * which has no `,` `=` or spaces, so it rides in a 9P `aname` and a mount
  * option, and is always shorter than {@link MAX_TICKET_LENGTH} (512) chars.
  *
+ * A ticket may name its audience (`aud`): the boot key id of the one
+ * appliance it is for (DESIGN §4). An appliance refuses a ticket naming
+ * another, and — where the client could have learned the audience, over
+ * TLS with the device certificate — one naming none ({@link VerifyOptions}).
+ *
  * Verification is synchronous (attach is a hot-ish path) and every refusal is
  * a PermissionError with its own reason: malformed, unsupported version, bad
  * field, no trusted key, bad signature, expired, not yet valid.
@@ -136,6 +141,13 @@ export interface TicketClaims {
   readonly budget?: TicketBudget;
   /** Extra trees the holder may use, e.g. `["/gpu/GPU-0"]`. */
   readonly mounts?: readonly string[];
+  /**
+   * The audience: the boot key id (`keyId`, 16 hex digits) of the one
+   * appliance this ticket is for. Absent: any appliance that trusts the
+   * signing key and does not require an audience. Not with `mounts`: those
+   * are worker tickets, signed by the appliance's own boot key.
+   */
+  readonly aud?: string;
 }
 
 /**
@@ -197,6 +209,10 @@ export interface VerifyOptions {
   readonly now?: number;
   /** Allowed clock disagreement in seconds, for `iat` and `exp` (default 60). */
   readonly skewS?: number;
+  /** This verifier's own boot key id: a ticket naming another audience is refused. */
+  readonly audience?: string;
+  /** Refuse a ticket that names no audience (needs `audience`). Default false. */
+  readonly requireAudience?: boolean;
 }
 
 /**
@@ -227,6 +243,7 @@ export function mintTicket(claims: TicketClaims, privateKey: Uint8Array, options
     record.budget = budget;
   }
   if (claims.mounts !== undefined) record.mounts = [...claims.mounts];
+  if (claims.aud !== undefined) record.aud = claims.aud;
   record.iat = iat;
   record.exp = iat + ttlS;
   record.nonce = nonce;
@@ -264,6 +281,14 @@ export function verifyTicket(token: string, options: VerifyOptions): Ticket {
     throw new PermissionError(`ticket not valid until ${iso(ticket.iat)}: issued in the future (clocks more than ${skew} s apart?)`);
   }
   if (ticket.exp + skew <= nowS) throw new PermissionError(`ticket expired at ${iso(ticket.exp)}`);
+  if (options.audience !== undefined) {
+    if (ticket.aud !== undefined && ticket.aud !== options.audience) {
+      throw new PermissionError(`ticket is for appliance ${ticket.aud}, this is ${options.audience}: mint one for this appliance (the CLI learns its id when it pins the certificate)`);
+    }
+    if (ticket.aud === undefined && options.requireAudience === true) {
+      throw new PermissionError(`ticket names no audience: over TLS this appliance takes only tickets made for it (aud ${options.audience})`);
+    }
+  }
   return ticket;
 }
 
@@ -285,7 +310,8 @@ export function decodeTicketUnverified(token: string): Ticket {
 // ---------------------------------------------------------------------------
 
 const BUDGET_KEYS = ["ticks", "ops", "ttl_s"] as const;
-const TICKET_KEYS = new Set(["v", "role", "sub", "budget", "mounts", "iat", "exp", "nonce"]);
+const TICKET_KEYS = new Set(["v", "role", "sub", "budget", "mounts", "aud", "iat", "exp", "nonce"]);
+const AUDIENCE = /^[0-9a-f]{16}$/;
 /** Upper bound on text accepted for decoding; minted tickets stay far below. */
 const MAX_ACCEPTED_LENGTH = 1024;
 const ROLE = /^(?:queen|bridge|worker-[a-z0-9][a-z0-9-]*)$/;
@@ -353,7 +379,7 @@ function checkTicket(record: Record<string, unknown>, fail: (detail: string) => 
   for (const key of Object.keys(record)) {
     if (!TICKET_KEYS.has(key)) throw fail(`field ${JSON.stringify(key).slice(0, 40)}: unknown field`);
   }
-  const { role, sub, budget, mounts, iat, exp, nonce } = record;
+  const { role, sub, budget, mounts, aud, iat, exp, nonce } = record;
   if (typeof role !== "string" || role.length > TICKET_LIMITS.role || !ROLE.test(role)) {
     throw fail(`field role: must be queen, bridge or worker-<name> (a-z 0-9 -), at most ${TICKET_LIMITS.role} chars`);
   }
@@ -391,6 +417,13 @@ function checkTicket(record: Record<string, unknown>, fail: (detail: string) => 
     }
     if (total > TICKET_LIMITS.mountsTotal) throw fail(`field mounts: ${total} chars in all, at most ${TICKET_LIMITS.mountsTotal}`);
   }
+  if (aud !== undefined && (typeof aud !== "string" || !AUDIENCE.test(aud))) {
+    throw fail("field aud: must be a boot key id, 16 lower-case hex digits");
+  }
+  // Keeps the worst case under MAX_TICKET_LENGTH: tickets with mounts are
+  // worker tickets, signed by the appliance's own boot key, which already
+  // makes them good on that appliance only.
+  if (aud !== undefined && mounts !== undefined) throw fail("field aud: a ticket names mounts or an audience, not both");
   if (!isCount(iat)) throw fail("field iat: must be whole seconds since the epoch");
   if (!isCount(exp)) throw fail("field exp: must be whole seconds since the epoch");
   if (exp <= iat) throw fail("field exp: must be after iat");
@@ -402,12 +435,14 @@ function checkTicket(record: Record<string, unknown>, fail: (detail: string) => 
     sub: string;
     budget?: TicketBudget;
     mounts?: readonly string[];
+    aud?: string;
     iat: number;
     exp: number;
     nonce: Uint8Array;
   } = { v: TICKET_VERSION, role, sub, iat, exp, nonce: new Uint8Array(nonce) };
   if (checkedBudget !== undefined) ticket.budget = checkedBudget;
   if (checkedMounts !== undefined) ticket.mounts = checkedMounts;
+  if (aud !== undefined) ticket.aud = aud as string;
   return ticket;
 }
 

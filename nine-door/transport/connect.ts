@@ -28,6 +28,13 @@ export interface DialOptions {
    * appliances use self-signed certificates — but the fingerprint must match.
    */
   pin?: string;
+  /**
+   * TLS only: called with the server's certificate (DER) once the handshake
+   * is done, before the stream is returned; what it throws refuses the
+   * connection. With it the chain is not checked against CAs: the callback
+   * decides (the CLI's `known_hosts`, trust on first use).
+   */
+  checkCertificate?: (der: Uint8Array) => void;
   /** TLS only, without `pin`: CA certificates (PEM) to trust instead of the system's. */
   ca?: string | string[];
   /** TLS only: the SNI and certificate name to expect; defaults to the host when it is a name. */
@@ -96,6 +103,9 @@ export async function dial(addr: DialAddress | string, options: DialOptions = {}
   if (address.kind !== "tls" && (options.pin !== undefined || options.ca !== undefined)) {
     throw new InvalidError(`${what}: pin and ca apply only to tls! addresses`);
   }
+  if (address.kind !== "tls" && options.checkCertificate !== undefined) {
+    throw new InvalidError(`${what}: checkCertificate applies only to tls! addresses`);
+  }
   const pin = options.pin === undefined ? undefined : normalizeFingerprint(options.pin);
   const timeoutMs = nonNegative(what, "timeoutMs", options.timeoutMs, DEFAULT_TIMEOUT_MS);
   const signal = options.signal;
@@ -111,7 +121,7 @@ export async function dial(addr: DialAddress | string, options: DialOptions = {}
       const tlsOptions: tls.ConnectionOptions = {
         host: address.host,
         port: address.port,
-        rejectUnauthorized: pin === undefined,
+        rejectUnauthorized: pin === undefined && options.checkCertificate === undefined,
       };
       if (options.servername !== undefined) tlsOptions.servername = options.servername;
       if (options.ca !== undefined) tlsOptions.ca = options.ca;
@@ -143,6 +153,14 @@ export async function dial(addr: DialAddress | string, options: DialOptions = {}
         const got = (socket as tls.TLSSocket).getPeerCertificate().fingerprint256 ?? "(no certificate)";
         if (got !== pin) {
           fail(new PermissionError(`${what}: TLS certificate fingerprint mismatch: expected ${pin}, got ${got}`));
+          return;
+        }
+      }
+      if (options.checkCertificate !== undefined && address.kind === "tls") {
+        try {
+          options.checkCertificate(new Uint8Array((socket as tls.TLSSocket).getPeerCertificate().raw));
+        } catch (err) {
+          fail(err);
           return;
         }
       }

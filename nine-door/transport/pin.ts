@@ -10,7 +10,8 @@ import { InvalidError } from "../errors.ts";
 
 /**
  * Normalises a SHA-256 fingerprint to upper-case, colon-separated hex.
- * Accepts colons or none, any case.
+ * Accepts colons or none, any case, and the `sha256:` prefix that
+ * `/proc/boot` shows (`tls_fingerprint=sha256:…`).
  *
  * @throws {InvalidError} when it is not 32 bytes of hex.
  *
@@ -20,7 +21,7 @@ import { InvalidError } from "../errors.ts";
  * ```
  */
 export function normalizeFingerprint(pin: string): string {
-  const hex = pin.trim().replaceAll(":", "").toUpperCase();
+  const hex = pin.trim().replace(/^sha256:/i, "").replaceAll(":", "").toUpperCase();
   if (!/^[0-9A-F]{64}$/.test(hex)) {
     throw new InvalidError(
       `TLS pin ${JSON.stringify(pin)}: expected a SHA-256 fingerprint, 64 hex digits with or without colons`,

@@ -221,3 +221,54 @@ describe("decodeTicketUnverified", () => {
     expect(() => decodeTicketUnverified("nope")).toThrow(/malformed ticket/);
   });
 });
+
+describe("audience", () => {
+  const HERE = "0123456789abcdef";
+  const THERE = "fedcba9876543210";
+  const queenClaims = (aud?: string): TicketClaims => ({ role: "queen", sub: "queen", ...(aud !== undefined ? { aud } : {}) });
+
+  test("a ticket carries its audience and verifies on the appliance it names", () => {
+    const token = mintTicket(queenClaims(HERE), queen.privateKey, { now: NOW });
+    const t = verifyTicket(token, { keys, now: NOW, audience: HERE, requireAudience: true });
+    expect(t.aud).toBe(HERE);
+  });
+
+  test("an appliance refuses a ticket made for another, with or without requireAudience", () => {
+    const token = mintTicket(queenClaims(THERE), queen.privateKey, { now: NOW });
+    for (const requireAudience of [false, true]) {
+      expect(() => verifyTicket(token, { keys, now: NOW, audience: HERE, requireAudience })).toThrow(
+        new PermissionError(`ticket is for appliance ${THERE}, this is ${HERE}: mint one for this appliance (the CLI learns its id when it pins the certificate)`),
+      );
+    }
+  });
+
+  test("a ticket naming no audience passes unless the verifier requires one", () => {
+    const token = mintTicket(queenClaims(), queen.privateKey, { now: NOW });
+    expect(verifyTicket(token, { keys, now: NOW, audience: HERE }).aud).toBeUndefined();
+    expect(() => verifyTicket(token, { keys, now: NOW, audience: HERE, requireAudience: true })).toThrow(/^permission: ticket names no audience: /);
+  });
+
+  test("an audience that is not a boot key id is refused at mint and at verify", () => {
+    expect(() => mintTicket(queenClaims("ABCDEF0123456789"), queen.privateKey, { now: NOW })).toThrow(InvalidError);
+    const payload = new Packr({ useRecords: false, variableMapSize: true }).pack({
+      v: 1, role: "queen", sub: "queen", aud: "not-a-key-id", iat: NOW / 1000, exp: NOW / 1000 + 60, nonce: new Uint8Array(12),
+    });
+    const token = `${b64(payload)}.${b64(sign(payload, queen.privateKey))}`;
+    expect(refusal(token)).toBe("permission: bad ticket field aud: must be a boot key id, 16 lower-case hex digits");
+  });
+
+  test("a worst-case ticket with an audience stays under 512 chars, because it names no mounts", () => {
+    const max = Number.MAX_SAFE_INTEGER;
+    const claims: TicketClaims = {
+      role: `worker-${"x".repeat(TICKET_LIMITS.role - "worker-".length)}`,
+      sub: "s".repeat(TICKET_LIMITS.sub),
+      budget: { ticks: max, ops: max, ttl_s: max },
+      aud: THERE,
+    };
+    const options = { now: 2 ** 40 * 1000, ttlS: 2 ** 50 };
+    expect(mintTicket(claims, boot.privateKey, options).length).toBeLessThan(MAX_TICKET_LENGTH);
+    expect(() => mintTicket({ ...claims, mounts: ["/gpu/GPU-0"] }, boot.privateKey, options)).toThrow(
+      new InvalidError("ticket field aud: a ticket names mounts or an audience, not both"),
+    );
+  });
+});
