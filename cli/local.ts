@@ -71,6 +71,11 @@ export async function serve(p: Parsed, io: Io): Promise<void> {
   const tlsMode = str(p, "tls", "auto")!;
   if (tlsMode !== "auto" && tlsMode !== "on" && tlsMode !== "off") throw new UsageError("--tls must be auto, on or off");
   const policy = str(p, "policy", project?.nineDoor.policy ?? "open");
+  const maxWorkersText = str(p, "max-workers");
+  const maxWorkers = maxWorkersText === undefined ? undefined : Number(maxWorkersText);
+  if (maxWorkers !== undefined && !(/^[1-9][0-9]{0,5}$/.test(maxWorkersText!) && maxWorkers <= 100_000)) {
+    throw new UsageError(`--max-workers must be a whole number 1..100000, got ${JSON.stringify(maxWorkersText)}`);
+  }
   if (policy !== "open" && policy !== "signed-ctl") throw new UsageError("--policy must be open or signed-ctl");
   const board = str(p, "board", "host")!;
   if (board !== "host") throw new UsageError(`board ${JSON.stringify(board)} is not served directly: use --board host (QEMU boards boot with cohesix boot)`);
@@ -99,6 +104,7 @@ export async function serve(p: Parsed, io: Io): Promise<void> {
       ...(programs ? { programs } : {}),
       policy,
       tlsMode,
+      ...(maxWorkers !== undefined ? { maxWorkers } : {}),
       ...(gpuDial !== undefined
         ? { gpuBridge: { dial: gpuDial, key: gpuKey ?? join(configDir(env), "bridge.key"), ...(gpuPin !== undefined ? { pin: gpuPin } : {}) } }
         : {}),

@@ -70,6 +70,7 @@ export const VERBS: readonly Verb[] = [
       project: { type: "string", value: "DIR", help: "an appliance project other than the current folder's" },
       "queen-pub": { type: "string", value: "FILE", help: "the queen public key tickets are checked against", defaultNote: "~/.config/cohesix/queen.pub, made on first use" },
       policy: { type: "string", value: "POLICY", help: "how /queen/ctl takes commands", choices: ["open", "signed-ctl"], defaultNote: "the project's, else open" },
+      "max-workers": { type: "string", value: "N", help: "most workers running at once; a spawn past it answers busy:", defaultNote: "half the memory at 32 MiB a worker, 4..512" },
       tls: { type: "string", value: "MODE", help: "TLS or plain TCP; auto is TLS unless the address is loopback, with the device certificate made at first boot", choices: ["auto", "on", "off"], default: "auto" },
       "tls-key": { type: "string", value: "FILE", help: "serve TLS with this private key instead of the device's (with --tls-cert)" },
       "tls-cert": { type: "string", value: "FILE", help: "serve TLS with this certificate instead of the device's (with --tls-key)" },
