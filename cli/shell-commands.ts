@@ -160,8 +160,8 @@ const commands: Record<string, ShellCommand> = {
     },
   },
   spawn: {
-    usage: "spawn NAME [--ticks N] [--ttl S] [--ops N] [--lease GPU:mem=MiB,…] [--restart]",
-    summary: "start a worker; prints its id",
+    usage: "spawn NAME [--ticks N] [--ttl S] [--ops N]",
+    summary: "start a worker and print its id (--lease, --restart as in cohesix spawn)",
     run: async (ctx, _l, args) => {
       const command = spawnCommand(spawnRequestOf(options(args, SPAWN_OPTIONS, { min: 1, max: 1 })));
       ctx.out(`${ctlPrinted(await sendCtl(ctx.root, ctx.key, command))}\n`);

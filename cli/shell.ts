@@ -151,7 +151,10 @@ async function interactive(ctx: ShellContext, session: QueenSession, io: ShellIo
   await mkdir(dirname(file), { recursive: true, mode: 0o700 });
   const history = await loadHistory(file);
   let running: AbortController | undefined;
+  io.out("cohesix queen shell: type help for the commands, exit or Ctrl-D to leave\n");
+  const first = await promptOf(session, ctx.cwd);
   const rl: Interface = createInterface({
+    prompt: first,
     input: io.input ?? process.stdin,
     output: io.output ?? process.stdout,
     terminal: true,
@@ -174,9 +177,8 @@ async function interactive(ctx: ShellContext, session: QueenSession, io: ShellIo
       rl.prompt();
     }
   });
-  io.out("cohesix queen shell: type help for the commands, exit or Ctrl-D to leave\n");
-  rl.setPrompt(await promptOf(session, ctx.cwd));
-  rl.prompt();
+  // Keys typed ahead stay where they are: the cursor is preserved.
+  rl.prompt(true);
   try {
     for await (const text of rl) {
       if (text.trim() !== "") await appendFile(file, `${text.replace(/\n/g, " ")}\n`, { mode: 0o600 }).catch(() => {});
@@ -199,7 +201,7 @@ async function interactive(ctx: ShellContext, session: QueenSession, io: ShellIo
         checkAlive(session);
       }
       rl.setPrompt(await promptOf(session, ctx.cwd));
-      rl.prompt();
+      rl.prompt(true);
     }
   } catch (e) {
     if (e instanceof ShellExit) return e.code;

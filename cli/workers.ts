@@ -5,7 +5,7 @@
  * @module
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Fid } from "../nine-door/index.ts";
+import { NotFoundError, type Fid } from "../nine-door/index.ts";
 import { UsageError, type Parsed } from "./args.ts";
 import { ctlPrinted, sendCtl, withQueen } from "./remote.ts";
 import type { Io } from "./verb.ts";
@@ -160,7 +160,11 @@ export interface PrintLogOptions {
  * ```
  */
 export async function printLog(root: Fid, id: string, out: Out, options: PrintLogOptions = {}): Promise<void> {
-  const f = await root.walk(["log", `${workerId(id)}.log`]);
+  const wid = workerId(id);
+  const f = await root.walk(["log", `${wid}.log`]).catch((err: unknown) => {
+    if ((err as { errorClass?: unknown }).errorClass === "not found") throw new NotFoundError(`${wid} has no log /log/${wid}.log: no such worker on this appliance (ls /log lists the logs)`);
+    throw err;
+  });
   try {
     await f.open("r");
     const { signal } = options;

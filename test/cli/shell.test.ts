@@ -169,6 +169,11 @@ describe("cohesix sh in a terminal", () => {
       at = await first.expect("ls /worker/", at);
       first.type("\r");
       at = await first.expect(prompt, at);
+      // Ctrl-C stops a following tail -f and gives the prompt back.
+      first.type("tail -f /log/queen.log\r");
+      at = await first.expect(" attach queen queen from ", at); // this shell's own attach, among the last lines
+      first.type("\x03");
+      at = await first.expect(prompt, at);
       first.type("cd /proc\r");
       at = await first.expect(`cohesix ${served.addr} ONLINE /proc> `, at);
       first.type("exit\r");
@@ -177,7 +182,7 @@ describe("cohesix sh in a terminal", () => {
       first.kill();
     }
     const history = await readFile(join(scratch.env.XDG_CONFIG_HOME!, "cohesix", "history"), "utf8");
-    expect(history.trimEnd().split("\n").slice(-3)).toEqual(["ls /worker/", "cd /proc", "exit"]);
+    expect(history.trimEnd().split("\n").slice(-4)).toEqual(["ls /worker/", "tail -f /log/queen.log", "cd /proc", "exit"]);
 
     // A second run recalls the first run's lines with the up arrow.
     const second = new Terminal();

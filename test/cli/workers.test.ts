@@ -102,7 +102,7 @@ describe("spawn, kill and logs against an appliance", () => {
     const r = await remote(["logs", "worker-9999"]);
     expect(r.exitCode).toBe(1);
     expect(r.stderr.trimEnd().split("\n")).toHaveLength(1);
-    expect(r.stderr).toMatch(/^not found: /);
+    expect(r.stderr).toMatch(/^not found: worker-9999 has no log \/log\/worker-9999\.log: no such worker on this appliance/);
   });
 
   test("spawn of an unknown worker fails like ctl: one not found: line (exit 1)", async () => {
