@@ -136,6 +136,32 @@ describe("the remote timeout", () => {
     ]);
   });
 
+  test("a peer that answers Tversion but never Tattach is named with the stalled request (exit 1)", async () => {
+    const { FrameSplitter, decodeMessage, encodeMessageChunks } = await import("../../nine-door/index.ts");
+    const stalls = createServer((sock) => {
+      held.push(sock);
+      sock.on("error", () => {});
+      const splitter = new FrameSplitter(1 << 20);
+      sock.on("data", (chunk) => {
+        splitter.push(chunk);
+        for (let frame = splitter.next(); frame; frame = splitter.next()) {
+          const res = decodeMessage(frame);
+          if (res.ok && res.message.type === "Tversion") for (const c of encodeMessageChunks({ type: "Rversion", tag: res.message.tag, msize: 8192, version: "9P2000" })) sock.write(c);
+        }
+      });
+    });
+    await new Promise<void>((r) => stalls.listen(0, "127.0.0.1", r));
+    const addr = `tcp!127.0.0.1!${(stalls.address() as { port: number }).port}`;
+    try {
+      const r = await cohesixIn(tmpdir(), ["cat", "/proc/boot", "--addr", addr, "--timeout", "1"]);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr.trimEnd().split("\n")).toHaveLength(1);
+      expect(r.stderr).toMatch(new RegExp(`^io: ${addr.replaceAll("!", "\\!")} did not answer Tattach in 1 s: is the VM paused`));
+    } finally {
+      await new Promise((r) => stalls.close(r));
+    }
+  });
+
   test("COHESIX_TIMEOUT sets it too", async () => {
     const r = await cohesixIn(tmpdir(), ["cat", "/proc/boot"], { COHESIX_ADDR: silentAddr, COHESIX_TIMEOUT: "0.5" });
     expect(r.exitCode).toBe(1);
