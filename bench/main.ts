@@ -41,6 +41,10 @@ const benches: Record<string, Bench> = {
     summary: "flashable disk image: build time (cold, warm), size, flash-to-file MB/s with verification on",
     run: async (argv) => (await import("./image.ts")).run(argv),
   },
+  tls: {
+    summary: "NineDoor's own TLS: session setup p50/p99 plain vs TLS on loopback, device certificate creation",
+    run: async (argv) => (await import("./tls.ts")).run(argv),
+  },
   "ctl-log": {
     summary: "commit log durable appends/s and latency with group commit",
     run: async (argv) => {

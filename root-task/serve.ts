@@ -80,6 +80,8 @@ export interface ServeOptions extends Omit<ApplianceOptions, "queenPublicKey" | 
   readonly tlsMode?: TlsSetting;
   /** The appliance runs under QEMU with user networking (the guest sets it). */
   readonly qemuUserNet?: boolean;
+  /** TLS only: drops a peer whose handshake has not finished after this long. Default 10 000. */
+  readonly tlsHandshakeTimeoutMs?: number;
 }
 
 /** A running appliance and the address it serves on. */
@@ -110,7 +112,7 @@ export async function serveAppliance(options: ServeOptions): Promise<RunningAppl
   }
   const address = choice.tls && asked.kind === "tcp" ? { ...asked, kind: "tls" as const } : asked;
   const device = choice.tls && options.tls === undefined;
-  const { gpuBridge, tlsMode: _mode, qemuUserNet: _qemu, ...rest } = options;
+  const { gpuBridge, tlsMode: _mode, qemuUserNet: _qemu, tlsHandshakeTimeoutMs, ...rest } = options;
   const app = await Appliance.boot({
     ...rest,
     queenPublicKey,
@@ -121,7 +123,12 @@ export async function serveAppliance(options: ServeOptions): Promise<RunningAppl
   let listener: Listener | undefined;
   let local: Listener | undefined;
   try {
-    listener = await listen(formatDialString(address), (conn, peer) => app.server.accept(conn, peer.remote), choice.tls && tlsKeys ? { tls: { key: tlsKeys.key, cert: tlsKeys.cert } } : {});
+    listener = await listen(formatDialString(address), (conn, peer) => app.server.accept(conn, peer.remote), choice.tls && tlsKeys
+        ? {
+            tls: { key: tlsKeys.key, cert: tlsKeys.cert },
+            ...(tlsHandshakeTimeoutMs !== undefined ? { handshakeTimeoutMs: tlsHandshakeTimeoutMs } : {}),
+          }
+        : {});
     // Workers reach NineDoor through a Unix socket in the state directory.
     local = await listen(`unix!${app.socketPath}`, (conn, peer) => app.server.accept(conn, peer.remote), { mode: 0o600 });
     app.audit(`listening on ${listener.dialString} and ${local.dialString}`);

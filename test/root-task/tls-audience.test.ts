@@ -4,6 +4,7 @@
  * bound to one appliance by their audience.
  */
 import { mkdtemp, rm } from "node:fs/promises";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -107,4 +108,24 @@ describe("NineDoor over TLS with the setting on", () => {
     expect(a.app.deviceCert?.fingerprint).toBe(before);
     expect(a.app.deviceCert?.created).toBe(false);
   });
+
+  test("a peer that never finishes the TLS handshake is dropped after tlsHandshakeTimeoutMs", async () => {
+    const slow = await serveAppliance({ board: "host", listen: "127.0.0.1:0", stateDir: join(dir, "slow"), queenPub, tlsMode: "on", tlsHandshakeTimeoutMs: 300 });
+    try {
+      const port = Number(slow.dialString.split("!")[2]);
+      const closed = await new Promise<boolean>((resolve) => {
+        const raw = connect({ host: "127.0.0.1", port });
+        raw.on("error", () => {});
+        raw.on("close", () => resolve(true));
+        // 300 ms asked; the default (10 s) would not be done by 8 s, however loaded the machine.
+        setTimeout(() => {
+          raw.destroy();
+          resolve(false);
+        }, 8_000).unref();
+      });
+      expect(closed).toBe(true);
+    } finally {
+      await slow.stop("test done");
+    }
+  }, 20_000);
 });
