@@ -7,6 +7,8 @@
  * and each must be refused with the bound in the error, leave nothing
  * behind, and keep the appliance usable.
  */
+import { execFileSync } from "node:child_process";
+import { appendFileSync, mkdirSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -342,5 +344,61 @@ describe("a failed commit leaves nothing behind", () => {
         return true;
       }
     }, "the killed worker's process to end");
+  });
+});
+
+/** Mounts a tmpfs of `size` at a fresh folder; undefined when this machine does not allow it (not root). */
+function tinyDisk(size: string): { dir: string; unmount: () => void } | undefined {
+  const at = join(dir, `disk-${++n}`);
+  mkdirSync(at, { recursive: true });
+  try {
+    execFileSync("mount", ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", at], { stdio: "ignore" });
+  } catch {
+    return undefined;
+  }
+  return { dir: at, unmount: () => execFileSync("umount", ["-l", at], { stdio: "ignore" }) };
+}
+
+/** Fills the file system holding `folder` until a write fails with ENOSPC; returns the filler's path. */
+function fill(folder: string): string {
+  const filler = join(folder, "filler");
+  const { bavail, bsize } = statfsSync(folder);
+  writeFileSync(filler, Buffer.alloc(Math.max(0, Number(bavail) * Number(bsize) - 4096)));
+  try {
+    for (;;) appendFileSync(filler, Buffer.alloc(512));
+  } catch (err) {
+    expect((err as NodeJS.ErrnoException).code).toBe("ENOSPC");
+  }
+  return filler;
+}
+
+describe("a full state disk", () => {
+  test("a bind or spawn refused because the disk is full leaves nothing behind", { timeout: 60_000 }, async (ctx) => {
+    const disk = tinyDisk("8m");
+    if (!disk) return ctx.skip();
+    try {
+      const { app } = await start({ stateDir: join(disk.dir, "state") });
+      const { root, ctl } = await queenCtl(app);
+      const filler = fill(disk.dir);
+      // The log's last page may still take a few records: bind until one is refused.
+      let refused = 0;
+      for (let i = 1; i <= 500 && refused === 0; i++) {
+        if ((await run(ctl, `{"bind":{"from":"/proc","to":"/half${i}"}}`)).startsWith("Error: ")) refused = i;
+      }
+      expect(refused).toBeGreaterThan(0);
+      const halfbind = `half${refused}`;
+      expect(await names(root, "/")).not.toContain(halfbind);
+      const binds = (JSON.parse(await root.readText("proc/state")) as { state: { binds: { to: string }[] } }).state.binds;
+      expect(binds.map((b) => b.to)).not.toContain(`/${halfbind}`);
+      expect(binds).toHaveLength(refused - 1);
+      expect(await run(ctl, '{"spawn":"heartbeat"}')).toMatch(/^Error: /);
+      expect(await names(root, "worker")).toEqual([]);
+      expect(await root.readText("proc/workers")).toBe("");
+      // Freeing room and carrying on is the commit log's recovery, tested with it.
+      rmSync(filler);
+      await stop(app);
+    } finally {
+      disk.unmount();
+    }
   });
 });
