@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { parseListenAddress } from "../nine-door/index.ts";
 import { BRIDGE_KEY_NAME, startBridge, type BackendChoice } from "../gpu-bridge/index.ts";
 import { required, str, UsageError, type Parsed } from "./args.ts";
+import { inUse } from "./hints.ts";
 import { configDir } from "./paths.ts";
 import type { Io } from "./verb.ts";
 
@@ -53,6 +54,8 @@ export async function gpuBridge(p: Parsed, io: Io): Promise<void> {
       ...(executor === undefined ? {} : { executor }),
       ...(tlsKey && tlsCert ? { tls: { key: await readFile(tlsKey, "utf8"), cert: await readFile(tlsCert, "utf8") } } : {}),
       log: (line) => io.err(`gpu-bridge: ${line}\n`),
+    }).catch((err: unknown) => {
+      throw inUse(err, listen);
     });
     if (bridge.fingerprint) io.err(`gpu-bridge: TLS certificate fingerprint ${bridge.fingerprint} (clients pin it)\n`);
     io.out(`READY ${bridge.dialString}\n`);

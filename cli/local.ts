@@ -7,9 +7,10 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseDialString, parseListenAddress } from "../nine-door/index.ts";
-import { bundleForHost } from "../project/index.ts";
+import { bundleForHost, placeForHost } from "../project/index.ts";
 import { BUILTIN_WORKERS, serveAppliance, mintTicket, readPrivateKey, writeKeyPair } from "../root-task/index.ts";
 import { required, str, UsageError, type Parsed } from "./args.ts";
+import { inUse, readQueenKey } from "./hints.ts";
 import { configDir, defaultQueenKey, defaultQueenPub } from "./paths.ts";
 import { projectOf } from "./project.ts";
 import type { Io } from "./verb.ts";
@@ -32,15 +33,15 @@ export async function keygen(p: Parsed, { env, out }: Io): Promise<void> {
  * it works on that appliance only.
  */
 export async function ticket(p: Parsed, { env, out }: Io): Promise<void> {
-  const role = required(p, "role", undefined, "e.g. --role queen");
+  const role = required(p, "role", undefined, "e.g. --role queen, or --role worker-heartbeat --subject worker-1");
   const keyPath = str(p, "key", env.COHESIX_KEY ?? defaultQueenKey(env))!;
   const ttl = Number(str(p, "ttl", "3600"));
   if (!Number.isSafeInteger(ttl) || ttl <= 0) throw new UsageError("--ttl must be a positive number of seconds");
   const sub = str(p, "subject", role === "queen" ? "queen" : undefined);
-  if (sub === undefined) throw new UsageError("--subject is required for roles other than queen");
+  if (sub === undefined) throw new UsageError(`--subject is required for role ${role}: whom the ticket is for, e.g. --subject worker-1`);
   const aud = str(p, "aud");
   if (aud !== undefined && !/^[0-9a-f]{16}$/.test(aud)) throw new UsageError("--aud must be an appliance's boot key id, 16 hex digits (boot_key= in /proc/boot)");
-  const key = await readPrivateKey(keyPath);
+  const key = role === "queen" ? await readQueenKey(keyPath) : await readPrivateKey(keyPath);
   out(`${mintTicket({ role, sub, ...(aud !== undefined ? { aud } : {}) }, key, { ttlS: ttl })}\n`);
 }
 
@@ -49,8 +50,11 @@ export async function ticket(p: Parsed, { env, out }: Io): Promise<void> {
  * [--gpu-bridge DIAL [--gpu-bridge-key FILE] [--gpu-bridge-pin SHA256]]`:
  * mounts the GPU bridge at /gpu when given (key default
  * ~/.config/cohesix/bridge.key, which `cohesix gpu-bridge` makes), prints `READY tcp!HOST!PORT` once accepting, serves until SIGTERM/SIGINT.
+ * In a project, its `files` are placed under `.cohesix/host/root/` and its
+ * workers find them there through `COHESIX_ROOT` (the worker API's `appPath`).
+ * `hooks` let `up --board host` record the running appliance.
  */
-export async function serve(p: Parsed, io: Io): Promise<void> {
+export async function serve(p: Parsed, io: Io, hooks: { onReady?: (dialString: string) => Promise<void>; onStopped?: () => Promise<void> } = {}): Promise<void> {
   const { env, out, signal } = io;
   // In a project folder (or with --project DIR) its workers are served too.
   const project = projectOf(p);
@@ -95,13 +99,15 @@ export async function serve(p: Parsed, io: Io): Promise<void> {
   signal?.addEventListener("abort", onSignal, { once: true });
   try {
     const programs = project ? { ...BUILTIN_WORKERS, ...(await bundleForHost(project)) } : undefined;
-    if (project) io.err(`serving project ${project.dir}: workers ${Object.keys(programs ?? {}).sort().join(", ")}\n`);
+    const root = project && project.files.length > 0 ? await placeForHost(project) : undefined;
+    if (project) io.err(`serving project ${project.dir}: workers ${Object.keys(programs ?? {}).sort().join(", ")}${root ? `; files under ${root}` : ""}\n`);
     const running = await serveAppliance({
       board,
       listen,
       stateDir: required(p, "state", undefined, "a directory for the appliance's state, e.g. --state .cohesix/state"),
       queenPub: str(p, "queen-pub") ?? project?.queenPub ?? (await ensureDefaultQueenKey(env, io.err)),
       ...(programs ? { programs } : {}),
+      ...(root ? { workerEnv: { COHESIX_ROOT: root } } : {}),
       policy,
       tlsMode,
       ...(maxWorkers !== undefined ? { maxWorkers } : {}),
@@ -109,10 +115,17 @@ export async function serve(p: Parsed, io: Io): Promise<void> {
         ? { gpuBridge: { dial: gpuDial, key: gpuKey ?? join(configDir(env), "bridge.key"), ...(gpuPin !== undefined ? { pin: gpuPin } : {}) } }
         : {}),
       ...(tlsKey && tlsCert ? { tls: { key: await readFile(tlsKey, "utf8"), cert: await readFile(tlsCert, "utf8") } } : {}),
+    }).catch((err: unknown) => {
+      throw inUse(err, listen);
     });
-    out(`READY ${running.dialString}\n`);
-    if (!stop.signal.aborted) await once(stop.signal, "abort");
-    await running.stop("SIGTERM");
+    try {
+      await hooks.onReady?.(running.dialString);
+      out(`READY ${running.dialString}\n`);
+      if (!stop.signal.aborted) await once(stop.signal, "abort");
+    } finally {
+      await running.stop("SIGTERM");
+      await hooks.onStopped?.();
+    }
   } finally {
     process.off("SIGTERM", onSignal);
     process.off("SIGINT", onSignal);

@@ -78,6 +78,8 @@ export async function newCommand(p: Parsed, io: Io): Promise<void> {
 
 /**
  * `test [--project DIR]`: runs the project's tests with `node --test`.
+ * Outside a project (no `cohesix.config.json` in DIR) it refuses with one
+ * usage line instead of running whatever `test/` folder is there.
  *
  * @example
  * ```ts
@@ -86,5 +88,8 @@ export async function newCommand(p: Parsed, io: Io): Promise<void> {
  */
 export async function testCommand(p: Parsed, io: Io): Promise<void> {
   const dir = resolve(str(p, "project", ".")!);
+  if (!existsSync(join(dir, CONFIG_FILE))) {
+    throw new UsageError(`test needs an appliance project: no ${CONFIG_FILE} in ${dir} (run it in a project folder, give --project DIR, or make one with \`cohesix new DIR\`)`);
+  }
   await runProjectTests(dir, { say: (line) => io.err(`${line}\n`) });
 }

@@ -6,10 +6,11 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { InvalidError, NineClient, QidType, dialWithRetry, parseDialString, type DialAddress, type Dialect, type Fid, type FileInfo } from "../nine-door/index.ts";
-import { isEnvelope, mintTicket, readPrivateKey, signEnvelope } from "../root-task/index.ts";
+import { isEnvelope, mintTicket, signEnvelope } from "../root-task/index.ts";
 import { str, UsageError, type Parsed } from "./args.ts";
 import { explainTimeout, resolveAddress, timeoutMsOf, type ResolvedAddress } from "./address.ts";
 import { knownHostsPath, trustCertificate } from "./known-hosts.ts";
+import { explainAttach, plainPort, readQueenKey } from "./hints.ts";
 import { defaultQueenKey } from "./paths.ts";
 import type { Io } from "./verb.ts";
 
@@ -37,7 +38,7 @@ export async function connectQueen(p: Parsed, env: NodeJS.ProcessEnv): Promise<Q
   const dialectArg = str(p, "dialect", "9P2000");
   if (dialectArg !== "9P2000" && dialectArg !== "9P2000.L") throw new UsageError("--dialect must be 9P2000 or 9P2000.L");
   const dialect: Dialect = dialectArg;
-  const key = await readPrivateKey(keyPath);
+  const key = await readQueenKey(keyPath);
   const pin = str(p, "pin", env.COHESIX_PIN);
   // TLS: the pinned certificate (known_hosts, or --pin), which also tells
   // the appliance's boot key id, the audience the ticket must name.
@@ -66,7 +67,9 @@ export async function connectQueen(p: Parsed, env: NodeJS.ProcessEnv): Promise<Q
       throw err;
     }
   } catch (err) {
-    throw explainTimeout(err, address);
+    // What to do, in one line: a plain port dialled with TLS, a refused key or clock, a silent appliance.
+    const plain = addr.kind === "tls" ? plainPort(err, `tls!${addr.host}!${addr.port}`) : err;
+    throw explainTimeout(explainAttach(plain, { keyPath, key }), address);
   }
 }
 

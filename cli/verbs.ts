@@ -115,22 +115,24 @@ export const VERBS: readonly Verb[] = [
   {
     name: "up",
     summary: "build, boot and wait (npm start)",
-    description: "build + boot + wait (`npm start`), with their options; `--board host` serves on this machine without a VM",
+    description:
+      "build + boot + wait (`npm start`), with their options; `--board host` serves on this machine without a VM, recorded in `.cohesix/run/host/` like a VM (with `--detach` it returns once serving). Refuses, before building, while a VM or host board of this folder runs",
     options: BOOT_OPTIONS,
-    examples: ["cohesix up --detach", "cohesix up --board host", "cohesix up --detach --worker inference --gpu-bridge 127.0.0.1:5650"],
+    examples: ["cohesix up --detach", "cohesix up --board host --detach", "cohesix up --detach --worker inference --gpu-bridge 127.0.0.1:5650"],
     run: async (p, io) => (await import("./vm.ts")).up(p, io),
   },
   {
     name: "down",
     summary: "stop the board's VM",
-    description: "stops the VM: the power key (the guest closes its commit log and powers off), else QMP quit, else SIGTERM/SIGKILL by PID",
+    description:
+      "stops the VM: the power key (the guest closes its commit log and powers off), else QMP quit, else SIGTERM/SIGKILL by PID; `--board host` stops the host board `up --board host` started, by PID",
     options: VM_OPTIONS,
-    examples: ["cohesix down"],
+    examples: ["cohesix down", "cohesix down --board host"],
     run: async (p, io) => (await import("./vm.ts")).down(p, io),
   },
   {
     name: "vm",
-    summary: "pause, resume, snapshot or restore the VM",
+    summary: "pause, resume, snapshot, restore the VM or list its snapshots",
     description: "QMP controls of the running VM",
     subverbs: [
       { name: "pause", summary: "pause the VM", description: "stops the guest's CPUs; `cohesix vm resume` goes on", options: VM_OPTIONS, examples: ["cohesix vm pause"], run: async (p, io) => (await import("./vm.ts")).vm("pause", p, io) },
@@ -147,11 +149,19 @@ export const VERBS: readonly Verb[] = [
       {
         name: "restore",
         summary: "load a snapshot into the running VM",
-        description: "loads a snapshot into the running VM",
+        description: "loads a snapshot into the running VM; a name the state disk does not hold is refused, naming those it does (`cohesix vm snapshots`)",
         args: [{ name: "NAME", help: "the snapshot's name" }],
         options: VM_OPTIONS,
         examples: ["cohesix vm restore incident-42"],
         run: async (p, io) => (await import("./vm.ts")).vm("restore", p, io),
+      },
+      {
+        name: "snapshots",
+        summary: "list the snapshots in the state disk",
+        description: "lists the snapshots in the board's state disk, one name per line (what `vm restore` and `boot --restore` take)",
+        options: VM_OPTIONS,
+        examples: ["cohesix vm snapshots"],
+        run: async (p, io) => (await import("./vm.ts")).vmSnapshots(p, io),
       },
     ],
   },

@@ -12,11 +12,12 @@ import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { loadBoard, packageRoot, type Board } from "../boards/index.ts";
 import { loadDiskSpec } from "../flash/index.ts";
-import { NotFoundError } from "../nine-door/index.ts";
-import { bootVm, checkName, rtcArg, stopVm, vmControl, vmPaths, type DiskBoot, type RtcOptions, type VmOp } from "../qemu/index.ts";
+import { BusyError, NotFoundError } from "../nine-door/index.ts";
+import { bootVm, checkName, listSnapshots, runningBoards, rtcArg, stopVm, vmControl, vmPaths, type DiskBoot, type RtcOptions, type VmOp } from "../qemu/index.ts";
 import { DEFAULT_IMAGE_WORKERS, buildImage, fetchArtefacts, fetchNatives, type BuiltImage } from "../rootfs/index.ts";
 import { extraFiles, str, UsageError, type Parsed } from "./args.ts";
 import { defaultQueenPub, ensureDefaultKey } from "./paths.ts";
+import { forgetHost, recordHost, startHostDetached } from "./host-board.ts";
 import { serve } from "./local.ts";
 import { imageInputsOf, projectOf } from "./project.ts";
 import { prepareGuestBridge } from "./vm-gpu.ts";
@@ -31,6 +32,28 @@ interface Io {
 
 function baseDir(p: Parsed): string {
   return resolve(str(p, "dir") ?? join(projectOf(p)?.dir ?? ".", ".cohesix"));
+}
+
+/** How `down` is spelled for a board. */
+function downCommand(board: string): string {
+  return `cohesix down${board === "aarch64-virt" ? "" : ` --board ${board}`}`;
+}
+
+/**
+ * Refuses, before anything is built or written, when a VM or host board of
+ * this folder is running: a second `up` would overwrite the image the
+ * running one came from.
+ */
+async function refuseIfRunning(dir: string): Promise<void> {
+  const [first] = await runningBoards(dir);
+  if (first) throw new BusyError(`${first.board} is already running here (pid ${first.pid}, ${first.dialString}): stop it with \`${downCommand(first.board)}\` first`);
+}
+
+/** `--timeout S`: how long to wait for the appliance to serve. */
+function timeoutOf(p: Parsed): number {
+  const timeoutS = Number(str(p, "timeout", "180"));
+  if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new UsageError("--timeout must be a positive number of seconds");
+  return timeoutS * 1000;
 }
 
 /** The default queen public key, made with its private half on first use. */
@@ -152,22 +175,46 @@ export async function boot(p: Parsed, io: Io): Promise<void> {
 export async function up(p: Parsed, io: Io): Promise<void> {
   const project = projectOf(p);
   if ((str(p, "board") ?? project?.board) === "host") {
-    const dir = baseDir(p);
-    const listen = str(p, "listen") ?? (project ? `${project.nineDoor.host}:${project.nineDoor.port}` : "127.0.0.1:5640");
-    const values: Parsed["values"] = { board: "host", listen, state: str(p, "state", join(dir, "state"))! };
-    if (project) values.project = project.dir;
-    const pub = str(p, "queen-pub");
-    if (pub !== undefined) values["queen-pub"] = pub;
-    const policy = policyOf(p);
-    if (policy) values.policy = policy;
-    for (const name of ["gpu-bridge", "gpu-bridge-key", "gpu-bridge-pin"]) {
-      const value = str(p, name);
-      if (value !== undefined) values[name] = value;
-    }
-    await serve({ values, positionals: [] }, io);
+    await upHost(p, io);
     return;
   }
   await bootWith(p, io);
+}
+
+/**
+ * `up --board host [--detach]`: `serve --board host` with the folder's
+ * defaults, recorded in `run/host/` like a VM. Attached it serves until
+ * SIGINT/SIGTERM; detached it returns once the child serves.
+ */
+async function upHost(p: Parsed, io: Io): Promise<void> {
+  const project = projectOf(p);
+  const dir = baseDir(p);
+  const timeoutMs = timeoutOf(p);
+  await refuseIfRunning(dir);
+  const listen = str(p, "listen") ?? (project ? `${project.nineDoor.host}:${project.nineDoor.port}` : "127.0.0.1:5640");
+  const values: Record<string, string> = { board: "host", listen, state: resolve(str(p, "state", join(dir, "state"))!) };
+  if (project) values.project = project.dir;
+  const pub = str(p, "queen-pub");
+  if (pub !== undefined) values["queen-pub"] = resolve(pub);
+  const policy = policyOf(p);
+  if (policy) values.policy = policy;
+  for (const name of ["gpu-bridge", "gpu-bridge-key", "gpu-bridge-pin"]) {
+    const value = str(p, name);
+    if (value !== undefined) values[name] = value;
+  }
+  const paths = vmPaths(dir, "host");
+  if (p.values.detach === true) {
+    const args = Object.entries(values).flatMap(([name, value]) => [`--${name}`, value]);
+    const info = await startHostDetached(paths, { args, env: io.env, timeoutMs });
+    io.err(`up: host serving (pid ${info.pid}, log ${join(paths.runDir, "serve.log")})\n`);
+    io.out(`${info.dialString}\nqueen: COHESIX_ADDR='${info.dialString}' npx cohesix ls /\n`);
+    io.err(`up: detached; stop it with \`${downCommand("host")}\`\n`);
+    return;
+  }
+  await serve({ values, positionals: [] }, io, {
+    onReady: async (dialString) => void (await recordHost(paths, { pid: process.pid, dialString })),
+    onStopped: () => forgetHost(paths, process.pid),
+  });
 }
 
 async function bootWith(p: Parsed, io: Io): Promise<void> {
@@ -177,10 +224,10 @@ async function bootWith(p: Parsed, io: Io): Promise<void> {
   const portText = str(p, "port") ?? (projectOf(p) ? String(projectOf(p)!.nineDoor.port) : undefined);
   const port = portText === undefined ? undefined : Number(portText);
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new UsageError("--port must be 0 to 65535");
-  const timeoutS = Number(str(p, "timeout", "180"));
-  if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new UsageError("--timeout must be a positive number of seconds");
+  const timeoutMs = timeoutOf(p);
   const rtc = rtcOf(p);
   const paths = vmPaths(baseDir(p), board.name);
+  await refuseIfRunning(baseDir(p));
   const diskFile = str(p, "disk");
   if (diskFile !== undefined && restore !== undefined) throw new UsageError("--restore and --disk exclude each other: snapshots live in a kernel boot's qcow2 state disk");
   const disk = diskFile === undefined ? undefined : diskBoot(board, resolve(diskFile));
@@ -203,7 +250,7 @@ async function bootWith(p: Parsed, io: Io): Promise<void> {
     ...(port !== undefined ? { port } : {}),
     ...(restore ? { restore } : {}),
     detached: p.values.detach === true,
-    timeoutMs: timeoutS * 1000,
+    timeoutMs,
     ...(bridge ? { fwCfg: [bridge.fwCfg] } : {}),
     ...(rtc ? { rtc } : {}),
   }).finally(() => bridge?.remove());
@@ -214,7 +261,7 @@ async function bootWith(p: Parsed, io: Io): Promise<void> {
   io.out(`${vm.info.dialString}\nqueen: COHESIX_ADDR='${vm.info.dialString}' npx cohesix ls /${key}\n`);
   if (p.values.detach === true) {
     vm.console.close();
-    io.err(`boot: detached; stop it with \`cohesix down${board.name === "aarch64-virt" ? "" : ` --board ${board.name}`}\`\n`);
+    io.err(`boot: detached; stop it with \`${downCommand(board.name)}\`\n`);
     return;
   }
   // Attached: stay until a signal (then stop the VM) or until QEMU exits.
@@ -271,7 +318,8 @@ function diskBoot(board: Board, image: string): DiskBoot {
 
 /**
  * `down [--board B]`: stops the board's VM (power key, then QMP quit, then
- * SIGTERM/SIGKILL by PID) and prints how.
+ * SIGTERM/SIGKILL by PID) and prints how; `--board host` stops the host
+ * board that `up --board host` recorded, by PID (SIGTERM, then SIGKILL).
  *
  * @example
  * ```ts
@@ -280,12 +328,14 @@ function diskBoot(board: Board, image: string): DiskBoot {
  */
 export async function down(p: Parsed, io: Io): Promise<void> {
   const name = knownBoard(str(p, "board", "aarch64-virt")!);
-  const how = await stopVm(vmPaths(baseDir(p), name));
+  const how = await stopVm(vmPaths(baseDir(p), name), name === "host" ? { qmp: false } : {});
   io.out(how === "not running" ? `${name}: not running\n` : `${name}: stopped (${how})\n`);
 }
 
 /**
- * `vm pause|resume|snapshot NAME|restore NAME [--board B]`: QMP controls.
+ * `vm pause|resume|snapshot NAME|restore NAME [--board B]`: QMP controls
+ * (`restore` refuses a name the state disk does not hold, listing those it
+ * does, before it pauses the VM).
  * `snapshot` saves the VM into its state disk and leaves it paused (the
  * kill switch); `restore` loads a snapshot into the running VM.
  *
@@ -304,4 +354,18 @@ export async function vm(verb: VmOp["op"], p: Parsed, io: Io): Promise<void> {
   const started = Date.now();
   const status = await vmControl(vmPaths(baseDir(p), board), op);
   io.out(`${board}: ${status} (${verb} took ${((Date.now() - started) / 1000).toFixed(2)} s)\n`);
+}
+
+/**
+ * `vm snapshots [--board B]`: the snapshots in the board's state disk, one
+ * name per line (what `vm restore NAME` and `boot --restore NAME` take).
+ *
+ * @example
+ * ```ts
+ * await main(["vm", "snapshots"], io); // "before-update\nincident-42\n"
+ * ```
+ */
+export async function vmSnapshots(p: Parsed, io: Io): Promise<void> {
+  const board = knownBoard(str(p, "board", "aarch64-virt")!);
+  for (const snapshot of await listSnapshots(vmPaths(baseDir(p), board))) io.out(`${snapshot}\n`);
 }

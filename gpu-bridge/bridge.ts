@@ -184,11 +184,12 @@ export async function startBridge(options: BridgeOptions): Promise<RunningBridge
   }
   const gpus = await backend.listGpus();
   log(`backend ${backend.kind}: ${reason}`);
-  log(`serving ${gpus.map((g) => `${g.id} (${g.name}, ${g.memory_mb} MiB)`).join(", ") || "no GPUs"}`);
 
   const { root, leases, runners, logs } = buildTree(backend, gpus, options);
   const server = new NineServer({ root, attach: (req) => attachBridge(req, trusted) });
   const listener = await listen(listenAddr, (conn, peer) => server.accept(conn, peer.remote), options.tls ? { tls: { key: options.tls.key, cert: options.tls.cert } } : {});
+  // Said only once the listen succeeded: a port in use serves nothing.
+  log(`serving ${gpus.map((g) => `${g.id} (${g.name}, ${g.memory_mb} MiB)`).join(", ") || "no GPUs"} on ${listener.dialString}`);
   let stopping: Promise<void> | undefined;
   return {
     dialString: listener.dialString,

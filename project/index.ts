@@ -8,6 +8,8 @@
  *   schema uses) and the disk; every error names its field.
  * - `programs.ts` — the project's workers as spawnable programs: bundled
  *   for the host board ({@link bundleForHost}), or entries for the image.
+ * - `host-files.ts` — {@link placeForHost}: the project's `files` under
+ *   the host board's root folder (workers reach it as `COHESIX_ROOT`).
  * - `scaffold.ts` — {@link newProject} from `templates/app/`.
  * - `test-runner.ts` — {@link runProjectTests}: a project's TypeScript
  *   tests under `node --test`.
@@ -34,5 +36,6 @@ export {
 } from "./config.ts";
 export { readSchema, validate, type SchemaNode } from "./schema.ts";
 export { bundleForHost, projectPrograms, workerSources, type BundleForHostOptions, type ProjectProgram } from "./programs.ts";
+export { placeForHost, type PlaceForHostOptions } from "./host-files.ts";
 export { newProject, type NewProject, type NewProjectOptions } from "./scaffold.ts";
 export { runProjectTests, type RunTestsOptions } from "./test-runner.ts";

@@ -7,7 +7,7 @@
  * - `launcher.ts` — {@link qemuArgs}, {@link rtcArg}, {@link launchQemu}, {@link createStateDisk}, {@link QemuMissingError}.
  * - `console.ts` — {@link ConsoleWatcher}, {@link GuestPanicError}.
  * - `qmp.ts` — {@link QmpClient}.
- * - `vm.ts` — {@link bootVm}, {@link stopVm}, {@link vmControl}, {@link vmPaths}.
+ * - `vm.ts` — {@link bootVm}, {@link stopVm}, {@link vmControl}, {@link vmPaths}, {@link runningBoards}, {@link listSnapshots}.
  *
  * @example
  * ```ts
@@ -39,6 +39,8 @@ export { QmpClient, QmpError, checkName, type QmpConnectOptions, type QmpEvent }
 export {
   alive,
   bootVm,
+  listSnapshots,
+  runningBoards,
   runningVm,
   stopVm,
   vmControl,

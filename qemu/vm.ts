@@ -9,14 +9,16 @@
  * @module
  */
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { connect, createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BusyError, InvalidError, NotFoundError } from "../nine-door/index.ts";
 import { ConsoleWatcher } from "./console.ts";
 import { consolePty, createStateDisk, launchQemu, type DiskBoot, type QemuBoard, type RtcOptions } from "./launcher.ts";
+import { execa } from "execa";
 import { QmpClient } from "./qmp.ts";
+import { QemuMissingError, packageOf } from "./launcher.ts";
 
 /** Where a board's VM keeps its files. */
 export interface VmPaths {
@@ -121,6 +123,28 @@ export async function runningVm(paths: VmPaths): Promise<VmInfo | undefined> {
   if (!existsSync(paths.infoFile)) return undefined;
   const info = JSON.parse(await readFile(paths.infoFile, "utf8")) as VmInfo;
   return alive(info.pid) ? info : undefined;
+}
+
+/**
+ * Every board of a base folder whose recorded process still runs: the VMs
+ * and the host board (`run/host/`, recorded the same way), by board name.
+ * An unreadable record counts as not running.
+ *
+ * @example
+ * ```ts
+ * (await runningBoards(".cohesix")).map((vm) => vm.board); // ["aarch64-virt"]
+ * ```
+ */
+export async function runningBoards(baseDir: string): Promise<VmInfo[]> {
+  const runRoot = resolve(baseDir, "run");
+  if (!existsSync(runRoot)) return [];
+  const out: VmInfo[] = [];
+  for (const d of (await readdir(runRoot, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
+    if (!d.isDirectory()) continue;
+    const info = await runningVm(vmPaths(baseDir, d.name)).catch(() => undefined);
+    if (info) out.push(info);
+  }
+  return out;
 }
 
 async function freePort(preferred: number | undefined): Promise<number> {
@@ -265,6 +289,8 @@ export async function bootVm(options: BootVmOptions): Promise<RunningVm> {
 export interface StopVmOptions {
   /** Time the guest gets to shut down after the power key, ms; default 20000. 0 skips the power key. */
   readonly graceMs?: number;
+  /** Whether a QMP socket may exist; false (the host board, a plain process) goes straight to SIGTERM. Default true. */
+  readonly qmp?: boolean;
 }
 
 /** How {@link stopVm} ended the VM. */
@@ -296,7 +322,7 @@ export async function stopVm(paths: VmPaths, options: StopVmOptions = {}): Promi
   let how: StopHow = "not running";
   if (Number.isSafeInteger(pid) && pid > 0 && alive(pid)) {
     const graceMs = options.graceMs ?? 20_000;
-    const qmp = await QmpClient.connect(paths.qmpSocket, { timeoutMs: 3000 }).catch(() => undefined);
+    const qmp = options.qmp === false ? undefined : await QmpClient.connect(paths.qmpSocket, { timeoutMs: 3000 }).catch(() => undefined);
     if (qmp && graceMs > 0 && (await qmp.status().catch(() => "unknown")) === "running") {
       await qmp.powerdown().catch(() => {});
       if (await waitGone(pid, graceMs)) how = "power key";
@@ -338,6 +364,11 @@ export type VmOp = { op: "pause" } | { op: "resume" } | { op: "snapshot"; name: 
 export async function vmControl(paths: VmPaths, op: VmOp): Promise<string> {
   const info = await runningVm(paths);
   if (!info) throw new NotFoundError(`no running VM in ${paths.runDir}: boot one with \`cohesix boot\``);
+  // Check the name before pausing the VM: a missing snapshot leaves it running.
+  if (op.op === "restore") {
+    const names = await listSnapshots(paths);
+    if (!names.includes(op.name)) throw new NotFoundError(`snapshot ${op.name}; snapshots: ${names.join(", ") || "none"}`);
+  }
   const qmp = await QmpClient.connect(paths.qmpSocket, { timeoutMs: 5000 });
   try {
     switch (op.op) {
@@ -361,4 +392,28 @@ export async function vmControl(paths: VmPaths, op: VmOp): Promise<string> {
   } finally {
     qmp.close();
   }
+}
+
+/**
+ * The snapshots saved in the board's state disk, by name, oldest first
+ * (`qemu-img snapshot -l`, with shared access so a running VM is fine). A
+ * board without a state disk has none.
+ *
+ * @example
+ * ```ts
+ * await listSnapshots(vmPaths(".cohesix", "aarch64-virt")); // ["before-update", "incident-42"]
+ * ```
+ */
+export async function listSnapshots(paths: VmPaths): Promise<string[]> {
+  if (!existsSync(paths.stateDisk)) return [];
+  const r = await execa("qemu-img", ["snapshot", "-l", "-U", paths.stateDisk]).catch((e: unknown) => {
+    if ((e as { code?: string }).code === "ENOENT") throw new QemuMissingError("qemu-img", packageOf("qemu-img"));
+    throw new Error(`qemu-img snapshot -l ${paths.stateDisk}: ${((e as { stderr?: string }).stderr ?? (e as Error).message).trim()}`);
+  });
+  // "Snapshot list:", a header, then "ID TAG VM-SIZE … " rows.
+  return r.stdout
+    .split("\n")
+    .slice(2)
+    .map((line) => line.trim().split(/\s+/)[1])
+    .filter((tag): tag is string => tag !== undefined && tag !== "");
 }

@@ -89,6 +89,8 @@ export interface ApplianceOptions {
   readonly intervalMs?: number;
   /** Grace between SIGTERM and SIGKILL for workers, ms; default 2000. */
   readonly graceMs?: number;
+  /** Extra environment for every worker, e.g. `COHESIX_ROOT` on the host board (see the worker API's `appPath`). */
+  readonly workerEnv?: Readonly<Record<string, string>>;
   /**
    * The host GPU bridge to mount at `/gpu` (`--gpu-bridge DIAL`): its dial
    * string, the bridge's private key (tickets are signed with it) and, for
@@ -337,6 +339,7 @@ export class Appliance {
         addr: options.workerAddr,
         ...(this.options.intervalMs !== undefined ? { intervalMs: this.options.intervalMs } : {}),
         ...(this.options.graceMs !== undefined ? { graceMs: this.options.graceMs } : {}),
+        ...(this.options.workerEnv !== undefined ? { env: this.options.workerEnv } : {}),
       },
     );
     this.#mountGpu();
@@ -630,13 +633,19 @@ export class Appliance {
 
   #verify(req: AttachRequest): Ticket {
     if (req.aname === "") throw new PermissionError("no ticket: attach with the ticket in aname (cohesix ticket --role queen)");
-    const ticket = verifyTicket(req.aname, {
-      keys: (role) => (role === "queen" ? [this.options.queenPublicKey] : [this.bootPublicKey]),
-      ...(this.options.clock ? { now: this.options.clock.now() } : {}),
-      audience: keyId(this.bootPublicKey),
-      // Over TLS with the device certificate the client learned who we are.
-      requireAudience: this.#device !== undefined && req.peer.startsWith("tls!"),
-    });
+    const now = this.options.clock?.now() ?? Date.now();
+    let ticket: Ticket;
+    try {
+      ticket = verifyTicket(req.aname, {
+        keys: (role) => (role === "queen" ? [this.options.queenPublicKey] : [this.bootPublicKey]),
+        now,
+        audience: keyId(this.bootPublicKey),
+        // Over TLS with the device certificate the client learned who we are.
+        requireAudience: this.#device !== undefined && req.peer.startsWith("tls!"),
+      });
+    } catch (err) {
+      throw refusalWithFacts(err, { queenKey: keyId(this.options.queenPublicKey), now });
+    }
     // uname is what stock clients send (a user name or uid); when it names
     // a role it must agree with the ticket.
     const u = req.uname;
@@ -651,6 +660,18 @@ export class Appliance {
     const who = caller ? `${caller.role} ${caller.subject}` : `peer ${peer}`;
     this.audit(`refused ${who} ${request}${path ? ` ${path}` : ""}: ${error.message}`);
   }
+}
+
+/**
+ * A ticket refusal with what the caller cannot see from outside: which
+ * queen key this appliance trusts (a key id, not secret) when a signature
+ * does not verify, and its clock when a ticket is out of its window.
+ */
+function refusalWithFacts(err: unknown, facts: { queenKey: string; now: number }): unknown {
+  if (!(err instanceof PermissionError)) return err;
+  if (err.detail === "ticket signature does not verify") return new PermissionError(`${err.detail}: this appliance trusts queen key ${facts.queenKey}`);
+  if (/^ticket (expired at|not valid until)/.test(err.detail)) return new PermissionError(`${err.detail}: the appliance's clock reads ${new Date(facts.now).toISOString()}`);
+  return err;
 }
 
 async function openStateDir(dir: string): Promise<void> {

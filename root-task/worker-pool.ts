@@ -78,6 +78,8 @@ export interface PoolOptions {
   readonly stderrBytes?: number;
   /** Bytes of telemetry kept per worker; default 64 KiB (1,000 workers stay well under 200 MB). */
   readonly telemetryBytes?: number;
+  /** Extra environment for every worker (the host board's `COHESIX_ROOT`); default none. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 const RESTART_DELAY_MS = 1000;
@@ -107,6 +109,7 @@ export class WorkerPool {
       graceMs: 2000,
       stderrBytes: 64 << 10,
       telemetryBytes: 64 << 10,
+      env: {},
       ...options,
     };
   }
@@ -277,7 +280,7 @@ export class WorkerPool {
       addr: this.#options.addr,
       intervalMs: this.#options.intervalMs,
       // The leased GPU's path, which the worker API offers as `worker.gpu`.
-      ...(w.lease ? { env: { [WORKER_ENV.gpu]: `/gpu/${w.lease.gpu_id}` } } : {}),
+      env: { ...this.#options.env, ...(w.lease ? { [WORKER_ENV.gpu]: `/gpu/${w.lease.gpu_id}` } : {}) },
       onStderr: (chunk) => {
         if (!live.stderr.closed) live.stderr.append(chunk);
       },

@@ -31,7 +31,33 @@ export const WORKER_ENV = {
   intervalMs: "COHESIX_INTERVAL_MS",
   /** The leased GPU's path, e.g. `/gpu/GPU-0` (workers spawned with a lease). */
   gpu: "COHESIX_GPU",
+  /**
+   * Where the appliance's file system starts for this worker: unset in the
+   * image (`/`); on the host board the folder where `cohesix.config.json`'s
+   * `files` are placed (see {@link appPath}).
+   */
+  root: "COHESIX_ROOT",
 } as const;
+
+/**
+ * A path on the appliance's file system as this worker reaches it: in the
+ * image it is `path` itself; on the host board, where the project's
+ * `files` (`/etc/app/settings.json`…) are placed under a folder of the
+ * project, it is that folder joined with `path`. Read project files through
+ * it and the same worker runs in both.
+ *
+ * @example
+ * ```ts
+ * import { readFile } from "node:fs/promises";
+ * const settings = JSON.parse(await readFile(appPath("/etc/app/settings.json"), "utf8"));
+ * ```
+ */
+export function appPath(path: string, env: WorkerEnv = process.env): string {
+  if (!path.startsWith("/")) throw new InvalidError(`appPath: ${JSON.stringify(path)} must be an absolute guest path, e.g. /etc/app/settings.json`);
+  const root = env[WORKER_ENV.root];
+  if (root === undefined || root === "" || root === "/") return path;
+  return `${root.replace(/\/+$/, "")}${path}`;
+}
 
 /**
  * The environment as a worker reads it (`process.env` by default).

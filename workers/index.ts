@@ -9,7 +9,9 @@
  * - `gpu-session.ts` — {@link GpuSession}, `worker.gpu` for workers spawned
  *   with a lease: `info()`, `lease()`, `submit(job)`, `waitStatus(job)`, `run(job)`.
  * - `identity.ts` — {@link readWorkerIdentity}: address, id and role from
- *   the environment, the ticket from an inherited descriptor (never argv).
+ *   the environment, the ticket from an inherited descriptor (never argv);
+ *   {@link appPath}: a guest path (a project's `files`) as this worker
+ *   reaches it, in the image and on the host board alike.
  *
  * Errors are NineDoor's typed errors (`ClosedError`, `PermissionError`…).
  *
@@ -41,7 +43,7 @@ export {
   type GpuStatusRecord,
   type WaitStatusOptions,
 } from "./gpu-session.ts";
-export { readWorkerIdentity, WORKER_ENV, type WorkerEnv, type WorkerIdentity } from "./identity.ts";
+export { appPath, readWorkerIdentity, WORKER_ENV, type WorkerEnv, type WorkerIdentity } from "./identity.ts";
 export {
   BusyError,
   ClosedError,
