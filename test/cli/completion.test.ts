@@ -47,7 +47,7 @@ describe("cohesix completion bash", () => {
   });
 
   test("completes sub-verbs, options and an option's choices", async () => {
-    expect(await complete(["cohesix", "vm", ""])).toEqual(["pause", "restore", "resume", "snapshot"]);
+    expect(await complete(["cohesix", "vm", ""])).toEqual(["pause", "restore", "resume", "snapshot", "snapshots"]);
     expect(await complete(["cohesix", "image", "v"])).toEqual(["verify"]);
     expect(await complete(["cohesix", "image", "verify", "--p"])).toEqual(["--pub"]);
     expect(await complete(["cohesix", "ls", "--di"])).toEqual(["--dialect"]);
