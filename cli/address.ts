@@ -119,7 +119,14 @@ export function runningAppliances(baseDir: string): RunEntry[] {
   return found;
 }
 
-/** `aarch64-virt VM tcp!127.0.0.1!5640 (pid 4242)` */
+/**
+ * One run entry as messages name it.
+ *
+ * @example
+ * ```ts
+ * describeEntry(entry); // "aarch64-virt VM tcp!127.0.0.1!5640 (pid 4242)"
+ * ```
+ */
 export function describeEntry(e: RunEntry): string {
   return `${e.board} ${e.kind === "host" ? "host board" : "VM"} ${e.dialString} (pid ${e.pid})`;
 }

@@ -36,7 +36,14 @@ interface ShellIo extends Io {
 /** History lines kept in the history file. */
 export const HISTORY_LINES = 1000;
 
-/** The shell's history file: `<config dir>/history`. */
+/**
+ * The shell's history file: `<config dir>/history`.
+ *
+ * @example
+ * ```ts
+ * historyFile({ XDG_CONFIG_HOME: "/tmp/cfg" }); // "/tmp/cfg/cohesix/history"
+ * ```
+ */
 export function historyFile(env: NodeJS.ProcessEnv): string {
   return join(configDir(env), "history");
 }

@@ -49,7 +49,14 @@ function dirNames(dir: string): string[] {
   }
 }
 
-/** Counts `/proc/workers` records with `status=running`. */
+/**
+ * Counts `/proc/workers` records with `status=running`.
+ *
+ * @example
+ * ```ts
+ * runningWorkers("id=worker-1 kind=heartbeat status=running\nid=worker-2 kind=heartbeat status=killed\n"); // 1
+ * ```
+ */
 export function runningWorkers(procWorkers: string): number {
   return procWorkers.split("\n").filter((line) => /(^| )status=running( |$)/.test(line)).length;
 }
@@ -104,7 +111,16 @@ export async function folderStatus(p: Parsed, env: NodeJS.ProcessEnv, cwd = proc
   return { folder, boards };
 }
 
-/** The status as a table, one row per board. */
+/**
+ * The status as a table, one row per board, then the reasons of the
+ * unreachable ones.
+ *
+ * @example
+ * ```ts
+ * formatStatus({ folder: "/p", boards: [{ board: "host", kind: "host", running: false }] });
+ * // "BOARD  KIND  STATE    PID  ADDRESS  LIFECYCLE  WORKERS\nhost   host  stopped  -    -        -          -\n"
+ * ```
+ */
 export function formatStatus(s: FolderStatus): string {
   if (s.boards.length === 0) return `${s.folder}: no VM or host board; start one with \`cohesix up\` (or \`cohesix up --board host\`)\n`;
   const rows = [["BOARD", "KIND", "STATE", "PID", "ADDRESS", "LIFECYCLE", "WORKERS"]];

@@ -85,12 +85,26 @@ export function workerId(text: string): string {
   throw new UsageError(`expected a worker id such as worker-3 (or 3), got ${JSON.stringify(text)}`);
 }
 
-/** The kill command for a worker id. */
+/**
+ * The kill command for a worker id.
+ *
+ * @example
+ * ```ts
+ * killCommand("7"); // '{"kill":"worker-7"}'
+ * ```
+ */
 export function killCommand(id: string): string {
   return JSON.stringify({ kill: workerId(id) });
 }
 
-/** The spawn request in a parsed `spawn` command line (the verb's, or the shell's). */
+/**
+ * The spawn request in a parsed `spawn` command line (the verb's, or the shell's).
+ *
+ * @example
+ * ```ts
+ * spawnRequestOf(parse(["heartbeat", "--ticks", "5"], { ticks: { type: "string" } })); // { name: "heartbeat", ticks: "5" }
+ * ```
+ */
 export function spawnRequestOf(p: Parsed): SpawnRequest {
   const v = p.values;
   const s = (name: string): string | undefined => {
