@@ -40,7 +40,7 @@ export async function logVerify(p: Parsed, { out }: Io): Promise<void> {
  * The kinds of record the root task commits. A log may hold others (later
  * features add their own); `--kind` takes these and any kind the log holds.
  */
-export const KNOWN_KINDS: readonly string[] = ["spawn", "kill", "exit", "revoke", "budget", "bind", "mount", "lifecycle", "key", "ctr"];
+export const KNOWN_KINDS: readonly string[] = ["spawn", "kill", "exit", "revoke", "budget", "bind", "unbind", "mount", "lifecycle", "key", "ctr"];
 
 /** `log show DIR [--from N] [--limit N] [--kind KIND]`: the records, one per line. */
 export async function logShow(p: Parsed, { out }: Io): Promise<void> {
