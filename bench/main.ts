@@ -45,6 +45,10 @@ const benches: Record<string, Bench> = {
     summary: "NineDoor's own TLS: session setup p50/p99 plain vs TLS on loopback, device certificate creation",
     run: async (argv) => (await import("./tls.ts")).run(argv),
   },
+  cli: {
+    summary: "one cohesix invocation (ls, cat, ctl against a host board) vs a bare node -e 0, side by side",
+    run: async (argv) => (await import("./cli.ts")).run(argv),
+  },
   "ctl-log": {
     summary: "commit log durable appends/s and latency with group commit",
     run: async (argv) => {

@@ -16,6 +16,19 @@ export class UsageError extends Error {
   }
 }
 
+/**
+ * Whether `err` is a {@link UsageError}, also one thrown by a verb's own
+ * bundle (dist/cli/X.mjs carries its own copy of this class).
+ *
+ * @example
+ * ```ts
+ * isUsageError(new UsageError("missing PATH")); // true
+ * ```
+ */
+export function isUsageError(err: unknown): err is UsageError {
+  return err instanceof Error && err.name === "UsageError";
+}
+
 /** Option specs in node:util's parseArgs form (a verb's declaration in options.ts/verbs.ts is one; other fields are ignored). */
 export type OptionSpecs = Readonly<Record<string, { readonly type: "string" | "boolean"; readonly short?: string; readonly multiple?: boolean }>>;
 

@@ -9,7 +9,7 @@
  * @module
  */
 import { readFileSync } from "node:fs";
-import { UsageError, type Parsed } from "./args.ts";
+import { isUsageError, UsageError, type Parsed } from "./args.ts";
 import { globalUsage, markdownTable, verbHelp, walk, type Reached } from "./help.ts";
 import { closest, parseVerb, synopsis, type Io, type Verb } from "./verb.ts";
 import { VERBS } from "./verbs.ts";
@@ -140,7 +140,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     const p = parseVerb(rest, reached.verb);
     return (await reached.verb.run(p, io)) ?? 0;
   } catch (err) {
-    if (err instanceof UsageError) {
+    if (isUsageError(err)) {
       io.err(`cohesix ${name}: ${oneLine(err.message)} (usage: cohesix ${synopsis(reached.verb, reached.path)}; see 'cohesix ${name} --help')\n`);
       return 2;
     }

@@ -5,7 +5,7 @@
  * @module
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { InvalidError, NineClient, QidType, dialWithRetry, parseDialString, type DialAddress, type Dialect, type Fid, type FileInfo } from "../nine-door/index.ts";
+import { InvalidError, NineClient, NineError, QidType, dialWithRetry, parseDialString, type DialAddress, type Dialect, type Fid, type FileInfo } from "../nine-door/index.ts";
 import { isEnvelope, mintTicket, signEnvelope } from "../root-task/index.ts";
 import { str, UsageError, type Parsed } from "./args.ts";
 import { explainTimeout, resolveAddress, timeoutMsOf, type ResolvedAddress } from "./address.ts";
@@ -44,20 +44,28 @@ export async function connectQueen(p: Parsed, env: NodeJS.ProcessEnv): Promise<Q
   // the appliance's boot key id, the audience the ticket must name.
   const trust = addr.kind === "tls" ? await trustCertificate(addr, { path: knownHostsPath(env), ...(pin ? { pin } : {}) }) : undefined;
   try {
-    const conn = await dialWithRetry(addr, { attempts: 5, delayMs: 100, timeoutMs, ...(pin ? { pin } : {}), ...(trust ? { checkCertificate: trust.check } : {}) });
-    // Pinned at the handshake, as ssh does, whether or not the attach succeeds.
-    await trust?.remember((line) => void process.stderr.write(line)).catch((err: unknown) => {
-      conn.destroy();
-      throw err;
-    });
-    const aud = trust?.audience();
-    const ticket = mintTicket({ role: "queen", sub: "queen", ...(aud !== undefined ? { aud } : {}) }, key, { ttlS: 300 });
-    let client: NineClient;
-    try {
-      client = await NineClient.connect(conn, { dialect, timeoutMs });
-    } catch (err) {
-      conn.destroy();
-      throw err;
+    let client: NineClient | undefined;
+    let ticket = "";
+    for (let attempt = 1, delay = 100; client === undefined; attempt++, delay *= 2) {
+      // No settle wait after connecting (dialWithRetry's default, 50 ms on
+      // every command): the version exchange is the check, and a connection
+      // closed during it (QEMU's port forward while the guest boots) is
+      // dialled again.
+      const conn = await dialWithRetry(addr, { attempts: 5, delayMs: 100, timeoutMs, settleMs: 0, ...(pin ? { pin } : {}), ...(trust ? { checkCertificate: trust.check } : {}) });
+      // Pinned at the handshake, as ssh does, whether or not the attach succeeds.
+      await trust?.remember((line) => void process.stderr.write(line)).catch((err: unknown) => {
+        conn.destroy();
+        throw err;
+      });
+      const aud = trust?.audience();
+      ticket = mintTicket({ role: "queen", sub: "queen", ...(aud !== undefined ? { aud } : {}) }, key, { ttlS: 300 });
+      try {
+        client = await NineClient.connect(conn, { dialect, timeoutMs });
+      } catch (err) {
+        conn.destroy();
+        if (attempt >= 5 || !(err instanceof NineError) || err.errorClass !== "closed") throw err;
+        await sleep(delay);
+      }
     }
     try {
       return { client, root: await client.attach({ uname: "queen", aname: ticket }), key, address };

@@ -14,8 +14,27 @@
  * a `NineError` (exit 1, `class: message`) or anything else (exit 1, `io:`).
  * @module
  */
+import { UsageError } from "./args.ts";
 import { BOOT_OPTIONS, BUILD_OPTIONS, GPU_BRIDGE_OPTIONS, REMOTE_OPTIONS } from "./options.ts";
 import type { Verb } from "./verb.ts";
+
+/**
+ * Loads a data verb's module without msgpackr's native addon, which speeds
+ * up unpacking large records and costs a command that packs one ticket
+ * ~25 ms to load (the addon is read at msgpackr's load, so the variable is
+ * set only around the import and children never see it).
+ */
+async function light<T>(load: () => Promise<T>): Promise<T> {
+  const name = "MSGPACKR_NATIVE_ACCELERATION_DISABLED";
+  const before = process.env[name];
+  process.env[name] = "true";
+  try {
+    return await load();
+  } finally {
+    if (before === undefined) delete process.env[name];
+    else process.env[name] = before;
+  }
+}
 
 const VM_OPTIONS = {
   board: { type: "string", value: "BOARD", help: "the board whose VM", default: "aarch64-virt" },
@@ -271,7 +290,7 @@ export const VERBS: readonly Verb[] = [
     args: [{ name: "PATH", help: "an absolute path", optional: true }],
     options: { long: { type: "boolean", short: "l", help: "mode, length, time and name" }, ...REMOTE_OPTIONS },
     examples: ["cohesix ls /", "cohesix ls -l /proc"],
-    run: async (p, io) => (await import("./remote.ts")).ls(p, io),
+    run: async (p, io) => (await light(() => import("./remote.ts"))).ls(p, io),
   },
   {
     name: "cat",
@@ -280,7 +299,7 @@ export const VERBS: readonly Verb[] = [
     args: [{ name: "PATH", help: "absolute paths", variadic: true }],
     options: REMOTE_OPTIONS,
     examples: ["cohesix cat /proc/boot", "cohesix cat /log/queen.log"],
-    run: async (p, io) => (await import("./remote.ts")).cat(p, io),
+    run: async (p, io) => (await light(() => import("./remote.ts"))).cat(p, io),
   },
   {
     name: "tail",
@@ -294,7 +313,7 @@ export const VERBS: readonly Verb[] = [
       ...REMOTE_OPTIONS,
     },
     examples: ["cohesix tail -f /log/queen.log", "cohesix tail -n 1 /worker/worker-1/telemetry"],
-    run: async (p, io) => (await import("./remote.ts")).tail(p, io),
+    run: async (p, io) => (await light(() => import("./remote.ts"))).tail(p, io),
   },
   {
     name: "write",
@@ -306,7 +325,7 @@ export const VERBS: readonly Verb[] = [
     ],
     options: REMOTE_OPTIONS,
     examples: ["cohesix write /worker/worker-1/ctl stop"],
-    run: async (p, io) => (await import("./remote.ts")).write(p, io),
+    run: async (p, io) => (await light(() => import("./remote.ts"))).write(p, io),
   },
   {
     name: "stat",
@@ -315,7 +334,7 @@ export const VERBS: readonly Verb[] = [
     args: [{ name: "PATH", help: "an absolute path" }],
     options: REMOTE_OPTIONS,
     examples: ["cohesix stat /queen/ctl"],
-    run: async (p, io) => (await import("./remote.ts")).stat(p, io),
+    run: async (p, io) => (await light(() => import("./remote.ts"))).stat(p, io),
   },
   {
     name: "ctl",
@@ -329,7 +348,7 @@ export const VERBS: readonly Verb[] = [
       ...REMOTE_OPTIONS,
     },
     examples: [`cohesix ctl '{"spawn":"heartbeat","ticks":3}'`, `cohesix ctl '{"kill":"worker-1"}'`],
-    run: async (p, io) => (await import("./remote.ts")).ctl(p, io),
+    run: async (p, io) => (await light(() => import("./remote.ts"))).ctl(p, io),
   },
   {
     name: "spawn",
@@ -346,7 +365,7 @@ export const VERBS: readonly Verb[] = [
       ...REMOTE_OPTIONS,
     },
     examples: ["cohesix spawn heartbeat --ticks 100 --ttl 120", "cohesix spawn gpu --lease GPU-0:mem=1024"],
-    run: async (p, io) => (await import("./workers.ts")).spawn(p, io),
+    run: async (p, io) => (await light(() => import("./workers.ts"))).spawn(p, io),
   },
   {
     name: "kill",
@@ -355,7 +374,7 @@ export const VERBS: readonly Verb[] = [
     args: [{ name: "WORKER", help: "worker-7, or 7" }],
     options: REMOTE_OPTIONS,
     examples: ["cohesix kill worker-7"],
-    run: async (p, io) => (await import("./workers.ts")).kill(p, io),
+    run: async (p, io) => (await light(() => import("./workers.ts"))).kill(p, io),
   },
   {
     name: "logs",
@@ -364,7 +383,7 @@ export const VERBS: readonly Verb[] = [
     args: [{ name: "WORKER", help: "worker-7, or 7" }],
     options: { follow: { type: "boolean", short: "f", help: "follow appends until interrupted" }, ...REMOTE_OPTIONS },
     examples: ["cohesix logs worker-3", "cohesix logs 3 -f"],
-    run: async (p, io) => (await import("./workers.ts")).logs(p, io),
+    run: async (p, io) => (await light(() => import("./workers.ts"))).logs(p, io),
   },
   {
     name: "sh",
@@ -376,7 +395,7 @@ export const VERBS: readonly Verb[] = [
       ...REMOTE_OPTIONS,
     },
     examples: ["cohesix sh", "cohesix sh -c 'spawn heartbeat --ticks 10; ls /worker'", "echo 'cat /proc/lifecycle/state' | cohesix sh"],
-    run: async (p, io) => (await import("./shell.ts")).sh(p, io),
+    run: async (p, io) => (await light(() => import("./shell.ts"))).sh(p, io),
   },
   {
     name: "status",
@@ -391,7 +410,7 @@ export const VERBS: readonly Verb[] = [
       timeout: { ...REMOTE_OPTIONS.timeout!, defaultNote: "2" },
     },
     examples: ["cohesix status", "cohesix status --json"],
-    run: async (p, io) => (await import("./status.ts")).status(p, io),
+    run: async (p, io) => (await light(() => import("./status.ts"))).status(p, io),
   },
   {
     name: "log",
@@ -432,7 +451,6 @@ export const VERBS: readonly Verb[] = [
     run: async (p, io) => {
       const shell = p.positionals[0];
       const { bashCompletion, zshCompletion } = await import("./completion.ts");
-      const { UsageError } = await import("./args.ts");
       if (shell === "bash") io.out(bashCompletion(VERBS));
       else if (shell === "zsh") io.out(zshCompletion(VERBS));
       else throw new UsageError(`SHELL must be bash or zsh, got ${JSON.stringify(shell)}`);

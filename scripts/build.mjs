@@ -29,29 +29,44 @@ if (existsSync("workers")) {
   }
 }
 
-// The CLI: its entry holds only the verb table; each verb's implementation
-// is a dynamic import, which esbuild splits into chunks (dist/cli/), so
-// `cohesix ls` loads the 9P client and never esbuild, execa or serialport.
-// dist/cli-meta.json records what each chunk imports (a test reads it).
+// The CLI: dist/cohesix.mjs holds the verb table (cli/verbs.ts) and the
+// dispatcher; each module a verb loads with `import("./X.ts")` is a bundle
+// of its own, dist/cli/X.mjs, so `cohesix ls` loads the 9P client and the
+// ticket code and never esbuild, execa or serialport. The folders' entry
+// files (nine-door/index.ts, root-task/index.ts …) re-export everything;
+// our sources have no import-for-effect, so these bundles treat them as
+// free of side effects and drop what a verb does not use. Bundles may
+// repeat shared code: each invocation loads one. dist/cli-meta.json
+// records what each bundle imports (test/cli/lazy.test.ts reads it).
 if (!workersOnly) {
-  rmSync("dist/cli", { recursive: true, force: true });
-  const cli = await build({
-    absWorkingDir: root,
-    entryPoints: { cohesix: "./cli/index.ts" },
-    outdir: "dist",
-    outExtension: { ".js": ".mjs" },
-    chunkNames: "cli/[name]-[hash]",
-    splitting: true,
-    bundle: true,
-    platform: "node",
-    target: "node20",
-    format: "esm",
-    packages: "external",
-    sourcemap: true,
-    metafile: true,
-    logLevel: "warning",
+  const verbModules = [...new Set([...readFileSync("cli/verbs.ts", "utf8").matchAll(/import\("\.\/([a-z0-9-]+)\.ts"\)/g)].map((m) => m[1]))].filter((n) => n !== "main");
+  const treeShakeBarrels = {
+    name: "tree-shake-barrels",
+    setup(b) {
+      b.onResolve({ filter: /^\.\.?\// }, async (args) => {
+        if (args.kind === "entry-point" || args.pluginData?.again) return undefined;
+        const r = await b.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: { again: true } });
+        if (r.errors.length > 0 || r.path.includes("/node_modules/")) return undefined;
+        return { path: r.path, sideEffects: false };
+      });
+    },
+  };
+  // `import("./remote.ts")` in the verb table becomes a load of its bundle, relative to the importing bundle.
+  const verbBundles = (prefix) => ({
+    name: "verb-bundles",
+    setup(b) {
+      b.onResolve({ filter: /^\.\/[a-z0-9-]+\.ts$/ }, (args) => {
+        const n = args.path.slice(2, -3);
+        if (args.kind !== "dynamic-import" || !verbModules.includes(n) || !args.importer.endsWith(join("cli", "verbs.ts"))) return undefined;
+        return { path: `${prefix}${n}.mjs`, external: true };
+      });
+    },
   });
-  writeFileSync("dist/cli-meta.json", JSON.stringify(cli.metafile));
+  const common = { absWorkingDir: root, outdir: "dist", outExtension: { ".js": ".mjs" }, bundle: true, platform: "node", target: "node20", format: "esm", packages: "external", sourcemap: true, metafile: true, logLevel: "warning" };
+  rmSync("dist/cli", { recursive: true, force: true });
+  const entry = await build({ ...common, entryPoints: { cohesix: "./cli/index.ts" }, plugins: [verbBundles("./cli/")] });
+  const verbs = await build({ ...common, entryPoints: Object.fromEntries(verbModules.map((n) => [`cli/${n}`, `./cli/${n}.ts`])), plugins: [treeShakeBarrels, verbBundles("./")] });
+  writeFileSync("dist/cli-meta.json", JSON.stringify({ outputs: { ...entry.metafile.outputs, ...verbs.metafile.outputs } }));
 }
 
 await build({
