@@ -41,6 +41,7 @@ import { checkBind, protectedTarget, realPath } from "./binds.ts";
 import { MAX_WORKER_CAP, defaultWorkerCap } from "./limits.ts";
 import { GpuMount, type GpuBridgeConfig } from "./gpu-mount.ts";
 import { Supervisor } from "./supervisor.ts";
+import { SessionExpiry } from "./session-expiry.ts";
 import { verifyTicket, type Ticket } from "./ticket.ts";
 import { loadDeviceCert, type DeviceCert } from "./device-cert.ts";
 import { WorkerPool } from "./worker-pool.ts";
@@ -175,6 +176,7 @@ export class Appliance {
   #gpuMount: GpuMount | undefined;
   readonly #auditFile: AuditFile;
   readonly #device: DeviceCert | undefined;
+  readonly #expiry: SessionExpiry;
 
   private constructor(init: {
     options: ApplianceOptions;
@@ -199,6 +201,12 @@ export class Appliance {
     this.queenLog = new AppendLog("queen.log", { retainBytes: init.options.logRetainBytes ?? 1 << 20 });
     this.#auditFile = init.audit;
     this.#device = init.device;
+    this.#expiry = new SessionExpiry({
+      now: () => this.#now(),
+      revoke: (caller, reason) => {
+        if (this.server.revoke((c) => c === caller, reason) > 0) this.audit(`session of ${(caller as Caller).role} ${(caller as Caller).subject} closed: ${reason}`);
+      },
+    });
     // The log continues across restarts: show the tail the last boot left.
     const tail = init.audit.previous;
     if (tail.length > 0) this.queenLog.append(tail);
@@ -397,6 +405,7 @@ export class Appliance {
     this.#gpuMount?.close();
     await this.#pool?.shutdown();
     this.server.close();
+    this.#expiry.close();
     await this.#log.close();
     this.#auditFile.close();
   }
@@ -614,10 +623,13 @@ export class Appliance {
       if (w && w.status !== "running") throw new PermissionError(`${worker} is not running (${w.status}${w.reason ? `: ${w.reason}` : ""})`);
     }
     this.audit(`attach ${caller.role} ${caller.subject} from ${req.peer} dialect=${req.dialect}`);
+    // Expiry ends the session's authority: every request checks it first.
+    const session = this.#expiry.watch(caller, ticket.exp);
     return {
       caller,
       namespace: this.namespace,
       authorize: (path, op) => {
+        session.check();
         authorize(caller, path, op);
         // Through a bind, the path really reached must be allowed too: a bind never adds rights.
         const binds = this.namespace.binds();
@@ -627,8 +639,16 @@ export class Appliance {
         if (real !== canonical) authorize(caller, real, op);
       },
       visible: (dir, names) => visibleChildren(caller, dir, names),
-      ...(worker ? { account: (op) => this.#pool?.account(worker, op) } : {}),
+      account: (op) => {
+        session.check();
+        if (worker) this.#pool?.account(worker, op);
+      },
     };
+  }
+
+  /** The clock tickets are checked against. */
+  #now(): number {
+    return this.options.clock ? this.options.clock.now() : Date.now();
   }
 
   #verify(req: AttachRequest): Ticket {

@@ -263,7 +263,9 @@ export class WorkerPool {
   }
 
   #ticket(w: WorkerState): string {
-    const ttlS = w.budget.ttl_s ?? 24 * 3600;
+    // A ticket's expiry ends its sessions: without a ttl budget the worker
+    // runs until killed, so its ticket lasts a year (restarts mint anew).
+    const ttlS = w.budget.ttl_s ?? 366 * 24 * 3600;
     return mintTicket(
       { role: w.role, sub: w.id, budget: w.budget, ...(w.lease ? { mounts: [`/gpu/${w.lease.gpu_id}`] } : {}) },
       this.#host.bootKey,
