@@ -6,7 +6,7 @@ import { once } from "node:events";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { parseDialString, parseListenAddress } from "../nine-door/index.ts";
+import { parseDialString, parseLimits, parseListenAddress } from "../nine-door/index.ts";
 import { bundleForHost, placeForHost } from "../project/index.ts";
 import { BUILTIN_WORKERS, serveAppliance, mintTicket, readPrivateKey, writeKeyPair } from "../root-task/index.ts";
 import { required, str, UsageError, type Parsed } from "./args.ts";
@@ -90,6 +90,12 @@ export async function serve(p: Parsed, io: Io, hooks: { onReady?: (dialString: s
     // A malformed address is the user's typing: a usage error (exit 2).
     throw new UsageError(`--listen ${(err as Error).message.replace(/^invalid: /, "")}`);
   }
+  let limits;
+  try {
+    limits = parseLimits((p.values.limit as string[] | undefined) ?? []);
+  } catch (err) {
+    throw new UsageError(`--limit ${(err as Error).message.replace(/^invalid: limit /, "")}`);
+  }
   // Handle SIGTERM/SIGINT before READY is printed: a supervisor may signal
   // the moment it reads READY, and without a listener Node would die of it.
   const stop = new AbortController();
@@ -111,6 +117,7 @@ export async function serve(p: Parsed, io: Io, hooks: { onReady?: (dialString: s
       policy,
       tlsMode,
       ...(maxWorkers !== undefined ? { maxWorkers } : {}),
+      limits,
       ...(gpuDial !== undefined
         ? { gpuBridge: { dial: gpuDial, key: gpuKey ?? join(configDir(env), "bridge.key"), ...(gpuPin !== undefined ? { pin: gpuPin } : {}) } }
         : {}),

@@ -29,6 +29,7 @@ export { Session, MIN_MSIZE, type SessionInfo } from "./server/session.ts";
 export {
   defaultLimits,
   LIMIT_NAMES,
+  parseLimits,
   resolveLimits,
   type AccessOp,
   type Attachment,

@@ -35,6 +35,13 @@ interface Waiting {
 export const MIN_MSIZE = 4096;
 /** A revoked client gets this long to read its `closed:` replies. */
 const REVOKE_GRACE_MS = 2000;
+/**
+ * After refusing a frame's size the session answers, sends FIN and drops
+ * what still arrives; past this many bytes, or this long, it hangs up hard
+ * (a client streaming the rest of a 1 MiB frame is not read to its end).
+ */
+const REFUSED_DRAIN_BYTES = 64 * 1024;
+const REFUSED_GRACE_MS = 2000;
 
 /** A snapshot of a session for /proc/sessions. */
 export interface SessionInfo {
@@ -81,6 +88,9 @@ export class Session implements HandlerScope {
   readonly #waiting: Waiting[] = [];
   #pumping = false;
   #connPaused = false;
+  /** Bytes dropped since the session stopped reading frames. */
+  #drained = 0;
+  #hangup: NodeJS.Timeout | undefined;
 
   constructor(
     conn: Duplex,
@@ -189,7 +199,11 @@ export class Session implements HandlerScope {
   }
 
   #onData(chunk: Buffer): void {
-    if (this.#closed) return;
+    if (this.#closed) {
+      this.#drained += chunk.length;
+      if (this.#drained > REFUSED_DRAIN_BYTES) this.#conn.destroy();
+      return;
+    }
     this.#splitter.push(chunk);
     this.#pump();
   }
@@ -235,6 +249,9 @@ export class Session implements HandlerScope {
           this.#send(this.#errorReply(this.#splitter.refusal?.tag ?? NOTAG, e));
           this.#conn.end();
           this.#closed = true;
+          this.#splitter.discard();
+          this.#hangup = setTimeout(() => this.#conn.destroy(), REFUSED_GRACE_MS);
+          this.#hangup.unref();
           return;
         }
         if (!frame) break;
@@ -506,6 +523,7 @@ export class Session implements HandlerScope {
     this.#tornDown = true;
     this.#closed = true;
     this.#clearDeadline();
+    if (this.#hangup !== undefined) clearTimeout(this.#hangup);
     const gone = new ClosedError("connection closed");
     for (const req of this.#inflight.values()) req.abort(gone);
     this.#inflight.clear();

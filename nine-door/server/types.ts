@@ -146,6 +146,32 @@ export const LIMIT_NAMES: Readonly<Record<string, keyof ServerLimits>> = {
   msize: "msize",
 };
 
+/**
+ * Reads `NAME=N` settings (the names of {@link LIMIT_NAMES}, as
+ * `cohesix serve --limit` takes them) into limits to pass to the server.
+ *
+ * @throws {InvalidError} an unknown name or a value that is not a positive integer.
+ *
+ * @example
+ * ```ts
+ * parseLimits(["max_conns_per_peer=64", "preauth_deadline_ms=5000"]);
+ * // { maxConnectionsPerPeer: 64, preauthDeadlineMs: 5000 }
+ * ```
+ */
+export function parseLimits(settings: readonly string[]): Partial<ServerLimits> {
+  const out: Partial<Record<keyof ServerLimits, number>> = {};
+  for (const setting of settings) {
+    const m = /^([a-z_]+)=(\d+)$/.exec(setting);
+    const key = m ? LIMIT_NAMES[m[1]!] : undefined;
+    if (!m || key === undefined) {
+      throw new InvalidError(`limit ${JSON.stringify(setting)}: expected NAME=N with NAME one of ${Object.keys(LIMIT_NAMES).join(", ")}`);
+    }
+    out[key] = Number(m[2]);
+  }
+  resolveLimits(out);
+  return out;
+}
+
 /** A refusal or failure, reported for the audit log. */
 export interface ServerEvent {
   readonly session: number;

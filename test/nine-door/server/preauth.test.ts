@@ -47,6 +47,24 @@ describe("before attach", () => {
     await c.waitClosed();
   });
 
+  it("lets go of a refused connection whose client streams the rest of the frame and never closes its side", async () => {
+    srv = await startServer();
+    const s = net.connect({ port: srv.port, host: "127.0.0.1", allowHalfOpen: true });
+    s.on("error", () => {});
+    await new Promise<void>((resolve) => s.once("connect", () => resolve()));
+    try {
+      s.resume();
+      const big = Buffer.alloc((1 << 20) - 1, 0x61);
+      big.writeUInt32LE(1 << 20, 0);
+      big.writeUInt8(118, 4);
+      s.write(encodeMessage({ type: "Tversion", tag: 0xffff, msize: 1 << 20, version: "9P2000.L" } as Message));
+      s.write(big);
+      await expect.poll(() => srv!.server.sessions.length, { timeout: 10_000 }).toBe(0);
+    } finally {
+      s.destroy();
+    }
+  });
+
   it("says in 9P2000 that larger frames come after attach", async () => {
     srv = await startServer();
     const c = await open(srv.port);
