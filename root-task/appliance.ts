@@ -34,7 +34,7 @@ import { CommitLog } from "./commit-log.ts";
 import { runLifecycleCommand, runQueenCommand, runWorkerCommand, type ControlHost } from "./control.ts";
 import type { Budget } from "./queen-command.ts";
 import { keyId, publicKeyOf, readPrivateKey, writeKeyPair } from "./keys.ts";
-import { authorize, isWorkerRole, normalisePath, visibleChildren, type PolicyCaller } from "./policy.ts";
+import { authorize, isAuthorized, isWorkerRole, normalisePath, visibleChildren, type PolicyCaller } from "./policy.ts";
 import { applyCommit, genesis, runningWorkers, type ApplianceState, type Commit, type LifecycleState, type WorkerState } from "./state.ts";
 import { AuditFile } from "./audit-file.ts";
 import { checkBind, protectedTarget, realPath } from "./binds.ts";
@@ -638,7 +638,20 @@ export class Appliance {
         const real = realPath(binds, canonical);
         if (real !== canonical) authorize(caller, real, op);
       },
-      visible: (dir, names) => visibleChildren(caller, dir, names),
+      visible: (dir, names) => {
+        const shown = visibleChildren(caller, dir, names);
+        const binds = this.namespace.binds();
+        if (binds.length === 0) return shown;
+        // Through a bind, list only what the caller could walk to at the path really reached.
+        const base = normalisePath(dir);
+        return shown.filter((name) => {
+          try {
+            return isAuthorized(caller, realPath(binds, base === "/" ? `/${name}` : `${base}/${name}`), "walk");
+          } catch {
+            return false;
+          }
+        });
+      },
       account: (op) => {
         session.check();
         if (worker) this.#pool?.account(worker, op);

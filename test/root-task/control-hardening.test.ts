@@ -194,6 +194,7 @@ describe("binds", () => {
     expect(await run(ctl, '{"bind":{"from":"/log","to":"/worker/worker-1/l"}}')).toMatch(/^\{"ok":true/);
     const w1 = await workerRoot(app, "worker-1");
     expect(await w1.readText("worker/worker-1/l/queen.log")).toContain("spawned worker-1");
+    expect(await names(w1, "worker/worker-1/l")).toEqual(["queen.log"]);
     // …but another worker's log stays out of reach through it.
     await expect(w1.readText("worker/worker-1/l/worker-2.log")).rejects.toThrow(/^(permission: worker-heartbeat worker-1 may not \w+ \/log\/worker-2\.log|not found: worker\/worker-1\/l\/worker-2\.log)/);
     // Without the bind, the same file is there for the queen.
