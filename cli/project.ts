@@ -61,7 +61,8 @@ export async function newCommand(p: Parsed, io: Io): Promise<void> {
   const dir = p.positionals[0]!;
   if (dir.startsWith("-")) throw new UsageError(`expected a folder, got ${JSON.stringify(dir)}`);
   const name = str(p, "name");
-  const spec = str(p, "cohesix");
+  const given = str(p, "cohesix");
+  const spec = given === undefined ? undefined : dependencySpec(given, resolve(dir));
   const made = await newProject(dir, { ...(name !== undefined ? { name } : {}), ...(spec !== undefined ? { cohesix: spec } : {}) });
   const shown = relative(process.cwd(), made.dir) || ".";
   io.out(
@@ -74,6 +75,26 @@ export async function newCommand(p: Parsed, io: Io): Promise<void> {
       "",
     ].join("\n"),
   );
+}
+
+/**
+ * The `cohesix` dependency as the new project's package.json must say it:
+ * a path typed relative to the current folder (`./cohesix-0.1.0.tgz`,
+ * `../cohesix`, `file:./x.tgz`) becomes a `file:` path relative to the
+ * project, as `npm install PATH` would write it; registry specs (`^0.1.0`)
+ * and absolute paths stay as they are.
+ *
+ * @example
+ * ```ts
+ * dependencySpec("./cohesix-0.1.0.tgz", "/home/me/src/my-appliance"); // with cwd /home/me/src: "file:../cohesix-0.1.0.tgz"
+ * ```
+ */
+export function dependencySpec(spec: string, projectDir: string, cwd = process.cwd()): string {
+  const path = spec.startsWith("file:") ? spec.slice("file:".length) : spec;
+  const relativePath = path.startsWith("./") || path.startsWith("../") || path === "." || path === "..";
+  if (!relativePath) return spec;
+  const target = relative(projectDir, resolve(cwd, path)) || ".";
+  return `file:${target.startsWith(".") ? target : `./${target}`}`;
 }
 
 /**
