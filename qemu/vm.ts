@@ -10,7 +10,8 @@
  */
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { connect, createServer } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
+import { connect as connectTls } from "node:tls";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BusyError, InvalidError, NotFoundError } from "../nine-door/index.ts";
@@ -168,14 +169,16 @@ async function freePort(preferred: number | undefined): Promise<number> {
 
 /**
  * Resolves once NineDoor answers a Tversion on `127.0.0.1:port` (the host
- * forward accepts, or accepts then closes, before the guest listens).
+ * forward accepts, or accepts then closes, before the guest listens). With
+ * `tls` (a guest that said `READY tls!…`), over TLS: a readiness probe, it
+ * trusts nothing it reads; the CLI pins the certificate when it connects.
  *
  * @example
  * ```ts
  * await waitNineDoor(5640, { timeoutMs: 30_000 });
  * ```
  */
-export async function waitNineDoor(port: number, options: { timeoutMs: number; exited?: Promise<unknown> }): Promise<void> {
+export async function waitNineDoor(port: number, options: { timeoutMs: number; exited?: Promise<unknown>; tls?: boolean }): Promise<void> {
   const deadline = Date.now() + options.timeoutMs;
   let exited = false;
   void options.exited?.then(() => (exited = true));
@@ -189,7 +192,7 @@ export async function waitNineDoor(port: number, options: { timeoutMs: number; e
   frame.write(version, 13, "utf8");
   while (Date.now() < deadline && !exited) {
     const ok = await new Promise<boolean>((res) => {
-      const s = connect(port, "127.0.0.1");
+      const s: Socket = options.tls === true ? connectTls({ port, host: "127.0.0.1", rejectUnauthorized: false }) : connect(port, "127.0.0.1");
       const timer = setTimeout(() => done(false), 2000);
       let got = Buffer.alloc(0);
       const done = (v: boolean): void => {
@@ -197,7 +200,7 @@ export async function waitNineDoor(port: number, options: { timeoutMs: number; e
         s.destroy();
         res(v);
       };
-      s.on("connect", () => s.write(frame));
+      s.on(options.tls === true ? "secureConnect" : "connect", () => s.write(frame));
       s.on("data", (d: Buffer) => {
         got = Buffer.concat([got, d]);
         if (got.length >= 5) done(got[4] === 101);
@@ -251,7 +254,7 @@ export async function bootVm(options: BootVmOptions): Promise<RunningVm> {
   });
   // A disk boot's console is on a pty too: QEMU names it on stderr at once.
   const pty = options.disk ? await consolePty(paths.stderrFile, { timeoutMs: 10_000 }).catch(() => undefined) : undefined;
-  const info: VmInfo = {
+  let info: VmInfo = {
     board: options.board.name,
     pid: qemu.pid,
     port,
@@ -273,8 +276,13 @@ export async function bootVm(options: BootVmOptions): Promise<RunningVm> {
       })()
     : qemu.exited;
   try {
-    if (!options.restore) await watcher.waitFor(/^READY (\S+)/, { timeoutMs, exited, what: "READY" });
-    await waitNineDoor(port, { timeoutMs: Math.max(10_000, timeoutMs - (Date.now() - started)), exited });
+    // A guest serving TLS (cohesix.tls=on) says so in its READY line.
+    const tls = options.restore ? false : (await watcher.waitFor(/^READY (\S+)/, { timeoutMs, exited, what: "READY" }))[1]!.startsWith("tls!");
+    if (tls) {
+      info = { ...info, dialString: `tls!127.0.0.1!${port}` };
+      await writeFile(paths.infoFile, `${JSON.stringify(info, null, 2)}\n`);
+    }
+    await waitNineDoor(port, { timeoutMs: Math.max(10_000, timeoutMs - (Date.now() - started)), exited, tls });
   } catch (err) {
     const stderr = await readFile(paths.stderrFile, "utf8").catch(() => "");
     await stopVm(paths, { graceMs: 0 }).catch(() => {});
