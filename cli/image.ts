@@ -87,6 +87,10 @@ export async function verify(p: Parsed, io: Io): Promise<void> {
   const pubKeyFile = resolve(str(p, "pub") ?? defaultReleasePub(io.env));
   const manifestPath = str(p, "manifest");
   const m = await verifyImage(file, { pubKeyFile, ...(manifestPath !== undefined ? { manifestPath: resolve(manifestPath) } : {}) });
+  if (p.values.json === true) {
+    io.out(`${JSON.stringify({ ok: true, file, size: m.image.size, sha256: m.image.sha256, board: m.board, keyId: m.keyId, bootManifest: m.bootManifest, artefacts: m.artefacts })}\n`);
+    return;
+  }
   io.out(
     `ok ${file}: ${m.image.size} bytes, sha256 ${m.image.sha256}, board ${m.board}, signed by release key ${m.keyId}\n` +
       `boot manifest ${m.bootManifest} (shown in /proc/boot as manifest=)\n` +

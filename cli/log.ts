@@ -7,7 +7,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { InvalidError } from "../nine-door/index.ts";
-import { commitLogKey, formatRecord, readPrivateKey, showLog, verifyLog } from "../root-task/index.ts";
+import { commitLogKey, formatRecord, readPrivateKey, showLog, verifyLog, type CommitRecord } from "../root-task/index.ts";
 import { str, UsageError, type Parsed } from "./args.ts";
 import type { Io } from "./verb.ts";
 
@@ -42,6 +42,22 @@ export async function logVerify(p: Parsed, { out }: Io): Promise<void> {
  */
 export const KNOWN_KINDS: readonly string[] = ["spawn", "kill", "exit", "revoke", "budget", "bind", "unbind", "mount", "lifecycle", "key", "ctr"];
 
+const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+
+/**
+ * One record of `log show --json`: seq, time (ISO and ms), kind, body
+ * (bytes as hex, big integers as strings), batch, and the hashes in hex.
+ *
+ * @example
+ * ```ts
+ * recordJson(record); // { seq: 1, ts: "2026-…Z", ts_ms: 1796…, kind: "spawn", body: { … }, batch: 1, hash: "…", prev: "…" }
+ * ```
+ */
+export function recordJson(r: CommitRecord): Record<string, unknown> {
+  const body = JSON.parse(JSON.stringify(r.body, (_k, v: unknown) => (v instanceof Uint8Array ? hex(v) : typeof v === "bigint" ? v.toString() : v)) ?? "null") as unknown;
+  return { seq: r.seq, ts: new Date(r.ts_ms).toISOString(), ts_ms: r.ts_ms, kind: r.kind, body, batch: r.batch, hash: hex(r.hash), prev: hex(r.prev) };
+}
+
 /** `log show DIR [--from N] [--limit N] [--kind KIND]`: the records, one per line. */
 export async function logShow(p: Parsed, { out }: Io): Promise<void> {
   const dir = p.positionals[0]!;
@@ -65,6 +81,7 @@ export async function logShow(p: Parsed, { out }: Io): Promise<void> {
     ...(limit !== undefined ? { limit } : {}),
     ...(kind ? { kinds: [kind] } : {}),
   });
-  for (const r of records) out(`${formatRecord(r)}\n`);
+  if (p.values.json === true) out(`${JSON.stringify(records.map(recordJson))}\n`);
+  else for (const r of records) out(`${formatRecord(r)}\n`);
   if (!report.ok) throw new InvalidError(`commit log damaged: ${report.error ?? "unknown damage"}`);
 }

@@ -12,6 +12,7 @@ import { explainTimeout, resolveAddress, timeoutMsOf, type ResolvedAddress } fro
 import { knownHostsPath, trustCertificate } from "./known-hosts.ts";
 import { explainAttach, plainPort, readQueenKey } from "./hints.ts";
 import { defaultQueenKey } from "./paths.ts";
+import { fileJson } from "./records.ts";
 import type { Io } from "./verb.ts";
 
 /** The options every remote command takes are declared in options.ts (REMOTE_OPTIONS). */
@@ -129,6 +130,10 @@ export function ls(parsed: Parsed, { env, out }: Io): Promise<void> {
     const path = p.positionals[0] ?? "/";
     const f = await root.walk(rel(path));
     try {
+      if (p.values.json === true) {
+        out(`${JSON.stringify(await lsJson(root, path, f))}\n`);
+        return;
+      }
       if (!f.isDir) {
         const st = await f.stat();
         out(p.values.long ? `${formatMode(st)} ${st.length} ${path}\n` : `${path}\n`);
@@ -149,8 +154,37 @@ export function ls(parsed: Parsed, { env, out }: Io): Promise<void> {
   });
 }
 
-/** `cat PATH...`: contents to stdout. */
+/** One entry of `ls --json`. */
+export interface LsEntry {
+  readonly name: string;
+  readonly type: "dir" | "append" | "file";
+  /** `drwxr-xr-x`, as `ls -l` shows it. */
+  readonly mode: string;
+  readonly length: number;
+  /** ISO 8601. */
+  readonly mtime: string;
+}
+
+function lsEntry(name: string, st: FileInfo): LsEntry {
+  return { name, type: st.isDir ? "dir" : st.isAppend ? "append" : "file", mode: formatMode(st), length: st.length, mtime: new Date(st.mtime * 1000).toISOString() };
+}
+
+/** `ls --json`: the directory's entries sorted by name (or the file's own), each with its stat. */
+async function lsJson(root: Fid, path: string, f: Fid): Promise<LsEntry[]> {
+  if (!f.isDir) return [lsEntry(path, await f.stat())];
+  const entries = (await f.readdir()).sort((a, b) => a.name.localeCompare(b.name));
+  const out: LsEntry[] = [];
+  for (const e of entries) out.push(lsEntry(e.name, await root.statPath(`${rel(path)}/${e.name}`)));
+  return out;
+}
+
+/**
+ * `cat PATH...`: contents to stdout. With `--json`, a `key=value` or JSON
+ * file as JSON (see records.ts); several paths give an object keyed by path.
+ */
 export function cat(parsed: Parsed, { env, out }: Io): Promise<void> {
+  const json = parsed.values.json === true;
+  const collected: Record<string, unknown> = {};
   return withQueen(parsed, env, async (root, p) => {
     for (const path of p.positionals) {
       // A directory read answers packed stat records: never print those as text.
@@ -170,8 +204,10 @@ export function cat(parsed: Parsed, { env, out }: Io): Promise<void> {
         }
         return Buffer.concat(parts);
       });
-      out(data);
+      if (json) collected[path] = fileJson(Buffer.from(data).toString("utf8"));
+      else out(data);
     }
+    if (json) out(`${JSON.stringify(p.positionals.length === 1 ? collected[p.positionals[0]!] : collected)}\n`);
   });
 }
 
@@ -350,6 +386,17 @@ export function ctlPrinted(reply: string): string {
 export function ctl(parsed: Parsed, { env, out }: Io): Promise<void> {
   return withQueen(parsed, env, async (root, p, key) => {
     const reply = await sendCtl(root, key, p.positionals[0]!, { path: str(p, "file", "/queen/ctl")!, unsigned: p.values.unsigned === true });
+    if (p.values.json === true) {
+      // The reply as the appliance sent it; a reply that is not JSON is wrapped.
+      let value: unknown;
+      try {
+        value = JSON.parse(reply);
+      } catch {
+        value = { reply };
+      }
+      out(`${JSON.stringify(value)}\n`);
+      return;
+    }
     const printed = ctlPrinted(reply);
     if (printed) out(`${printed}\n`);
   });

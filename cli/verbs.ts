@@ -210,11 +210,12 @@ export const VERBS: readonly Verb[] = [
       {
         name: "verify",
         summary: "check an image against its signed manifest",
-        description: "checks an image against its signed manifest (key, signature, image sha256, boot partition entries); exit 1 with what differs",
+        description: "checks an image against its signed manifest (key, signature, image sha256, boot partition entries); exit 1 with what differs; `--json` prints the verified summary",
         args: [{ name: "FILE", help: "the disk image" }],
         options: {
           pub: { type: "string", value: "FILE", help: "the release public key", defaultNote: "~/.config/cohesix/release.pub" },
           manifest: { type: "string", value: "FILE", help: "the signed manifest", defaultNote: "FILE.manifest.json" },
+          json: { type: "boolean", help: "the verified manifest's summary as JSON" },
         },
         examples: ["cohesix image verify cohesix.img", "cohesix image verify card.img --pub keys/release.pub"],
         run: async (p, io) => (await import("./image.ts")).verify(p, io),
@@ -287,19 +288,19 @@ export const VERBS: readonly Verb[] = [
   {
     name: "ls",
     summary: "list a directory of the appliance",
-    description: "lists a directory (directories end in `/`)",
+    description: "lists a directory (directories end in `/`); `--json` gives each entry's type, mode, length and time",
     args: [{ name: "PATH", help: "an absolute path", optional: true }],
-    options: { long: { type: "boolean", short: "l", help: "mode, length, time and name" }, ...REMOTE_OPTIONS },
+    options: { long: { type: "boolean", short: "l", help: "mode, length, time and name" }, json: { type: "boolean", help: "an array of {name, type, mode, length, mtime}" }, ...REMOTE_OPTIONS },
     examples: ["cohesix ls /", "cohesix ls -l /proc"],
     run: async (p, io) => (await light(() => import("./remote.ts"))).ls(p, io),
   },
   {
     name: "cat",
     summary: "print files of the appliance",
-    description: "prints files",
+    description: "prints files; `--json` reads a `key=value` file (`/proc/boot`, `/proc/workers`, `/proc/mem`, `/proc/sessions` …) or a JSON file as JSON",
     args: [{ name: "PATH", help: "absolute paths", variadic: true }],
-    options: REMOTE_OPTIONS,
-    examples: ["cohesix cat /proc/boot", "cohesix cat /log/queen.log"],
+    options: { json: { type: "boolean", help: "a key=value file (/proc/boot, /proc/workers …) or a JSON file as JSON; several paths give an object keyed by path" }, ...REMOTE_OPTIONS },
+    examples: ["cohesix cat /proc/boot", "cohesix cat /log/queen.log", "cohesix cat --json /proc/workers"],
     run: async (p, io) => (await light(() => import("./remote.ts"))).cat(p, io),
   },
   {
@@ -341,10 +342,11 @@ export const VERBS: readonly Verb[] = [
     name: "ctl",
     summary: "send one command to /queen/ctl",
     description:
-      "writes one command to `/queen/ctl` (or `--file PATH`), signed as a `signed-ctl` envelope with the queen key and the next counter, and prints the reply read back on the same fid (the worker id for a spawn)",
+      "writes one command to `/queen/ctl` (or `--file PATH`), signed as a `signed-ctl` envelope with the queen key and the next counter, and prints the reply read back on the same fid (the worker id for a spawn; `--json` the whole reply)",
     args: [{ name: "JSON", help: "the command, e.g. {\"spawn\":\"heartbeat\",\"ticks\":3}" }],
     options: {
       unsigned: { type: "boolean", help: "send the command as is, not in a signed envelope" },
+      json: { type: "boolean", help: "print the whole reply as JSON, not just the worker id" },
       file: { type: "string", value: "PATH", help: "a control file other than /queen/ctl", default: "/queen/ctl" },
       ...REMOTE_OPTIONS,
     },
@@ -430,13 +432,14 @@ export const VERBS: readonly Verb[] = [
       {
         name: "show",
         summary: "print a commit log's records",
-        description: "prints the committed records, one per line",
+        description: "prints the committed records, one per line, or with `--json` as an array",
         args: [{ name: "DIR", help: "the state directory" }],
         options: {
           "boot-key": { type: "string", value: "FILE", help: "the boot key that keys the HMAC", defaultNote: "DIR/boot.key when present" },
           from: { type: "string", value: "N", help: "records from sequence number N", min: 0 },
           limit: { type: "string", value: "N", help: "at most N records", min: 0 },
           kind: { type: "string", value: "KIND", help: "only records of this kind, e.g. spawn" },
+          json: { type: "boolean", help: "an array of the records (seq, ts, kind, body, batch, hash, prev)" },
         },
         examples: ["cohesix log show .cohesix/state --kind spawn", "cohesix log show .cohesix/state --from 100 --limit 10"],
         run: async (p, io) => (await import("./log.ts")).logShow(p, io),
