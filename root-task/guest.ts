@@ -17,6 +17,7 @@ import { existsSync } from "node:fs";
 import { open, readdir, readFile, mkdir, writeFile } from "node:fs/promises";
 import module from "node:module";
 import { join } from "node:path";
+import { parseLimits, type ServerLimits } from "../nine-door/index.ts";
 import { BUILTIN_WORKERS } from "./programs.ts";
 import { checkBootManifest } from "./boot-manifest.ts";
 import { guestGpuBridge } from "./guest-bridge.ts";
@@ -51,6 +52,37 @@ export interface GuestConfig {
    * QEMU user networking). The kernel command line's `cohesix.tls=` wins.
    */
   readonly tls?: TlsSetting;
+  /**
+   * NineDoor limits as `NAME=N` (`max_conns_per_peer=64`, see
+   * docs/security.md); `cohesix.limits=NAME=N,NAME=N` on the kernel command
+   * line adds to them and wins.
+   */
+  readonly limits?: readonly string[];
+}
+
+/**
+ * The NineDoor limits a guest serves with: the config's, then the kernel
+ * command line's `cohesix.limits=` (comma-separated `NAME=N`). A bad
+ * setting is reported through `say` and the rest are kept, so a typo on the
+ * command line cannot stop the appliance from booting.
+ *
+ * @example
+ * ```ts
+ * guestLimits(["max_conns=256"], "preauth_deadline_ms=5000", console.log);
+ * // { maxConnections: 256, preauthDeadlineMs: 5000 }
+ * ```
+ */
+export function guestLimits(configured: readonly string[] | undefined, cmdline: string | undefined, say: (line: string) => void): Partial<ServerLimits> {
+  const settings = [...(configured ?? []), ...(cmdline ? cmdline.split(",").filter(Boolean) : [])];
+  let out: Partial<ServerLimits> = {};
+  for (const setting of settings) {
+    try {
+      out = { ...out, ...parseLimits([setting]) };
+    } catch (err) {
+      say(`cohesix: ignoring NineDoor limit ${JSON.stringify(setting)}: ${(err as Error).message}`);
+    }
+  }
+  return out;
 }
 
 /** Options of {@link runGuest}. */
@@ -211,6 +243,7 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
     queenPub: config.queenPub,
     policy: config.policy,
     imageDigest: params.image ?? "unknown",
+    limits: guestLimits(config.limits, params.limits, say),
   });
   audit = (line) => running.app.audit(line);
   clock?.watch({ signal: stop.signal });
