@@ -42,8 +42,12 @@ export interface HandlerScope {
   authorize(att: Attachment, path: string, op: AccessOp, req: InFlight): void;
   /** Counts a budgeted op on the attachment. */
   account(att: Attachment, op: CountedOp): void;
-  /** Records an attach so the session can be found by caller (revocation). */
-  attached(att: Attachment): void;
+  /**
+   * Records an attach so the session can be found by caller (revocation);
+   * the first one lifts the limits of an unattached connection. Ignored for
+   * a request a Tversion reset.
+   */
+  attached(att: Attachment, req: InFlight): void;
 }
 
 type Handler = (s: HandlerScope, m: never, req: InFlight) => RMessage | Promise<RMessage>;
@@ -68,7 +72,7 @@ async function attach(s: HandlerScope, m: Extract<TMessage, { type: "Tattach" }>
   };
   const work = (async (): Promise<Fid> => {
     const att = await s.options.attach(request);
-    s.attached(att);
+    s.attached(att, req);
     req.caller = att.caller;
     return { id: m.fid, node: att.root ?? s.options.root, path: "/", attachment: att };
   })();

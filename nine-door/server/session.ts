@@ -172,7 +172,8 @@ export class Session implements HandlerScope {
     att.account?.(op);
   }
 
-  attached(att: Attachment): void {
+  attached(att: Attachment, req: InFlight): void {
+    if (req.stale || this.#closed) return;
     this.#attachments.add(att);
     if (this.#authenticated || this.#closed) return;
     // The connection has proved itself: full-size frames, no deadline.

@@ -145,6 +145,27 @@ describe("after attach", () => {
   });
 });
 
+describe("a Tversion reset", () => {
+  it("does not count an attach it reset as proof: the connection is unattached again", async () => {
+    srv = await startServer({ limits: { preauthDeadlineMs: 300 } });
+    const c = await open(srv.port);
+    expect((await c.call({ type: "Tversion", msize: 8192, version: "9P2000" }, 0xffff)).type).toBe("Rversion");
+    await attach(c, "9P2000");
+    c.sendRaw(
+      Buffer.concat([
+        encodeMessage({ type: "Tattach", tag: 5, fid: 5, afid: 0xffffffff, uname: "queen", aname: "ok" } as Message),
+        encodeMessage({ type: "Tversion", tag: 0xffff, msize: 8192, version: "9P2000" } as Message),
+      ]),
+    );
+    expect((await c.reply(0xffff)).type).toBe("Rversion");
+    const session = srv.server.sessions[0]!;
+    await new Promise((r) => setTimeout(r, 50));
+    expect(session.authenticated).toBe(false);
+    expect(session.callers).toHaveLength(0);
+    await c.waitClosed(5000);
+  });
+});
+
 describe("connection caps", () => {
   it("drops the oldest unattached connection of a source when its cap is reached", async () => {
     srv = await startServer({ limits: { maxConnectionsPerPeer: 3 } });
