@@ -35,7 +35,7 @@ import { runLifecycleCommand, runQueenCommand, runWorkerCommand, type ControlHos
 import type { Budget } from "./queen-command.ts";
 import { keyId, publicKeyOf, readPrivateKey, writeKeyPair } from "./keys.ts";
 import { authorize, isAuthorized, isWorkerRole, normalisePath, visibleChildren, type PolicyCaller } from "./policy.ts";
-import { applyCommit, genesis, runningWorkers, type ApplianceState, type Commit, type LifecycleState, type WorkerState } from "./state.ts";
+import { applyCommit, commitFromRecord, genesis, runningWorkers, type ApplianceState, type Commit, type LifecycleState, type WorkerState } from "./state.ts";
 import { AuditFile } from "./audit-file.ts";
 import { checkBind, protectedTarget, realPath } from "./binds.ts";
 import { MAX_WORKER_CAP, defaultWorkerCap } from "./limits.ts";
@@ -255,7 +255,7 @@ export class Appliance {
     const log = await timed("log", () => CommitLog.open(options.stateDir, { key: commitLogKey(bootKey), onAudit: (l) => early.push(l) }));
     let state = genesis;
     await timed("replay", async () => {
-      for (const r of log.recovered) state = applyCommit(state, { kind: r.kind, body: r.body } as Commit);
+      for (const r of log.recovered) state = applyCommit(state, commitFromRecord(r));
     });
     // Workers a killed root task left behind would hold on to stale state.
     const reaped = Supervisor.reapLeftovers(join(options.stateDir, "run"));

@@ -16,7 +16,7 @@
  *   fine), and neither contains the other.
  * @module
  */
-import { InvalidError, NineError, NotFoundError, PermissionError, type Namespace, type Node, type RequestContext } from "../nine-door/index.ts";
+import { InvalidError, NineError, childPath, isWithin, parentPath, pathNames, NotFoundError, PermissionError, type Namespace, type Node, type RequestContext } from "../nine-door/index.ts";
 import { isAuthorized, type AccessOp, type PolicyCaller } from "./policy.ts";
 
 /** One bind: walking `to` yields what is at `from`. */
@@ -35,24 +35,6 @@ const MAX_BIND_DEPTH = 8;
 const DMDIR = 0x80000000;
 
 const OPS: readonly AccessOp[] = ["walk", "stat", "read", "write"];
-
-function names(path: string): string[] {
-  return path.split("/").filter(Boolean);
-}
-
-function join(dir: string, name: string): string {
-  return dir === "/" ? `/${name}` : `${dir}/${name}`;
-}
-
-function parentOf(path: string): string {
-  const i = path.lastIndexOf("/");
-  return i <= 0 ? "/" : path.slice(0, i);
-}
-
-/** Whether `path` is `root` or inside it. */
-function within(path: string, root: string): boolean {
-  return root === "/" || path === root || path.startsWith(`${root}/`);
-}
 
 /**
  * The path `path` really reaches once binds are followed, the way the
@@ -73,11 +55,11 @@ export function realPath(binds: readonly BindPair[], path: string): string {
 function resolveReal(binds: ReadonlyMap<string, string>, path: string, depth: number): string {
   let visible = "/";
   let real = "/";
-  for (const name of names(path)) {
-    visible = join(visible, name);
+  for (const name of pathNames(path)) {
+    visible = childPath(visible, name);
     const from = binds.get(visible);
     if (from === undefined) {
-      real = join(real, name);
+      real = childPath(real, name);
       continue;
     }
     if (depth >= MAX_BIND_DEPTH) throw new InvalidError(`bind loop: ${visible}`);
@@ -88,7 +70,7 @@ function resolveReal(binds: ReadonlyMap<string, string>, path: string, depth: nu
 
 /** Whether a bind target is at or inside `/queen`, `/proc` or `/log`. */
 export function protectedTarget(to: string): string | undefined {
-  return PROTECTED_BIND_ROOTS.find((root) => within(to, root));
+  return PROTECTED_BIND_ROOTS.find((root) => isWithin(to, root));
 }
 
 /** What {@link checkBind} needs to look at. */
@@ -117,11 +99,11 @@ export async function checkBind(bind: BindPair, check: BindCheck): Promise<void>
   const { from, to } = bind;
   const guarded = protectedTarget(to);
   if (guarded) throw new InvalidError(`bind.to ${to}: ${PROTECTED_BIND_ROOTS.join(", ")} cannot be covered (${guarded} is the root task's)`);
-  if (within(to, from)) throw new InvalidError(`bind.from ${from} contains bind.to ${to}: a directory cannot be bound inside itself`);
-  if (within(from, to)) throw new InvalidError(`bind.from ${from} is inside bind.to ${to}: the bind would hide its own source`);
+  if (isWithin(to, from)) throw new InvalidError(`bind.from ${from} contains bind.to ${to}: a directory cannot be bound inside itself`);
+  if (isWithin(from, to)) throw new InvalidError(`bind.from ${from} is inside bind.to ${to}: the bind would hide its own source`);
 
   await existing(check, from, `bind.from ${from} does not exist`);
-  const parent = parentOf(to);
+  const parent = parentPath(to);
   const dir = await existing(check, parent, `bind.to ${to}: its parent ${parent} does not exist`);
   if ((dir.mode & DMDIR) === 0) throw new InvalidError(`bind.to ${to}: ${parent} is a file, not a directory`);
 
@@ -131,14 +113,14 @@ export async function checkBind(bind: BindPair, check: BindCheck): Promise<void>
   let realTo: string;
   try {
     realFrom = realPath(check.binds, from);
-    realTo = join(realPath(check.binds, parent), to.slice(to.lastIndexOf("/") + 1));
+    realTo = childPath(realPath(check.binds, parent), to.slice(to.lastIndexOf("/") + 1));
     realPath(after, to);
   } catch (err) {
     throw new InvalidError(`bind ${from} onto ${to} makes a loop: ${(err as Error).message}`);
   }
   const realGuarded = protectedTarget(realTo);
   if (realGuarded) throw new InvalidError(`bind.to ${to} lies in ${realGuarded}, which cannot be covered`);
-  if (within(realTo, realFrom) || within(realFrom, realTo)) {
+  if (isWithin(realTo, realFrom) || isWithin(realFrom, realTo)) {
     throw new InvalidError(`bind ${from} onto ${to} makes a loop: ${realFrom} and ${realTo} contain one another`);
   }
 
@@ -163,7 +145,7 @@ export async function checkBind(bind: BindPair, check: BindCheck): Promise<void>
 function candidates(workers: readonly PolicyCaller[], targets: readonly string[]): PolicyCaller[] {
   const out = [...workers];
   for (const target of targets) {
-    const [top, id] = names(target);
+    const [top, id] = pathNames(target);
     if (top === "worker" && id !== undefined) out.push({ role: "worker-any", subject: id });
     if (top === "gpu" && id !== undefined) out.push({ role: "worker-gpu", subject: "worker-0", mounts: [`/gpu/${id}`] });
   }

@@ -49,6 +49,7 @@ import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { Packr } from "msgpackr";
 import { InvalidError } from "../nine-door/index.ts";
+import type { Commit } from "./state.ts";
 
 /** Bytes before the payload: length[4] + crc32[4]. */
 export const FRAME_HEADER_BYTES = 8;
@@ -60,25 +61,16 @@ export const MAX_RECORD_BYTES = 1 << 20;
 export const HASH_BYTES = 32;
 
 /**
- * The kinds of state change the root task records; any short lowercase name
- * is accepted so later features can add their own.
+ * A record's kind: any short lowercase name, so the format carries kinds
+ * it does not know. The root task's own kinds, and the check of each
+ * body, are the table `COMMIT_KINDS` in `state.ts`.
  *
  * @example
  * ```ts
  * const kind: CommitKind = "spawn";
  * ```
  */
-export type CommitKind =
-  | "spawn"
-  | "kill"
-  | "revoke"
-  | "budget"
-  | "bind"
-  | "mount"
-  | "lifecycle"
-  | "key"
-  | "ctr"
-  | (string & {});
+export type CommitKind = Commit["kind"] | (string & {});
 
 /**
  * One committed state change, as read back from the log or returned by

@@ -257,7 +257,7 @@ async function runLifecycleWord(host: ControlHost, word: string, caller: Caller)
   }
   const set = (state: LifecycleState, reason: string, cordoned: boolean) =>
     host.commit({ kind: "lifecycle", body: { state, reason, cordoned, ts_ms: Date.now() } });
-  const running = () => Object.values(host.state.workers).filter((w) => w.status === "running").map((w) => w.id);
+  const running = () => runningWorkers(host.state).map((w) => w.id);
   switch (word) {
     case "cordon":
       await set(host.state.lifecycle.state, `cordoned by ${caller.subject}`, true);

@@ -81,7 +81,7 @@ export {
 export { GPU_BRIDGE_DOWN, GpuMount, type BridgeLeaseRecord, type GpuBridgeConfig, type GpuMountHost } from "./gpu-mount.ts";
 export { checkGpuWrite, guardGpuMount } from "./gpu-guard.ts";
 export { commitLogKey } from "./appliance.ts";
-export { applyCommit, genesis, runningWorkers, type ApplianceState, type Commit, type WorkerState } from "./state.ts";
+export { COMMIT_KINDS, applyCommit, commitFromRecord, genesis, runningWorkers, type ApplianceState, type Commit, type WorkerState } from "./state.ts";
 export { signEnvelope, openEnvelope, isEnvelope, type OpenedEnvelope } from "./signed-ctl.ts";
 export { LIFECYCLE_WORDS } from "./control.ts";
 export { parseQueenCommand, parseBudget, type Budget, type LeaseRequest, type ParseOptions, type QueenCommand } from "./queen-command.ts";

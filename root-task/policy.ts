@@ -30,18 +30,12 @@
  * ```
  * @module
  */
-import { InvalidError, PermissionError } from "../nine-door/index.ts";
-import type { Caller } from "../nine-door/index.ts";
+import { PermissionError } from "../nine-door/index.ts";
+import { normalisePath } from "../nine-door/index.ts";
+import type { AccessOp, Caller } from "../nine-door/index.ts";
 
-/**
- * What a caller wants to do to a path.
- *
- * @example
- * ```ts
- * const op: AccessOp = "read";
- * ```
- */
-export type AccessOp = "walk" | "read" | "write" | "create" | "remove" | "stat";
+/** What a caller wants to do to a path (NineDoor's own type). */
+export type { AccessOp };
 
 /**
  * Every {@link AccessOp}, in a fixed order (for tables and tests).
@@ -78,32 +72,8 @@ export function isWorkerRole(role: string): boolean {
   return /^worker-[a-z0-9][a-z0-9-]*$/.test(role);
 }
 
-/**
- * An absolute path in canonical form: one `/` between names, no `.`, `..`
- * resolved, no trailing `/` (except the root). Throws InvalidError for a
- * relative path, a NUL byte, or `..` above the root.
- *
- * @example
- * ```ts
- * normalisePath("/worker//worker-3/./telemetry"); // "/worker/worker-3/telemetry"
- * normalisePath("/proc/../.."); // throws InvalidError
- * ```
- */
-export function normalisePath(path: string): string {
-  if (!path.startsWith("/")) throw new InvalidError(`path is not absolute: ${JSON.stringify(path)}`);
-  if (path.includes("\0")) throw new InvalidError(`path contains a NUL byte: ${JSON.stringify(path)}`);
-  const names: string[] = [];
-  for (const name of path.split("/")) {
-    if (name === "" || name === ".") continue;
-    if (name === "..") {
-      if (names.length === 0) throw new InvalidError(`path climbs above the root: ${path}`);
-      names.pop();
-    } else {
-      names.push(name);
-    }
-  }
-  return `/${names.join("/")}`;
-}
+/** An absolute path in canonical form (see the namespace path module). */
+export { normalisePath };
 
 /**
  * Refuses what the caller may not do, with PermissionError

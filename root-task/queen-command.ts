@@ -7,6 +7,7 @@
  * @module
  */
 import { InvalidError, NotFoundError } from "../nine-door/errors.ts";
+import { pathNames } from "../nine-door/fs/path.ts";
 import { CONTROL_RANGES, type Range } from "./limits.ts";
 
 /** A budget: any subset of its three counters, each a positive integer within {@link CONTROL_RANGES}. */
@@ -108,7 +109,7 @@ const ABS_PATH = /^\/[A-Za-z0-9._\-/]*$/;
 
 function path(where: string, v: Json | undefined): string {
   const p = str(where, v, ABS_PATH);
-  const parts = p.split("/").filter(Boolean);
+  const parts = pathNames(p);
   if (parts.includes("..") || parts.includes(".")) throw new InvalidError(`${where} ${JSON.stringify(p)} must not contain . or ..`);
   return "/" + parts.join("/");
 }
@@ -163,7 +164,6 @@ export function parseQueenCommand(text: string, options: ParseOptions = {}): Que
         if (typeof v.restart !== "boolean") throw new InvalidError("spawn.restart must be true or false");
         cmd.restart = v.restart;
       }
-      if (worker === "gpu" && !cmd.lease) throw new InvalidError("spawn gpu needs a lease: {\"gpu_id\":…,\"mem_mb\":…,\"streams\":…,\"ttl_s\":…}");
       return cmd;
     }
     case "kill":

@@ -6,6 +6,7 @@
  * appliance comes back with the same workers, budgets, binds and counter.
  * @module
  */
+import { InvalidError } from "../nine-door/errors.ts";
 import type { Budget, LeaseRequest } from "./queen-command.ts";
 
 /** Lifecycle states (DESIGN §5). */
@@ -65,8 +66,88 @@ export type Commit =
   | { kind: "ctr"; body: { ctr: number } }
   | { kind: "key"; body: { event: string; key_id: string } };
 
-/** The kinds of commit, for validating records read back from disk. */
-export const commitKinds: readonly Commit["kind"][] = ["spawn", "exit", "budget", "bind", "unbind", "mount", "lifecycle", "ctr", "key"];
+type Body = Record<string, unknown>;
+type Check = (body: Body, where: string) => void;
+
+function field(body: Body, where: string, name: string, type: "string" | "number" | "boolean" | "object", optional = false): void {
+  const v = body[name];
+  if (v === undefined && optional) return;
+  const ok = type === "object" ? typeof v === "object" && v !== null && !Array.isArray(v) : typeof v === type;
+  if (!ok) throw new InvalidError(`${where}: field ${name} must be ${type === "object" ? "an object" : `a ${type}`}, got ${JSON.stringify(v ?? null).slice(0, 40)}`);
+}
+
+function oneOf(body: Body, where: string, name: string, values: readonly string[]): void {
+  if (!values.includes(body[name] as string)) throw new InvalidError(`${where}: field ${name} must be one of ${values.join(", ")}, got ${JSON.stringify(body[name] ?? null).slice(0, 40)}`);
+}
+
+const LIFECYCLE_STATES: readonly LifecycleState[] = ["BOOTING", "DEGRADED", "ONLINE", "DRAINING", "QUIESCED", "OFFLINE"];
+
+/**
+ * The one table of commit kinds: each kind the root task records, with the
+ * check its body must pass when read back from disk. `applyCommit` handles
+ * exactly these kinds.
+ */
+export const COMMIT_KINDS: { readonly [K in Commit["kind"]]: Check } = {
+  spawn: (b, w) => {
+    field(b, w, "id", "string");
+    if (!/^worker-[1-9][0-9]*$/.test(b.id as string)) throw new InvalidError(`${w}: field id must be worker-<n>, got ${JSON.stringify(b.id).slice(0, 40)}`);
+    field(b, w, "kind", "string");
+    field(b, w, "role", "string");
+    field(b, w, "budget", "object");
+    field(b, w, "restart", "boolean", true);
+    field(b, w, "lease", "object", true);
+    field(b, w, "ts_ms", "number");
+  },
+  exit: (b, w) => {
+    field(b, w, "id", "string");
+    oneOf(b, w, "status", ["exited", "killed", "revoked"]);
+    field(b, w, "reason", "string");
+  },
+  budget: (b, w) => field(b, w, "budget", "object"),
+  bind: (b, w) => {
+    field(b, w, "from", "string");
+    field(b, w, "to", "string");
+  },
+  unbind: (b, w) => field(b, w, "to", "string"),
+  mount: (b, w) => {
+    field(b, w, "service", "string");
+    field(b, w, "at", "string");
+  },
+  lifecycle: (b, w) => {
+    oneOf(b, w, "state", LIFECYCLE_STATES);
+    field(b, w, "reason", "string");
+    field(b, w, "cordoned", "boolean");
+    field(b, w, "ts_ms", "number");
+  },
+  ctr: (b, w) => field(b, w, "ctr", "number"),
+  key: (b, w) => {
+    field(b, w, "event", "string");
+    field(b, w, "key_id", "string");
+  },
+};
+
+/**
+ * A record read back from the log, checked against {@link COMMIT_KINDS}:
+ * a record of a kind the table lacks, or whose body does not fit its kind,
+ * throws `invalid: commit log: record <seq>: …` naming the kind or field.
+ *
+ * @example
+ * ```ts
+ * const state = log.recovered.reduce((s, r) => applyCommit(s, commitFromRecord(r)), genesis);
+ * commitFromRecord({ seq: 4, kind: "teleport", body: {} }); // throws invalid: commit log: record 4: unknown kind "teleport" (known: spawn, exit, …)
+ * ```
+ */
+export function commitFromRecord(record: { readonly seq: number; readonly kind: string; readonly body: unknown }): Commit {
+  const where = `commit log: record ${record.seq} (${record.kind})`;
+  const check = Object.hasOwn(COMMIT_KINDS, record.kind) ? COMMIT_KINDS[record.kind as Commit["kind"]] : undefined;
+  if (!check) {
+    throw new InvalidError(`commit log: record ${record.seq}: unknown kind ${JSON.stringify(record.kind)} (known: ${Object.keys(COMMIT_KINDS).join(", ")})`);
+  }
+  const body = record.body;
+  if (typeof body !== "object" || body === null || Array.isArray(body)) throw new InvalidError(`${where}: body must be an object`);
+  check(body as Body, where);
+  return { kind: record.kind, body } as Commit;
+}
 
 /**
  * Applies one commit. Pure: returns a new state, never mutates.

@@ -59,6 +59,8 @@ export type { AppendEvent, AppendLogOptions, AppendValidator } from "./append-lo
 export { CtlFile } from "./ctl.ts";
 export type { CtlFileOptions, CtlHandler } from "./ctl.ts";
 export { Namespace } from "./namespace.ts";
+export { childPath, isWithin, normalisePath, parentPath, pathNames } from "./path.ts";
+export type { NormaliseOptions } from "./path.ts";
 export type { Bind, Position } from "./namespace.ts";
 export { RemoteMount } from "./remote.ts";
 export type { RemoteMountOptions, RemoteState, Unsubscribe } from "./remote.ts";

@@ -6,6 +6,7 @@
  */
 import { InvalidError, NineError, NotFoundError } from "../errors.ts";
 import { checkName } from "./base.ts";
+import { normalisePath as normaliseAny, parentPath as parentOf } from "./path.ts";
 import type { MaybePromise, Node, NodeStat, OpenFile, OpenFlags, RequestContext } from "./node.ts";
 import type { Qid } from "../wire/types.ts";
 
@@ -228,29 +229,12 @@ export class Namespace {
 
 /** `/a//b/./c/` → `/a/b/c`; `..` is applied lexically and may not climb above `/`. */
 function normalisePath(path: string): string {
-  if (!path.startsWith("/")) throw new InvalidError(`path is not absolute: ${path}`);
-  const out: string[] = [];
-  for (const name of path.split("/")) {
-    if (name === "" || name === ".") continue;
-    if (name === "..") {
-      if (out.length === 0) throw new InvalidError("walk above the root");
-      out.pop();
-      continue;
-    }
-    checkName(name);
-    out.push(name);
-  }
-  return `/${out.join("/")}`;
+  return normaliseAny(path, { above: () => "walk above the root", checkName });
 }
 
 function normaliseBindPath(path: string, what: string): string {
   if (path.split("/").includes("..")) throw new InvalidError(`bind ${what} may not contain "..": ${path}`);
   return normalisePath(path);
-}
-
-function parentOf(path: string): string {
-  const i = path.lastIndexOf("/");
-  return i <= 0 ? "/" : path.slice(0, i);
 }
 
 /** `node` as seen under another name (a bind target); everything else is the node's. */

@@ -13,6 +13,7 @@ import {
   Errno,
 } from "../errors.ts";
 import type { Node, OpenFlags } from "../fs/node.ts";
+import { childPath } from "../fs/path.ts";
 import { packDirents, packStat } from "../wire/index.ts";
 import {
   DirMode,
@@ -87,16 +88,6 @@ async function attach(s: HandlerScope, m: Extract<TMessage, { type: "Tattach" }>
  */
 function auth(): RMessage {
   throw new NotFoundError("authentication not required: attach with afid NOFID and the ticket in aname");
-}
-
-/** Path of `name` below `path`; `..` goes up, refused above the root. */
-export function childPath(path: string, name: string): string {
-  if (name === "..") {
-    if (path === "/") throw new InvalidError("walk above the root");
-    const cut = path.lastIndexOf("/");
-    return cut <= 0 ? "/" : path.slice(0, cut);
-  }
-  return path === "/" ? `/${name}` : `${path}/${name}`;
 }
 
 function checkName(name: string): void {

@@ -6,6 +6,7 @@
 import { InvalidError, type NineError } from "../errors.ts";
 import type { Caller, MaybePromise, Node, RequestContext } from "../fs/node.ts";
 import type { Dialect } from "../wire/types.ts";
+import type { Position } from "../fs/namespace.ts";
 
 /** Operations a policy is asked about. Walk is asked for every step. */
 export type AccessOp = "walk" | "read" | "write" | "create" | "remove" | "stat";
@@ -45,11 +46,8 @@ export interface Attachment {
   readonly namespace?: Walker;
 }
 
-/** A place in the namespace: a node and its absolute path. */
-export interface Place {
-  readonly node: Node;
-  readonly path: string;
-}
+/** A place in the namespace: a node and its absolute path (the namespace's `Position`). */
+export type Place = Position;
 
 /** Walks one name from a place; `..` goes to the parent, refused at the root. */
 export interface Walker {
