@@ -329,7 +329,13 @@ function diskBoot(board: Board, image: string): DiskBoot {
 export async function down(p: Parsed, io: Io): Promise<void> {
   const name = knownBoard(str(p, "board", "aarch64-virt")!);
   const how = await stopVm(vmPaths(baseDir(p), name), name === "host" ? { qmp: false } : {});
-  io.out(how === "not running" ? `${name}: not running\n` : `${name}: stopped (${how})\n`);
+  if (how !== "not running") {
+    io.out(`${name}: stopped (${how})\n`);
+    return;
+  }
+  // Name what does run here, so the next command is obvious.
+  const others = (await runningBoards(baseDir(p))).map((vm) => `\`${downCommand(vm.board)}\` stops ${vm.board}`);
+  io.out(`${name}: not running${others.length > 0 ? ` (${others.join(", ")})` : ""}\n`);
 }
 
 /**

@@ -80,10 +80,14 @@ describe("cohesix up --board host --detach and cohesix down --board host", () =>
     expect(info).toMatchObject({ board: "host", pid, dialString: addr });
     expect(pidAlive(pid)).toBe(true);
 
-    // The appliance outlived the `up` that started it.
-    const ls = await cohesix(["ls", "/", "--addr", addr, "--key", scratch.queenKey], { env: scratch.env });
+    // The appliance outlived the `up` that started it, and the folder's other verbs find it without --addr.
+    const wrongBoard = await cohesixIn(folder, ["down"]);
+    expect(wrongBoard.stdout).toBe("aarch64-virt: not running (`cohesix down --board host` stops host)");
+    const ls = await cohesixIn(folder, ["ls", "/", "--key", scratch.queenKey]);
     expect(ls.exitCode, ls.stderr).toBe(0);
     expect(ls.stdout).toContain("queen/");
+    const explicit = await cohesix(["ls", "/", "--addr", addr, "--key", scratch.queenKey], { env: scratch.env });
+    expect(explicit.stdout).toBe(ls.stdout);
 
     const down = await cohesixIn(folder, ["down", "--board", "host"]);
     expect(down.exitCode, down.stderr).toBe(0);
