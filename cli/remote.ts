@@ -77,9 +77,19 @@ export async function connectQueen(p: Parsed, env: NodeJS.ProcessEnv): Promise<Q
     }
   } catch (err) {
     // What to do, in one line: a plain port dialled with TLS, a refused key or clock, a silent appliance.
-    const plain = addr.kind === "tls" ? plainPort(err, `tls!${addr.host}!${addr.port}`) : err;
+    const plain = addr.kind === "tls" ? plainPort(err, `tls!${addr.host}!${addr.port}`) : tlsPort(err, addr);
     throw explainTimeout(explainAttach(plain, { keyPath, key }), address);
   }
+}
+
+/**
+ * A TLS listener closes on a plain 9P Tversion without a word: name the
+ * likely cause when a tcp! address does that (off loopback an appliance
+ * serves TLS by default).
+ */
+function tlsPort(err: unknown, addr: DialAddress): unknown {
+  if (addr.kind !== "tcp" || !(err instanceof NineError) || err.errorClass !== "closed" || !/version negotiation/.test(err.message)) return err;
+  return new NineError("closed", `${err.detail} (if the appliance serves TLS, as it does off loopback by default, dial tls!${addr.host}!${addr.port})`, { cause: err });
 }
 
 /** A malformed `--addr` is the user's typing, so a usage error (exit 2). */

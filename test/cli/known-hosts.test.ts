@@ -92,4 +92,12 @@ describe("cohesix and known_hosts", () => {
     expect(await attach(a, await pinOf(a))).toBe("attached");
     await expect(attach(b, await pinOf(b))).rejects.toThrow(/^permission: ticket is for appliance [0-9a-f]{16}, this is [0-9a-f]{16}/);
   });
+
+  it("a tcp! address of a TLS appliance fails with a line that says to dial tls!", async () => {
+    const plain = a.addr.replace(/^tls!/, "tcp!");
+    const r = await cohesix(["ls", "/", "--addr", plain, "--key", scratch.queenKey, "--timeout", "5"], { env: scratch.env });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/^closed: .*version negotiation/);
+    expect(r.stderr.endsWith(`(if the appliance serves TLS, as it does off loopback by default, dial ${a.addr})`)).toBe(true);
+  });
 });
