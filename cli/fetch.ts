@@ -6,12 +6,13 @@ import { resolve } from "node:path";
 import { loadBoard } from "../boards/index.ts";
 import { fetchArtefacts, fetchNatives } from "../rootfs/index.ts";
 import { str, type Parsed } from "./args.ts";
+import { progressOf } from "./progress.ts";
 import type { Io } from "./verb.ts";
 
 /**
  * `fetch [--board aarch64-virt] [--from DIR] [--offline]`:
  * downloads (or takes from DIR), verifies and unpacks the board's
- * artefacts (and its pinned native addon packages) into `$XDG_CACHE_HOME/cohesix` (default `~/.cache/cohesix`), printing progress on stderr and the unpacked paths on stdout.
+ * artefacts (and its pinned native addon packages) into `$XDG_CACHE_HOME/cohesix` (default `~/.cache/cohesix`), printing progress on stderr when it is a terminal, a one-line summary there, and the unpacked paths on stdout.
  *
  * @example
  * ```ts
@@ -22,16 +23,24 @@ export async function fetch(p: Parsed, io: Io): Promise<void> {
   const board = loadBoard(str(p, "board", "aarch64-virt")!);
   const from = str(p, "from");
   const started = Date.now();
+  const progress = progressOf(io);
   const options = {
     env: io.env,
     offline: p.values.offline === true,
-    onProgress: (line: string) => io.err(`${line}\n`),
+    // Steps on a terminal's status line only; the summary always.
+    onProgress: (line: string) => progress.step(line),
     ...(from === undefined ? {} : { from: resolve(from) }),
   };
-  const a = await fetchArtefacts(board, options);
-  // Native addons for opt-in workers (sharp for `--worker inference`), so such images build offline too.
-  const natives = await fetchNatives(board, options);
-  io.err(`fetch: ${board.name} ready in ${((Date.now() - started) / 1000).toFixed(1)} s (cache ${a.cacheDir})\n`);
+  let a: Awaited<ReturnType<typeof fetchArtefacts>>;
+  let natives: Awaited<ReturnType<typeof fetchNatives>>;
+  try {
+    a = await fetchArtefacts(board, options);
+    // Native addons for opt-in workers (sharp for `--worker inference`), so such images build offline too.
+    natives = await fetchNatives(board, options);
+    progress.note(`fetch: ${board.name} ready in ${((Date.now() - started) / 1000).toFixed(1)} s (cache ${a.cacheDir})`);
+  } finally {
+    progress.end();
+  }
   io.out(
     [
       `node ${a.node}`,

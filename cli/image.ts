@@ -16,6 +16,7 @@ import { buildBoardImage, verifyImage } from "../flash/index.ts";
 import { fetchArtefacts } from "../rootfs/index.ts";
 import { extraFiles, required, str, UsageError, type Parsed } from "./args.ts";
 import { defaultQueenPub, defaultReleaseKey, defaultReleasePub, ensureDefaultKey } from "./paths.ts";
+import { isNote, progressOf } from "./progress.ts";
 import { imageInputsOf, projectOf } from "./project.ts";
 
 interface Io {
@@ -54,31 +55,37 @@ export async function image(p: Parsed, io: Io): Promise<void> {
   const dir = resolve(str(p, "dir") ?? join(project?.dir ?? ".", ".cohesix"));
   const from = str(p, "from");
   const started = Date.now();
-  const artefacts = await fetchArtefacts(board, {
-    env: io.env,
-    offline: p.values.offline === true,
-    onProgress: (line) => io.err(`${line}\n`),
-    ...(from === undefined ? {} : { from: resolve(from) }),
-  });
-  const append = ((p.values.append as string[] | undefined) ?? []).join(" ");
-  const built = await buildBoardImage(out, {
-    board,
-    artefacts,
-    queenPub,
-    releaseKey,
-    root: packageRoot(),
-    workDir: join(dir, "disk", board.name),
-    cacheDir: join(dir, "cache"),
-    extra: [...(fromProject?.extra ?? []), ...extraFiles(p)],
-    ...(fromProject ? { programs: fromProject.programs } : {}),
-    ...(policy ? { policy } : {}),
-    ...(dataMb !== undefined ? { dataMb } : {}),
-    ...(append ? { append } : {}),
-    say: (line) => io.err(`image: ${line}\n`),
-  });
-  io.err(`image: done in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
-  const m = built.manifest;
-  io.out(`${built.image}\n${built.manifestPath}\nsha256 ${m.image.sha256}\nboot manifest ${m.bootManifest}\nsigned by release key ${m.keyId}\n`);
+  // Steps on a terminal's status line only; notes (what the image carries) and the summary always.
+  const progress = progressOf(io);
+  try {
+    const artefacts = await fetchArtefacts(board, {
+      env: io.env,
+      offline: p.values.offline === true,
+      onProgress: (line) => progress.step(line),
+      ...(from === undefined ? {} : { from: resolve(from) }),
+    });
+    const append = ((p.values.append as string[] | undefined) ?? []).join(" ");
+    const built = await buildBoardImage(out, {
+      board,
+      artefacts,
+      queenPub,
+      releaseKey,
+      root: packageRoot(),
+      workDir: join(dir, "disk", board.name),
+      cacheDir: join(dir, "cache"),
+      extra: [...(fromProject?.extra ?? []), ...extraFiles(p)],
+      ...(fromProject ? { programs: fromProject.programs } : {}),
+      ...(policy ? { policy } : {}),
+      ...(dataMb !== undefined ? { dataMb } : {}),
+      ...(append ? { append } : {}),
+      say: (line) => (isNote(line) ? progress.note(`image: ${line}`) : progress.step(`image: ${line}`)),
+    });
+    progress.note(`image: done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    const m = built.manifest;
+    io.out(`${built.image}\n${built.manifestPath}\nsha256 ${m.image.sha256}\nboot manifest ${m.bootManifest}\nsigned by release key ${m.keyId}\n`);
+  } finally {
+    progress.end();
+  }
 }
 
 /** `image verify FILE [--pub FILE]`: exit 0 and a summary, or the refusal. */

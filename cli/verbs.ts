@@ -105,7 +105,7 @@ export const VERBS: readonly Verb[] = [
     name: "fetch",
     summary: "get a board's pinned artefacts into the cache",
     description:
-      "downloads (or takes from `--from DIR`), verifies and unpacks the board's pinned artefacts (Node.js, sysroot, busybox, kernel and modules) and its native addon packages into `~/.cache/cohesix`; prints the unpacked paths. `build`, `boot`, `up` and `image` fetch what is missing themselves; `--offline` never downloads",
+      "downloads (or takes from `--from DIR`), verifies and unpacks the board's pinned artefacts (Node.js, sysroot, busybox, kernel and modules) and its native addon packages into `~/.cache/cohesix`; prints the unpacked paths. `build`, `boot`, `up` and `image` fetch what is missing themselves; `--offline` never downloads. Like `build` and `image`, it shows its progress on stderr when that is a terminal, and only a one-line summary otherwise",
     options: {
       board: { type: "string", value: "BOARD", help: "the board", default: "aarch64-virt" },
       from: { type: "string", value: "DIR", help: "take the artefacts from DIR instead of downloading them" },

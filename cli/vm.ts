@@ -19,6 +19,7 @@ import { extraFiles, str, UsageError, type Parsed } from "./args.ts";
 import { defaultQueenPub, ensureDefaultKey } from "./paths.ts";
 import { forgetHost, recordHost, startHostDetached } from "./host-board.ts";
 import { serve } from "./local.ts";
+import { isNote, progressOf, type Progress } from "./progress.ts";
 import { imageInputsOf, projectOf } from "./project.ts";
 import { prepareGuestBridge } from "./vm-gpu.ts";
 
@@ -96,12 +97,22 @@ function knownBoard(name: string): string {
 }
 
 async function buildFor(board: Board, p: Parsed, io: Io): Promise<BuiltImage> {
+  // Steps on a terminal's status line only; notes (what the image carries) and the summary always.
+  const progress = progressOf(io);
+  try {
+    return await buildWith(board, p, io, progress);
+  } finally {
+    progress.end();
+  }
+}
+
+async function buildWith(board: Board, p: Parsed, io: Io, progress: Progress): Promise<BuiltImage> {
   const started = Date.now();
   const from = str(p, "from");
   const fetchOptions = {
     env: io.env,
     offline: p.values.offline === true,
-    onProgress: (line: string) => io.err(`${line}\n`),
+    onProgress: (line: string) => progress.step(line),
     ...(from === undefined ? {} : { from: resolve(from) }),
   };
   const artefacts = await fetchArtefacts(board, fetchOptions);
@@ -109,7 +120,7 @@ async function buildFor(board: Board, p: Parsed, io: Io): Promise<BuiltImage> {
   const policy = policyOf(p);
   const project = projectOf(p);
   const fromProject = project ? imageInputsOf(project) : undefined;
-  if (project) io.err(`build: project ${project.dir}: workers ${project.workers.map((w) => w.name).join(", ") || "none"}\n`);
+  if (project) progress.note(`build: project ${project.dir}: workers ${project.workers.map((w) => w.name).join(", ") || "none"}`);
   const built = await buildImage({
     board,
     artefacts,
@@ -122,9 +133,9 @@ async function buildFor(board: Board, p: Parsed, io: Io): Promise<BuiltImage> {
     ...(fromProject ? { programs: fromProject.programs } : {}),
     natives: (packages) => fetchNatives(board, { ...fetchOptions, packages }),
     ...(policy ? { policy } : {}),
-    say: (line) => io.err(`build: ${line}\n`),
+    say: (line) => (isNote(line) ? progress.note(`build: ${line}`) : progress.step(`build: ${line}`)),
   });
-  io.err(`build: done in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+  progress.note(`build: done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   return built;
 }
 
