@@ -36,7 +36,8 @@ import type { Budget } from "./queen-command.ts";
 import { keyId, publicKeyOf, readPrivateKey, writeKeyPair } from "./keys.ts";
 import { authorize, isAuthorized, isWorkerRole, normalisePath, visibleChildren, type PolicyCaller } from "./policy.ts";
 import { applyCommit, commitFromRecord, genesis, runningWorkers, type ApplianceState, type Commit, type LifecycleState, type WorkerState } from "./state.ts";
-import { AuditFile } from "./audit-file.ts";
+import { AuditFile, type AuditFileLimits } from "./audit-file.ts";
+import { RefusalAudit, peerSource, type RefusalLimits } from "./refusal-audit.ts";
 import { checkBind, protectedTarget, realPath } from "./binds.ts";
 import { MAX_WORKER_CAP, defaultWorkerCap } from "./limits.ts";
 import { GpuMount, type GpuBridgeConfig } from "./gpu-mount.ts";
@@ -75,6 +76,12 @@ export interface ApplianceOptions {
   readonly bootManifest?: () => { readonly digest: string; readonly status: string };
   /** Retention of /log/queen.log in bytes (default 1 MiB). */
   readonly logRetainBytes?: number;
+  /**
+   * Audit limits (docs/security.md, "Audit and the state disk"): the on-disk
+   * `queen.log` rotation size, the separate `refused.log` rotation size,
+   * the free space kept for the commit log, and how refusals aggregate.
+   */
+  readonly audit?: Partial<AuditLimits>;
   /**
    * Worker programs by kind; default the built-in ones. A project's workers
    * (cohesix.config.json) carry a default budget and restart policy.
@@ -122,6 +129,21 @@ export interface ApplianceOptions {
    */
   readonly network?: { readonly tls: boolean; readonly reason: string; readonly device?: boolean };
 }
+
+/**
+ * The audit's limits. Authenticated lines (and the appliance's own) go to
+ * `queen.log`; refusals of peers without a ticket go, rate-limited and
+ * aggregated, to `refused.log`, each file with
+ * its own budget, so a peer without a ticket cannot push authenticated
+ * history off the disk. Both leave `reserveBytes` free for commits.
+ */
+export interface AuditLimits extends AuditFileLimits, RefusalLimits {
+  /** Bytes of `refused.log` before rotation (the file and `.1` hold at most twice this). */
+  readonly refusedRotateBytes: number;
+}
+
+/** Default rotation size of `refused.log`. */
+export const DEFAULT_REFUSED_ROTATE_BYTES = 64 << 10;
 
 /** How long each boot stage took, for /proc/boot. */
 interface Stage {
@@ -175,6 +197,10 @@ export class Appliance {
   #pool: WorkerPool | undefined;
   #gpuMount: GpuMount | undefined;
   readonly #auditFile: AuditFile;
+  /** Why the commit log cannot write now (the appliance is DEGRADED), or undefined. */
+  #storageFault: string | undefined;
+  readonly #refusedFile: AuditFile;
+  readonly #refusals: RefusalAudit;
   readonly #device: DeviceCert | undefined;
   readonly #expiry: SessionExpiry;
 
@@ -187,6 +213,7 @@ export class Appliance {
     startedMs: number;
     uptime: number;
     audit: AuditFile;
+    refused: AuditFile;
     device: DeviceCert | undefined;
   }) {
     this.options = init.options;
@@ -200,6 +227,14 @@ export class Appliance {
     this.#uptimeAtStart = init.uptime;
     this.queenLog = new AppendLog("queen.log", { retainBytes: init.options.logRetainBytes ?? 1 << 20 });
     this.#auditFile = init.audit;
+    this.#refusedFile = init.refused;
+    const limits = init.options.audit ?? {};
+    this.#refusals = new RefusalAudit((line) => this.#auditRefusal(line), {
+      ...(limits.windowMs !== undefined ? { windowMs: limits.windowMs } : {}),
+      ...(limits.maxSources !== undefined ? { maxSources: limits.maxSources } : {}),
+      ...(limits.burst !== undefined ? { burst: limits.burst } : {}),
+      ...(limits.refillMs !== undefined ? { refillMs: limits.refillMs } : {}),
+    });
     this.#device = init.device;
     this.#expiry = new SessionExpiry({
       now: () => this.#now(),
@@ -252,16 +287,28 @@ export class Appliance {
     await timed("state", () => openStateDir(options.stateDir));
     const { key: bootKey, created } = await timed("keys", () => loadBootKey(options.stateDir));
     const early: string[] = [];
-    const log = await timed("log", () => CommitLog.open(options.stateDir, { key: commitLogKey(bootKey), onAudit: (l) => early.push(l) }));
+    // The log heals by itself after a failed write; the appliance is DEGRADED meanwhile.
+    const hooks: { audit: (l: string) => void; health: (f: string | undefined) => void } = { audit: (l) => void early.push(l), health: () => undefined };
+    const log = await timed("log", () =>
+      CommitLog.open(options.stateDir, { key: commitLogKey(bootKey), onAudit: (l) => hooks.audit(l), onHealth: (f) => hooks.health(f) }),
+    );
     let state = genesis;
     await timed("replay", async () => {
       for (const r of log.recovered) state = applyCommit(state, commitFromRecord(r));
     });
     // Workers a killed root task left behind would hold on to stale state.
     const reaped = Supervisor.reapLeftovers(join(options.stateDir, "run"));
-    const audit = await timed("audit", () => AuditFile.open(join(options.stateDir, "queen.log")));
+    const limits = options.audit ?? {};
+    const fileLimits = (rotateBytes: number | undefined) => ({
+      ...(rotateBytes !== undefined ? { rotateBytes } : {}),
+      ...(limits.reserveBytes !== undefined ? { reserveBytes: limits.reserveBytes } : {}),
+    });
+    const audit = await timed("audit", () => AuditFile.open(join(options.stateDir, "queen.log"), fileLimits(limits.rotateBytes)));
+    const refused = await AuditFile.open(join(options.stateDir, "refused.log"), fileLimits(limits.refusedRotateBytes ?? DEFAULT_REFUSED_ROTATE_BYTES));
     const device = options.network?.device === true ? await timed("tls", () => loadDeviceCert(options.stateDir, bootKey)) : undefined;
-    const app = new Appliance({ options, bootKey, log, state, stages, startedMs, uptime, audit, device });
+    const app = new Appliance({ options, bootKey, log, state, stages, startedMs, uptime, audit, refused, device });
+    hooks.audit = (l) => app.audit(l);
+    hooks.health = (f) => app.#storageHealth(f);
     app.audit(`boot board=${options.board} version=${VERSION} records=${log.recovered.length} head=${log.lastSeq}`);
     for (const line of early) app.audit(line);
     for (const line of app.#skippedBinds) app.audit(line);
@@ -305,7 +352,8 @@ export class Appliance {
     const l = this.#state.lifecycle;
     if (this.#offline) return { state: "OFFLINE", reason: "shutdown", since: Date.now() };
     if (this.#booting) return { state: "BOOTING", reason: "boot", since: this.#startedMs };
-    if (this.#degraded && l.state === "ONLINE") return { state: "DEGRADED", reason: this.#degraded, since: l.sinceMs };
+    const degraded = this.#storageFault ?? this.#degraded;
+    if (degraded && l.state === "ONLINE") return { state: "DEGRADED", reason: degraded, since: l.sinceMs };
     return { state: l.state, reason: l.reason, since: l.sinceMs || this.#startedMs };
   }
 
@@ -374,7 +422,12 @@ export class Appliance {
 
   /** Commits a state change durably, then applies it. */
   async commit(c: Commit): Promise<void> {
-    const record = await this.#log.append(c.kind, c.body);
+    let record;
+    try {
+      record = await this.#log.append(c.kind, c.body);
+    } catch (err) {
+      throw this.#storageFault ? this.#storageBusy() : err;
+    }
     this.#state = applyCommit(this.#state, c);
     this.#appliedSeq = record.seq;
   }
@@ -385,6 +438,18 @@ export class Appliance {
    */
   get snapshot(): { seq: number; state: ApplianceState } {
     return { seq: this.#appliedSeq, state: this.#state };
+  }
+
+  /** The commit log started failing (a reason) or works again (undefined). */
+  #storageHealth(failure: string | undefined): void {
+    const reason = failure === undefined ? undefined : `state disk: commit log cannot write (${failure.replace(/^io: /, "")}); retrying`;
+    if (this.#storageFault === reason) return;
+    this.#storageFault = reason;
+    this.audit(reason ? `lifecycle DEGRADED reason=${reason}` : "lifecycle ONLINE reason=commit log recovered");
+  }
+
+  #storageBusy(): BusyError {
+    return new BusyError(`${this.#storageFault ?? "state disk: commit log cannot write"}: nothing was changed, try again when /proc/lifecycle/state is ONLINE`);
   }
 
   /** Marks the appliance DEGRADED (or clears it with undefined); not a commit. */
@@ -407,7 +472,9 @@ export class Appliance {
     this.server.close();
     this.#expiry.close();
     await this.#log.close();
+    this.#refusals.close();
     this.#auditFile.close();
+    this.#refusedFile.close();
   }
 
   #control(): ControlHost {
@@ -578,7 +645,9 @@ export class Appliance {
           return fn();
         }
       : fn;
-    const run = this.#controlQueue.then(timed, timed);
+    // While the commit log cannot write, every command answers busy: at once.
+    const guarded = (): Promise<T> => (this.#storageFault ? Promise.reject(this.#storageBusy()) : timed());
+    const run = this.#controlQueue.then(guarded, guarded);
     this.#controlQueue = run.catch(() => undefined);
     return run;
   }
@@ -690,8 +759,19 @@ export class Appliance {
   }
 
   #refused(caller: Caller | undefined, request: string, path: string | undefined, error: NineError, peer: string): void {
-    const who = caller ? `${caller.role} ${caller.subject}` : `peer ${peer}`;
-    this.audit(`refused ${who} ${request}${path ? ` ${path}` : ""}: ${error.message}`);
+    if (caller) {
+      // Authenticated: accountable (and budgeted), audited in full.
+      this.audit(`refused ${caller.role} ${caller.subject} ${request}${path ? ` ${path}` : ""}: ${error.message}`);
+      return;
+    }
+    this.#refusals.report({ who: `peer ${peer}`, source: peerSource(peer), request, ...(path ? { path } : {}), message: error.message });
+  }
+
+  /** A refusal line of a peer without a ticket: to /log/queen.log, and on disk to refused.log with its own budget. */
+  #auditRefusal(line: string): void {
+    const text = `${new Date().toISOString()} ${line.replace(/\n/g, " ")}\n`;
+    this.queenLog.append(text);
+    this.#refusedFile.write(text);
   }
 }
 

@@ -15,7 +15,11 @@
  *   which is what lets the scanner tell a torn tail from corruption.
  * - **Failure**: if a write or fsync fails, the batch and everything queued
  *   behind it is rejected and the log refuses further appends (the file's
- *   state is unknown after a failed fsync); reopen to recover.
+ *   state is unknown after a failed fsync). It heals by itself: a recovery
+ *   loop with backoff reopens the file, cuts it back to the end of the last
+ *   durable record (the failed batch may have left a torn tail) and syncs;
+ *   once that works, appends are accepted again. `onHealth` hears both
+ *   edges (a full disk that is freed recovers without a restart).
  *
  * @example
  * ```ts
@@ -108,6 +112,10 @@ export interface CommitLogOptions {
   fs?: CommitLogFs;
   /** Most records written in one batch (default 4096). */
   maxBatchRecords?: number;
+  /** Told the failure when appends start failing, and `undefined` once they work again. */
+  onHealth?: (failure: string | undefined) => void;
+  /** Backoff of the recovery loop after a failure: first and longest wait, ms (default 100 and 5,000). */
+  recovery?: { readonly minDelayMs?: number; readonly maxDelayMs?: number };
 }
 
 /** Counters of a running log. */
@@ -142,7 +150,14 @@ export class CommitLog {
   readonly #key: Uint8Array;
   readonly #clock: () => number;
   readonly #maxBatch: number;
-  readonly #file: CommitLogFile;
+  #file: CommitLogFile;
+  readonly #fs: CommitLogFs;
+  readonly #onAudit: ((line: string) => void) | undefined;
+  readonly #onHealth: ((failure: string | undefined) => void) | undefined;
+  readonly #recoveryMs: { min: number; max: number };
+  #recoveryTimer: NodeJS.Timeout | undefined;
+  #recovering: Promise<void> | undefined;
+  #recoveryAttempts = 0;
   readonly #lock: LogLock;
   readonly #recovered: readonly CommitRecord[];
   readonly #tornTail: TornTail | undefined;
@@ -170,6 +185,10 @@ export class CommitLog {
     this.#clock = init.options.clock ?? Date.now;
     this.#maxBatch = Math.max(1, init.options.maxBatchRecords ?? 4096);
     this.#file = init.file;
+    this.#fs = init.options.fs ?? nodeCommitLogFs;
+    this.#onAudit = init.options.onAudit;
+    this.#onHealth = init.options.onHealth;
+    this.#recoveryMs = { min: init.options.recovery?.minDelayMs ?? 100, max: init.options.recovery?.maxDelayMs ?? 5000 };
     this.#lock = init.lock;
     this.#recovered = init.recovered;
     this.#tornTail = init.tornTail;
@@ -256,6 +275,11 @@ export class CommitLog {
     return hex(this.#head);
   }
 
+  /** Why appends fail now (the write that failed), or undefined while they work. */
+  get failure(): string | undefined {
+    return this.#failed?.message;
+  }
+
   /** Append, batch and fsync counters since open. */
   get stats(): CommitLogStats {
     return { ...this.#stats };
@@ -301,7 +325,9 @@ export class CommitLog {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#recoveryTimer);
     await this.#flushing;
+    await this.#recovering;
     try {
       await this.#file.close();
     } finally {
@@ -355,6 +381,10 @@ export class CommitLog {
       this.#failed = new NineError("io", `commit log: write of records ${first}..${batch.at(-1)!.seq} failed, log needs reopening: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
       for (const p of batch) p.reject(this.#failed);
       for (const p of this.#queue.splice(0)) p.reject(this.#failed);
+      // Rejected records never happened: the next one follows the last durable.
+      this.#nextSeq = this.#durableSeq + 1;
+      this.#onHealth?.(this.#failed.message);
+      this.#scheduleRecovery();
       return;
     }
     this.#size += buf.length;
@@ -362,6 +392,51 @@ export class CommitLog {
     this.#durableSeq = batch.at(-1)!.seq;
     batch.forEach((p, i) => p.resolve(done[i]!));
   }
+
+  #scheduleRecovery(): void {
+    if (this.#closed || this.#recoveryTimer) return;
+    const delay = backoff(this.#recoveryAttempts, this.#recoveryMs);
+    this.#recoveryTimer = setTimeout(() => {
+      this.#recoveryTimer = undefined;
+      this.#recovering = this.#recover().finally(() => {
+        this.#recovering = undefined;
+      });
+    }, delay);
+    this.#recoveryTimer.unref();
+  }
+
+  /**
+   * One recovery attempt: reopen the file, cut it back to the end of the
+   * last durable record (a torn tail of the failed batch), sync. On success
+   * appends work again; on failure the next attempt waits longer.
+   */
+  async #recover(): Promise<void> {
+    if (this.#closed || !this.#failed) return;
+    this.#recoveryAttempts++;
+    let file: CommitLogFile | undefined;
+    try {
+      file = await this.#fs.openFile(join(this.#dir, LOG_FILE), "r+");
+      await file.truncate(this.#size);
+      await file.datasync();
+    } catch (err) {
+      await file?.close().catch(() => undefined);
+      void err;
+      this.#scheduleRecovery();
+      return;
+    }
+    await this.#file.close().catch(() => undefined);
+    this.#file = file;
+    const attempts = this.#recoveryAttempts;
+    this.#recoveryAttempts = 0;
+    this.#failed = undefined;
+    this.#onAudit?.(`commit log: recovered after ${attempts} attempt(s): reopened, cut back to offset ${this.#size} (record ${this.#durableSeq})`);
+    this.#onHealth?.(undefined);
+  }
+}
+
+/** Backoff for the next recovery attempt: doubling from min to max. */
+function backoff(attempt: number, ms: { min: number; max: number }): number {
+  return Math.min(ms.max, ms.min * 2 ** Math.min(attempt, 20));
 }
 
 function checkKey(key: Uint8Array): void {

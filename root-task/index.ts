@@ -58,10 +58,15 @@ export { ACCESS_OPS, authorize, isAuthorized, isWorkerRole, normalisePath, visib
 export type { AccessOp, PolicyCaller } from "./policy.ts";
 export {
   Appliance,
+  DEFAULT_REFUSED_ROTATE_BYTES,
   VERSION,
   type ApplianceOptions,
+  type AuditLimits,
   type LifecycleState,
 } from "./appliance.ts";
+export { DEFAULT_AUDIT_FILE_LIMITS, type AuditFileLimits } from "./audit-file.ts";
+export { DEFAULT_REFUSAL_LIMITS, RefusalAudit, peerSource, type Refusal, type RefusalLimits } from "./refusal-audit.ts";
+export { MAX_TIMER_MS, SessionExpiry, type SessionExpiryOptions, type WatchedSession } from "./session-expiry.ts";
 export { defaultBridgeKeyPath, serveAppliance, type GpuBridgeFiles, type RunningAppliance, type ServeOptions } from "./serve.ts";
 export { FW_CFG_BY_NAME, FW_CFG_GPU_BRIDGE, formatGuestBridge, guestGpuBridge, parseGuestBridge, type GuestBridge } from "./guest-bridge.ts";
 export {
