@@ -94,6 +94,13 @@ describe("aarch64-virt guest (QEMU)", () => {
     const snap = await e2e.cohesix(["vm", "snapshot", "e2e"]);
     expect(snap.exitCode, snap.stderr).toBe(0);
     expect(snap.stdout).toContain("paused");
+    // The state disk lists it; a name it does not hold is refused, naming those it does.
+    const listed = await e2e.cohesix(["vm", "snapshots"]);
+    expect(listed.exitCode, listed.stderr).toBe(0);
+    expect(listed.stdout.split("\n")).toContain("e2e");
+    const missing = await e2e.cohesix(["vm", "restore", "nosuch"]);
+    expect(missing.exitCode).toBe(1);
+    expect(missing.stderr.trim()).toMatch(/^not found: snapshot nosuch; snapshots: (\S+, )*e2e(, \S+)*$/);
     const first = await e2e.pidOf();
     const d1 = await e2e.cohesix(["down"]);
     expect(d1.exitCode, d1.stderr).toBe(0);
