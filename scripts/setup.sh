@@ -14,10 +14,13 @@ cd "$(dirname "$0")/.."
 # the serial console tests. fdisk (sfdisk), dosfstools (mkfs.vfat), mtools:
 # `cohesix image` lays out the disk image and fills its FAT boot partition
 # without root or loop devices. u-boot-qemu: the qemu_arm64 U-Boot that boots
-# the flashed image in the end-to-end test. mosquitto, mosquitto-clients: the
-# MQTT broker the fleet link's tests start on an ephemeral 127.0.0.1 port
-# (stopped by PID), and mosquitto_pub/sub as the reference for its benchmark.
-packages=(diod openssl cpio qemu-system-arm qemu-utils binutils-aarch64-linux-gnu xz-utils e2fsprogs socat fdisk dosfstools mtools u-boot-qemu mosquitto mosquitto-clients)
+# the flashed image in the end-to-end test. u-boot-tools: `mkimage` compiles
+# the A/B boot script (boot.scr, the try counter U-Boot runs before the
+# kernel) that `cohesix image` puts on the boot partition. mosquitto,
+# mosquitto-clients: the MQTT broker the fleet link's tests start on an
+# ephemeral 127.0.0.1 port (stopped by PID), and mosquitto_pub/sub as the
+# reference for its benchmark.
+packages=(diod openssl cpio qemu-system-arm qemu-utils binutils-aarch64-linux-gnu xz-utils e2fsprogs socat fdisk dosfstools mtools u-boot-qemu u-boot-tools mosquitto mosquitto-clients)
 
 # `cohesix fetch` downloads the guest's arm64 .debs with apt-get download,
 # which needs arm64 in dpkg's architectures and its package lists.
