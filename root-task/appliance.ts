@@ -30,7 +30,7 @@ import {
   type ServerLimits,
 } from "../nine-door/index.ts";
 import { BUILTIN_WORKERS } from "./programs.ts";
-import { CommitLog } from "./commit-log.ts";
+import { CommitLog, type CommitLogFs } from "./commit-log.ts";
 import { runLifecycleCommand, runQueenCommand, runWorkerCommand, type ControlHost } from "./control.ts";
 import type { Budget } from "./queen-command.ts";
 import { keyId, publicKeyOf, readPrivateKey, writeKeyPair } from "./keys.ts";
@@ -49,6 +49,7 @@ import { WorkerPool } from "./worker-pool.ts";
 
 /** The package version, reported in /proc/boot. */
 export const VERSION = "0.1.0";
+
 
 export type { LifecycleState };
 
@@ -128,6 +129,8 @@ export interface ApplianceOptions {
    * Default: off, reason `not configured`.
    */
   readonly network?: { readonly tls: boolean; readonly reason: string; readonly device?: boolean };
+  /** The commit log's file layer (default the real file system); tests inject failing fsyncs through it. */
+  readonly commitLogFs?: CommitLogFs;
 }
 
 /**
@@ -185,8 +188,10 @@ export class Appliance {
   readonly #startedMs: number;
   readonly #uptimeAtStart: number;
   #state: ApplianceState;
-  /** Seq of the last record folded into `#state`. */
+  /** Seq of the last record folded into `#state` (staged, maybe not yet durable). */
   #appliedSeq: number;
+  /** The state as of the last durable record: what a failed commit rolls back to. */
+  #durable: { seq: number; state: ApplianceState };
   /** Queen and lifecycle commands run one at a time, in arrival order. */
   #controlQueue: Promise<unknown> = Promise.resolve();
   #booting = true;
@@ -222,6 +227,7 @@ export class Appliance {
     this.#log = init.log;
     this.#state = init.state;
     this.#appliedSeq = init.log.lastSeq;
+    this.#durable = { seq: init.log.lastSeq, state: init.state };
     this.#stages = init.stages;
     this.#startedMs = init.startedMs;
     this.#uptimeAtStart = init.uptime;
@@ -290,7 +296,12 @@ export class Appliance {
     // The log heals by itself after a failed write; the appliance is DEGRADED meanwhile.
     const hooks: { audit: (l: string) => void; health: (f: string | undefined) => void } = { audit: (l) => void early.push(l), health: () => undefined };
     const log = await timed("log", () =>
-      CommitLog.open(options.stateDir, { key: commitLogKey(bootKey), onAudit: (l) => hooks.audit(l), onHealth: (f) => hooks.health(f) }),
+      CommitLog.open(options.stateDir, {
+        key: commitLogKey(bootKey),
+        onAudit: (l) => hooks.audit(l),
+        onHealth: (f) => hooks.health(f),
+        ...(options.commitLogFs ? { fs: options.commitLogFs } : {}),
+      }),
     );
     let state = genesis;
     await timed("replay", async () => {
@@ -420,24 +431,76 @@ export class Appliance {
     this.#auditFile.write(text);
   }
 
-  /** Commits a state change durably, then applies it. */
+  /** Commits a state change and resolves once it is durable (see {@link stage}). */
   async commit(c: Commit): Promise<void> {
-    let record;
-    try {
-      record = await this.#log.append(c.kind, c.body);
-    } catch (err) {
-      throw this.#storageFault ? this.#storageBusy() : err;
-    }
-    this.#state = applyCommit(this.#state, c);
-    this.#appliedSeq = record.seq;
+    await this.stage(c);
   }
 
   /**
-   * The state and the seq of the last record folded into it, as shown in
-   * `/proc/state`: `replay(genesis, records 1..seq)` must equal `state`.
+   * Stages a state change: its record takes the next seq and the change is
+   * applied to the in-memory state at once, so the next command sees it;
+   * the promise resolves once the record is durable. Effects of the change
+   * (a process, a namespace node, a reply) must wait for that. If the log
+   * cannot make it durable, the state rolls back to the last durable record,
+   * the appliance goes DEGRADED with the reason, and the promise rejects
+   * with `busy: …`; the same for every change staged behind it.
+   *
+   * @example
+   * ```ts
+   * const durable = app.stage({ kind: "budget", body: { budget: { ops: 5 } } });
+   * app.state.defaults.ops; // 5 already
+   * await durable; // now it may be acknowledged
+   * ```
+   */
+  stage(c: Commit): Promise<void> {
+    const before = this.#log.assignedSeq;
+    const appended = this.#log.append(c.kind, c.body);
+    const seq = this.#log.assignedSeq;
+    if (seq === before) return appended.then(() => undefined, (err: unknown) => Promise.reject(this.#notDurable(err)));
+    const state = applyCommit(this.#state, c);
+    this.#state = state;
+    this.#appliedSeq = seq;
+    return appended.then(
+      () => {
+        if (seq > this.#durable.seq) this.#durable = { seq, state };
+      },
+      (err: unknown) => {
+        this.#rollBack();
+        throw this.#notDurable(err);
+      },
+    );
+  }
+
+  /** A failed commit as callers see it: `busy:` while the log cannot write (DEGRADED), `closed:` once it is closed. */
+  #notDurable(err: unknown): unknown {
+    return this.#storageFault ? this.#storageBusy() : err;
+  }
+
+  /**
+   * The log failed a write (it is DEGRADED through `#storageHealth` and
+   * heals by itself): the staged changes it rejected never happened, so
+   * the state goes back to the last durable record.
+   */
+  #rollBack(): void {
+    if (this.#appliedSeq <= this.#durable.seq) return;
+    this.audit(`state rolled back from record ${this.#appliedSeq} to the last durable record ${this.#durable.seq}`);
+    this.#state = this.#durable.state;
+    this.#appliedSeq = this.#durable.seq;
+  }
+
+  /**
+   * The durable state and the seq of the last record folded into it, as
+   * shown in `/proc/state`: `replay(genesis, records 1..seq)` must equal
+   * `state`. Changes staged but not yet durable are not in it.
    */
   get snapshot(): { seq: number; state: ApplianceState } {
-    return { seq: this.#appliedSeq, state: this.#state };
+    return { seq: this.#durable.seq, state: this.#durable.state };
+  }
+
+  /** The commit log's counters, as shown in `/proc/state` (`log`). */
+  get logStats(): { appends: number; fsyncs: number; recordsPerFsync: number; head: number; failure: string | undefined } {
+    const st = this.#log.stats;
+    return { appends: st.appends, fsyncs: st.syncs, recordsPerFsync: st.syncs > 0 ? st.appends / st.syncs : 0, head: this.#log.lastSeq, failure: this.#storageFault };
   }
 
   /** The commit log started failing (a reason) or works again (undefined). */
@@ -500,6 +563,7 @@ export class Appliance {
       maxWorkers: this.maxWorkers,
       maxWorkersKnob: this.options.maxWorkers !== undefined ? "the maxWorkers option" : "the maxWorkers option (default derived from memory)",
       commit: (c) => this.commit(c),
+      stage: (c) => this.stage(c),
       audit: (l) => this.audit(l),
       checkBind: (from, to) =>
         checkBind(
@@ -583,7 +647,11 @@ export class Appliance {
             .join(""),
         ),
         gen("workers", () => this.#pool?.describe((id) => this.#state.workers[id]) ?? ""),
-        gen("state", () => `${JSON.stringify(this.snapshot)}\n`),
+        gen("state", () => {
+          const l = this.logStats;
+          const log = { appends: l.appends, fsyncs: l.fsyncs, records_per_fsync: Number(l.recordsPerFsync.toFixed(2)), head: l.head, ...(l.failure ? { failure: l.failure } : {}) };
+          return `${JSON.stringify({ ...this.snapshot, log })}\n`;
+        }),
         gen("mem", () => {
           const m = process.memoryUsage();
           return `rss=${m.rss} heap_used=${m.heapUsed} heap_total=${m.heapTotal} external=${m.external} array_buffers=${m.arrayBuffers} workers=${this.#pool?.running ?? 0} max_workers=${this.maxWorkers} sessions=${this.server.sessions.length}\n`;
@@ -654,7 +722,8 @@ export class Appliance {
 
   async #queenCommand(text: string, caller: Caller): Promise<string> {
     try {
-      return await this.#serialised(() => runQueenCommand(this.#control(), text, caller));
+      const finish = await this.#serialised(() => runQueenCommand(this.#control(), text, caller));
+      return await finish();
     } catch (err) {
       const e = toNineError(err);
       this.audit(`ctl from ${caller.subject} refused: ${e.message}: ${text.slice(0, 200)}`);

@@ -285,6 +285,11 @@ export class CommitLog {
     return { ...this.#stats };
   }
 
+  /** Seq of the last append accepted (durable or not); equals `lastSeq` when nothing is in flight. */
+  get assignedSeq(): number {
+    return this.#nextSeq - 1;
+  }
+
   /**
    * Appends one record and resolves once it is durable. The seq is assigned
    * now, so records commit in the order `append` was called.

@@ -9,7 +9,7 @@
 import { BusyError, InvalidError, NotFoundError, type Caller } from "../nine-door/index.ts";
 import { parseBudget, parseQueenCommand, type Budget, type LeaseRequest, type QueenCommand } from "./queen-command.ts";
 import { isEnvelope, openEnvelope } from "./signed-ctl.ts";
-import { runningWorkers, type ApplianceState, type Commit, type LifecycleState, type WorkerState } from "./state.ts";
+import { runningWorkers, type ApplianceState, type Commit, type LifecycleState } from "./state.ts";
 import type { WorkerPool } from "./worker-pool.ts";
 
 /** What control needs from the appliance. */
@@ -38,7 +38,13 @@ export interface ControlHost {
   readonly maxWorkers: number;
   /** Where the worker cap comes from, for the refusal (e.g. `maxWorkers option`). */
   readonly maxWorkersKnob?: string;
+  /** Commits and resolves once durable (`stage` then wait). */
   commit(c: Commit): Promise<void>;
+  /**
+   * Applies `c` to the state at once, under the next seq, and resolves once
+   * its record is durable; rejects (state rolled back) if it cannot be.
+   */
+  stage(c: Commit): Promise<void>;
   audit(line: string): void;
   /** Refuses a bind that is not acceptable (see `checkBind`); changes nothing. */
   checkBind(from: string, to: string): Promise<void>;
@@ -56,12 +62,42 @@ export interface ControlHost {
 export const LIFECYCLE_WORDS = ["cordon", "drain", "resume", "quiesce", "reset"] as const;
 
 /**
- * Runs one write to `/queen/ctl`: unwraps a signed envelope (refusing
- * replays), parses, commits, acts; returns the reply line.
+ * What a command does once its records are durable: its effects (a
+ * process started, a lease given back on failure) and then its reply.
  */
-export async function runQueenCommand(host: ControlHost, text: string, caller: Caller): Promise<string> {
+export type Finish = () => Promise<string>;
+
+/** The records one command staged, to wait for together. */
+class Staged {
+  readonly #host: ControlHost;
+  readonly #waits: Promise<void>[] = [];
+  constructor(host: ControlHost) {
+    this.#host = host;
+  }
+  stage(c: Commit): void {
+    const p = this.#host.stage(c);
+    p.catch(() => undefined); // reported through durable()
+    this.#waits.push(p);
+  }
+  /** Resolves once every staged record is durable; rejects with the first failure. */
+  async durable(): Promise<void> {
+    await Promise.all(this.#waits);
+  }
+}
+
+/**
+ * Runs one write to `/queen/ctl` in two steps. The first, run in the
+ * control queue: unwraps a signed envelope (refusing replays), parses,
+ * validates and stages the command's records, so the next command sees
+ * its worker id and counter taken. It returns the second step, run after
+ * the queue has moved on: wait until the records are durable, then act
+ * and return the reply line. A command refused in the first step stages
+ * nothing (except, under `signed-ctl`, its counter).
+ */
+export async function runQueenCommand(host: ControlHost, text: string, caller: Caller): Promise<Finish> {
   let commandText = text;
   let ctr: number | undefined;
+  const staged = new Staged(host);
   if (host.policy === "signed-ctl" || isEnvelope(text)) {
     if (!isEnvelope(text)) throw new InvalidError('policy signed-ctl: wrap the command as {"cmd":{…},"nonce":…,"ctr":n,"sig":…} (cohesix ctl does this)');
     const opened = openEnvelope(text, host.queenPublicKey, { lastCtr: host.state.ctr });
@@ -71,48 +107,83 @@ export async function runQueenCommand(host: ControlHost, text: string, caller: C
     // refused, so a refused envelope cannot be replayed once it would pass.
     // Under the open policy plain commands are accepted anyway, so a
     // refused envelope changes nothing (bad input leaves no record).
-    if (host.policy === "signed-ctl") await host.commit({ kind: "ctr", body: { ctr } });
+    if (host.policy === "signed-ctl") staged.stage({ kind: "ctr", body: { ctr } });
   }
-  const cmd = parseQueenCommand(commandText, { workers: Object.keys(host.programs) });
-  const reply = await execute(host, cmd, caller);
-  if (ctr !== undefined && host.policy !== "signed-ctl") await host.commit({ kind: "ctr", body: { ctr } });
-  host.audit(`ctl from ${caller.subject}: ${commandText}`);
-  return JSON.stringify({ ok: true, ...reply });
+  let act: Act;
+  try {
+    const cmd = parseQueenCommand(commandText, { workers: Object.keys(host.programs) });
+    act = await execute(host, staged, cmd, caller);
+  } catch (err) {
+    // The refusal is a reply too: it waits for the consumed counter.
+    await staged.durable();
+    throw err;
+  }
+  if (ctr !== undefined && host.policy !== "signed-ctl") staged.stage({ kind: "ctr", body: { ctr } });
+  return async () => {
+    const reply = await act(() => staged.durable());
+    host.audit(`ctl from ${caller.subject}: ${commandText}`);
+    return JSON.stringify({ ok: true, ...reply });
+  };
 }
 
-async function execute(host: ControlHost, cmd: QueenCommand, caller: Caller): Promise<Record<string, unknown>> {
+/** A command's second step: given a wait for its records, acts and returns the reply's fields. */
+type Act = (durable: () => Promise<void>) => Promise<Record<string, unknown>>;
+
+async function execute(host: ControlHost, staged: Staged, cmd: QueenCommand, caller: Caller): Promise<Act> {
   switch (cmd.kind) {
     case "spawn":
-      return { worker: await spawn(host, cmd) };
+      return spawn(host, staged, cmd);
     case "kill":
+      await staged.durable();
       await host.pool.kill(cmd.worker, caller.subject);
-      return { worker: cmd.worker, status: "killed" };
-    case "budget":
-      await host.commit({ kind: "budget", body: { budget: cmd.budget } });
-      return { defaults: host.state.defaults };
+      return async (durable) => {
+        await durable();
+        return { worker: cmd.worker, status: "killed" };
+      };
+    case "budget": {
+      staged.stage({ kind: "budget", body: { budget: cmd.budget } });
+      const defaults = host.state.defaults;
+      return async (durable) => {
+        await durable();
+        return { defaults };
+      };
+    }
+    // Binds and mounts change the namespace the next command's checks
+    // read, so they finish inside the queue.
     case "bind":
       await host.checkBind(cmd.from, cmd.to);
-      await host.commit({ kind: "bind", body: { from: cmd.from, to: cmd.to } });
+      staged.stage({ kind: "bind", body: { from: cmd.from, to: cmd.to } });
+      await staged.durable();
       host.bind(cmd.from, cmd.to);
-      return { bind: { from: cmd.from, to: cmd.to } };
+      return done({ bind: { from: cmd.from, to: cmd.to } });
     case "unbind": {
       const bound = host.state.binds;
       if (!bound.some((b) => b.to === cmd.to)) {
         throw new NotFoundError(`no bind on ${cmd.to} (binds: ${bound.map((b) => b.to).join(", ") || "none"})`);
       }
-      await host.commit({ kind: "unbind", body: { to: cmd.to } });
+      staged.stage({ kind: "unbind", body: { to: cmd.to } });
+      await staged.durable();
       host.unbind(cmd.to);
-      return { unbind: cmd.to };
+      return done({ unbind: cmd.to });
     }
     case "mount":
       host.checkMount(cmd.service, cmd.at);
-      await host.commit({ kind: "mount", body: { service: cmd.service, at: cmd.at } });
+      staged.stage({ kind: "mount", body: { service: cmd.service, at: cmd.at } });
+      await staged.durable();
       host.mount(cmd.service, cmd.at);
-      return { mount: { service: cmd.service, at: cmd.at } };
+      return done({ mount: { service: cmd.service, at: cmd.at } });
   }
 }
 
-async function spawn(host: ControlHost, cmd: Extract<QueenCommand, { kind: "spawn" }>): Promise<string> {
+/** An act whose work is done: it waits for the records (a counter staged after it) and replies. */
+function done(reply: Record<string, unknown>): Act {
+  return async (durable) => {
+    await durable();
+    return reply;
+  };
+}
+
+async function spawn(host: ControlHost, staged: Staged, cmd: Extract<QueenCommand, { kind: "spawn" }>): Promise<Act> {
   const s = host.state;
   if (s.cordoned) throw new BusyError("cordoned");
   if (s.lifecycle.state === "DRAINING" || s.lifecycle.state === "QUIESCED" || s.lifecycle.state === "OFFLINE") {
@@ -152,7 +223,7 @@ async function spawn(host: ControlHost, cmd: Extract<QueenCommand, { kind: "spaw
   const giveBack = (reason: string): Promise<void> =>
     cmd.lease && host.releaseGpu ? host.releaseGpu(id, cmd.lease.gpu_id, reason).catch(() => undefined) : Promise.resolve();
   try {
-    await host.commit({
+    staged.stage({
       kind: "spawn",
       body: {
         id,
@@ -168,15 +239,26 @@ async function spawn(host: ControlHost, cmd: Extract<QueenCommand, { kind: "spaw
     await giveBack("spawn not committed");
     throw err;
   }
-  const w = host.state.workers[id] as WorkerState;
-  try {
-    host.pool.start(w);
-  } catch (err) {
-    await host.commit({ kind: "exit", body: { id, status: "exited", reason: `spawn failed: ${(err as Error).message}` } });
-    await giveBack("spawn failed");
-    throw err;
-  }
-  return id;
+  // The process starts only once the spawn record is durable.
+  return async (durable) => {
+    try {
+      await durable();
+    } catch (err) {
+      await giveBack("spawn not committed");
+      throw err;
+    }
+    const w = host.state.workers[id];
+    // Ended (or rolled back) while its record was on its way to disk: nothing to start.
+    if (!w || w.status !== "running") throw new BusyError(`${id} ended before it started${w?.reason ? `: ${w.reason}` : ""}`);
+    try {
+      host.pool.start(w);
+    } catch (err) {
+      await host.commit({ kind: "exit", body: { id, status: "exited", reason: `spawn failed: ${(err as Error).message}` } });
+      await giveBack("spawn failed");
+      throw err;
+    }
+    return { worker: id };
+  };
 }
 
 /**

@@ -114,10 +114,13 @@ async function until(check: () => boolean | Promise<boolean>, what: string, ms =
 
 /** Makes every later commit of `app` fail, as a full disk would; returns the undo. */
 function failCommits(app: RunningAppliance): () => void {
-  const target = app.app as unknown as { commit: (c: Commit) => Promise<void> };
+  // Commands stage their records (`stage`); the worker pool commits (`commit`).
+  const target = app.app as unknown as { commit: (c: Commit) => Promise<void>; stage: (c: Commit) => Promise<void> };
   target.commit = () => Promise.reject(new Error("too big: commit log: no space left on device (ENOSPC)"));
+  target.stage = () => Promise.reject(new Error("too big: commit log: no space left on device (ENOSPC)"));
   return () => {
     delete (target as Partial<typeof target>).commit;
+    delete (target as Partial<typeof target>).stage;
   };
 }
 
