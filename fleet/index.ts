@@ -12,3 +12,5 @@
  * @module
  */
 export * from "./records.ts";
+export * from "./outbox-format.ts";
+export * from "./outbox.ts";
