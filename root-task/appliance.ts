@@ -37,7 +37,7 @@ import { keyId, publicKeyOf, readPrivateKey, writeKeyPair } from "./keys.ts";
 import { authorize, isAuthorized, isWorkerRole, normalisePath, visibleChildren, type PolicyCaller } from "./policy.ts";
 import { applyCommit, commitFromRecord, genesis, runningWorkers, type ApplianceState, type Commit, type LifecycleState, type WorkerState } from "./state.ts";
 import { AuditFile, type AuditFileLimits } from "./audit-file.ts";
-import { RefusalAudit, peerSource, type RefusalLimits } from "./refusal-audit.ts";
+import { RefusalAudit, peerSource, type RefusalLimits, type RefusalLineKind } from "./refusal-audit.ts";
 import { checkBind, protectedTarget, realPath } from "./binds.ts";
 import { MAX_WORKER_CAP, defaultWorkerCap } from "./limits.ts";
 import { GpuMount, type GpuBridgeConfig } from "./gpu-mount.ts";
@@ -143,7 +143,16 @@ export interface ApplianceOptions {
 export interface AuditLimits extends AuditFileLimits, RefusalLimits {
   /** Bytes of `refused.log` before rotation (the file and `.1` hold at most twice this). */
   readonly refusedRotateBytes: number;
+  /** Refusal lines written in full to `/log/queen.log` before only window totals are (default 64). */
+  readonly viewBurst: number;
+  /** One more full refusal line in `/log/queen.log` per this many ms (default 10,000). */
+  readonly viewRefillMs: number;
 }
+
+/** Default {@link AuditLimits.viewBurst}. */
+export const DEFAULT_VIEW_BURST = 64;
+/** Default {@link AuditLimits.viewRefillMs}. */
+export const DEFAULT_VIEW_REFILL_MS = 10_000;
 
 /** Default rotation size of `refused.log`. */
 export const DEFAULT_REFUSED_ROTATE_BYTES = 64 << 10;
@@ -175,6 +184,8 @@ export class Appliance {
   readonly server: NineServer;
   readonly root: Directory;
   readonly queenLog: AppendLog;
+  /** `/log/refused.log`: every refusal line of peers without a ticket (queen only). */
+  readonly refusedLog: AppendLog;
   readonly workers: Directory;
   readonly logs: Directory;
   readonly gpu: Directory;
@@ -206,6 +217,7 @@ export class Appliance {
   #storageFault: string | undefined;
   readonly #refusedFile: AuditFile;
   readonly #refusals: RefusalAudit;
+  readonly #viewTokens: { tokens: number; at: number };
   readonly #device: DeviceCert | undefined;
   readonly #expiry: SessionExpiry;
 
@@ -235,7 +247,9 @@ export class Appliance {
     this.#auditFile = init.audit;
     this.#refusedFile = init.refused;
     const limits = init.options.audit ?? {};
-    this.#refusals = new RefusalAudit((line) => this.#auditRefusal(line), {
+    this.refusedLog = new AppendLog("refused.log", { retainBytes: 128 << 10 });
+    this.#viewTokens = { tokens: limits.viewBurst ?? DEFAULT_VIEW_BURST, at: Date.now() };
+    this.#refusals = new RefusalAudit((line, kind) => this.#auditRefusal(line, kind), {
       ...(limits.windowMs !== undefined ? { windowMs: limits.windowMs } : {}),
       ...(limits.maxSources !== undefined ? { maxSources: limits.maxSources } : {}),
       ...(limits.burst !== undefined ? { burst: limits.burst } : {}),
@@ -252,7 +266,7 @@ export class Appliance {
     const tail = init.audit.previous;
     if (tail.length > 0) this.queenLog.append(tail);
     this.workers = new Directory("worker", { perm: 0o555 });
-    this.logs = new Directory("log", { children: [this.queenLog] });
+    this.logs = new Directory("log", { children: [this.queenLog, this.refusedLog] });
     this.gpu = new Directory("gpu", { perm: 0o555 });
     this.root = this.#tree();
     this.namespace = new Namespace(this.root);
@@ -837,10 +851,31 @@ export class Appliance {
   }
 
   /** A refusal line of a peer without a ticket: to /log/queen.log, and on disk to refused.log with its own budget. */
-  #auditRefusal(line: string): void {
+  #auditRefusal(line: string, kind: RefusalLineKind): void {
     const text = `${new Date().toISOString()} ${line.replace(/\n/g, " ")}\n`;
-    this.queenLog.append(text);
+    this.refusedLog.append(text);
     this.#refusedFile.write(text);
+    // The view of authenticated history gets few of them: full lines while
+    // its own bucket lasts, then one total a window.
+    if (kind === "count") return;
+    if (kind === "first" && !this.#viewToken()) return;
+    this.queenLog.append(text);
+  }
+
+  #viewToken(): boolean {
+    const limits = this.options.audit ?? {};
+    const burst = limits.viewBurst ?? DEFAULT_VIEW_BURST;
+    const every = limits.viewRefillMs ?? DEFAULT_VIEW_REFILL_MS;
+    const b = this.#viewTokens;
+    const now = Date.now();
+    const add = Math.floor((now - b.at) / every);
+    if (add > 0) {
+      b.tokens = Math.min(burst, b.tokens + add);
+      b.at = b.tokens === burst ? now : b.at + add * every;
+    }
+    if (b.tokens <= 0) return false;
+    b.tokens--;
+    return true;
   }
 }
 

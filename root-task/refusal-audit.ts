@@ -5,7 +5,8 @@
  * peer's address without its port) has a token bucket: a burst of refusals
  * is written in full, then one more line per refill interval; the rest are
  * counted, and when the window ends one line per source says how many:
- * `refused 4812 more attaches from tcp!1.2.3.4 in 10 s: permission: …`.
+ * `refused 4812 more attaches from tcp!1.2.3.4 in 10 s: permission: …`,
+ * and one `summary` line totals the window.
  * At most `maxSources` sources are tracked at once; refusals from further
  * sources are only counted, into one `other peers` line per window. So a
  * flood costs a bounded number of lines per window, however fast and from
@@ -41,6 +42,12 @@ export interface Refusal {
   /** The error's message (`permission: …`). */
   readonly message: string;
 }
+
+/**
+ * What a line is: a refusal written in full (`first`), a source's count at
+ * the end of a window (`count`), or the window's one-line total (`summary`).
+ */
+export type RefusalLineKind = "first" | "count" | "summary";
 
 interface Source {
   tokens: number;
@@ -80,14 +87,14 @@ export function peerSource(peer: string): string {
  * ```
  */
 export class RefusalAudit {
-  readonly #write: (line: string) => void;
+  readonly #write: (line: string, kind: RefusalLineKind) => void;
   readonly #limits: RefusalLimits;
   readonly #now: () => number;
   readonly #sources = new Map<string, Source>();
   #others = { n: 0, request: "", message: "", sources: new Set<string>() };
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(write: (line: string) => void, limits: Partial<RefusalLimits> = {}, options: { now?: () => number } = {}) {
+  constructor(write: (line: string, kind: RefusalLineKind) => void, limits: Partial<RefusalLimits> = {}, options: { now?: () => number } = {}) {
     this.#write = write;
     this.#limits = { ...DEFAULT_REFUSAL_LIMITS, ...limits };
     this.#now = options.now ?? Date.now;
@@ -114,7 +121,7 @@ export class RefusalAudit {
     this.#refill(s, now);
     if (s.tokens > 0) {
       s.tokens--;
-      this.#write(`refused ${r.who} ${r.request}${r.path ? ` ${r.path}` : ""}: ${r.message}`);
+      this.#write(`refused ${r.who} ${r.request}${r.path ? ` ${r.path}` : ""}: ${r.message}`, "first");
       return;
     }
     s.n++;
@@ -128,14 +135,25 @@ export class RefusalAudit {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     const secs = `${Math.round(this.#limits.windowMs / 100) / 10} s`;
+    let total = 0;
+    let peers = 0;
     for (const [source, c] of this.#sources) {
-      if (c.n > 0) this.#write(`refused ${c.n} more ${plural(c.request)} from ${source} in ${secs}: ${c.message}`);
+      if (c.n > 0) {
+        this.#write(`refused ${c.n} more ${plural(c.request)} from ${source} in ${secs}: ${c.message}`, "count");
+        total += c.n;
+        peers++;
+      }
       c.n = 0;
     }
     const o = this.#others;
+    const many = o.sources.size >= 1024 ? "1024+" : String(o.sources.size);
     if (o.n > 0) {
-      const many = o.sources.size >= 1024 ? "1024+" : String(o.sources.size);
-      this.#write(`refused ${o.n} requests from ${many} other peers in ${secs} (past the ${this.#limits.maxSources} tracked): last ${o.request}: ${o.message}`);
+      this.#write(`refused ${o.n} requests from ${many} other peers in ${secs} (past the ${this.#limits.maxSources} tracked): last ${o.request}: ${o.message}`, "count");
+      total += o.n;
+    }
+    if (total > 0) {
+      const from = o.n > 0 ? `${peers} peer(s) and ${many} other(s)` : `${peers} peer(s)`;
+      this.#write(`refused ${total} more requests without a ticket from ${from} in ${secs}: counts in /log/refused.log`, "summary");
     }
     this.#others = { n: 0, request: "", message: "", sources: new Set() };
     this.#pruneIdle(this.#now());

@@ -17,6 +17,7 @@ describe("RefusalAudit", () => {
     expect(lines).toEqual([1000, 1001, 1002].map((p) => `refused peer tcp!1.2.3.4!${p} Tattach: permission: malformed ticket`));
     audit.flush();
     expect(lines[3]).toBe("refused 4812 more attaches from tcp!1.2.3.4 in 10 s: permission: malformed ticket");
+    expect(lines[4]).toBe("refused 4812 more requests without a ticket from 1 peer(s) in 10 s: counts in /log/refused.log");
     audit.close();
   });
 
@@ -35,9 +36,10 @@ describe("RefusalAudit", () => {
     const audit = new RefusalAudit((l) => lines.push(l), { maxSources: 3, burst: 2 }, { now: () => 0 });
     for (let i = 0; i < 20_000; i++) audit.report(refusal(`tcp!10.0.${i % 250}.${i % 7}!${i}`));
     audit.flush();
-    // 3 tracked sources × (2 in full + 1 count) + 1 "other peers" line.
-    expect(lines.length).toBeLessThanOrEqual(3 * 3 + 1);
-    expect(lines.at(-1)).toMatch(/^refused \d+ requests from 1024\+ other peers in 10 s \(past the 3 tracked\): last Tattach: permission: malformed ticket$/);
+    // 3 tracked sources × (2 in full + 1 count) + 1 "other peers" line + 1 total.
+    expect(lines.length).toBeLessThanOrEqual(3 * 3 + 2);
+    expect(lines.at(-1)).toMatch(/^refused 19994 more requests without a ticket from 3 peer\(s\) and 1024\+ other\(s\) in 10 s: counts in \/log\/refused\.log$/);
+    expect(lines.at(-2)).toMatch(/^refused \d+ requests from 1024\+ other peers in 10 s \(past the 3 tracked\): last Tattach: permission: malformed ticket$/);
     audit.close();
   });
 
