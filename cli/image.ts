@@ -78,6 +78,7 @@ export async function image(p: Parsed, io: Io): Promise<void> {
       ...(policy ? { policy } : {}),
       ...(dataMb !== undefined ? { dataMb } : {}),
       ...(append ? { append } : {}),
+      ...(p.values.ab === true ? { ab: true } : {}),
       say: (line) => (isNote(line) ? progress.note(`image: ${line}`) : progress.step(`image: ${line}`)),
     });
     progress.note(`image: done in ${((Date.now() - started) / 1000).toFixed(1)} s`);

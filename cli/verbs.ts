@@ -200,11 +200,12 @@ export const VERBS: readonly Verb[] = [
       extra: BUILD_OPTIONS.extra!,
       "data-mb": { type: "string", value: "N", help: "the data partition's size in MiB", min: 8 },
       append: { type: "string", multiple: true, value: "K=V", help: "added to the kernel command line in extlinux.conf" },
+      ab: { type: "boolean", help: "two boot slots (/a, /b) and U-Boot's try-counting boot.scr with its boot state instead of extlinux.conf (docs/updates.md)" },
       dir: BUILD_OPTIONS.dir!,
       from: BUILD_OPTIONS.from!,
       offline: BUILD_OPTIONS.offline!,
     },
-    examples: ["cohesix image --out cohesix.img", "cohesix image --board aarch64-virt --out card.img --data-mb 64"],
+    examples: ["cohesix image --out cohesix.img", "cohesix image --board aarch64-virt --out card.img --data-mb 64", "cohesix image --ab --out card.img"],
     run: async (p, io) => (await import("./image.ts")).image(p, io),
     subverbs: [
       {

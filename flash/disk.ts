@@ -32,10 +32,18 @@ export interface WriteDiskImageOptions {
   readonly board: string;
   /** The files U-Boot reads (kernel, initramfs, extlinux.conf, a DTB). */
   readonly bootFiles: readonly BootFile[];
+  /**
+   * Files the appliance rewrites (the A/B boot state): on the boot partition
+   * and in the image manifest (checked before flashing), never in the boot
+   * manifest (checked at every boot).
+   */
+  readonly stateFiles?: readonly BootFile[];
   /** The release private key (32-byte seed) that signs both manifests. */
   readonly releaseKey: Uint8Array;
   /** `sha256:<hex>` of the initramfs, recorded in the image manifest. */
   readonly initramfsDigest: string;
+  /** Free room in the boot partition beyond its files and slack, e.g. for an A/B slot's next, larger build. */
+  readonly bootHeadroomBytes?: number;
   /** Size of the data partition in bytes; default 64 MiB. */
   readonly dataBytes?: number;
   /** Seconds since 1970 for every timestamp; default SOURCE_DATE_EPOCH or 0. */
@@ -131,7 +139,7 @@ export async function writeDiskImage(out: string, options: WriteDiskImageOptions
   const say = options.say ?? (() => {});
   const epoch = Math.max(options.epoch ?? buildEpoch(), FAT_EPOCH);
   const paths = new Set<string>();
-  for (const f of options.bootFiles) {
+  for (const f of [...options.bootFiles, ...(options.stateFiles ?? [])]) {
     if (!/^\/[A-Za-z0-9._/-]+$/.test(f.path) || f.path.split("/").includes("..")) throw new InvalidError(`disk image: boot file path ${JSON.stringify(f.path)} must be absolute, letters, digits, . _ - /`);
     if (f.path === BOOT_MANIFEST_PATH) throw new InvalidError(`disk image: ${BOOT_MANIFEST_PATH} is written by the builder`);
     if (paths.has(f.path)) throw new InvalidError(`disk image: boot file ${f.path} given twice`);
@@ -155,9 +163,11 @@ export async function writeDiskImage(out: string, options: WriteDiskImageOptions
     const seed = createHash("sha256").update(bootManifestText).digest();
     const bootDigest = `sha256:${seed.toString("hex")}`;
 
-    const files = [...options.bootFiles, { path: BOOT_MANIFEST_PATH, src: bootManifestSrc }];
-    const contentBytes = artefacts.reduce((n, a) => n + a.size, 0) + bootManifestText.length;
-    const table = layoutDisk({ bootBytes: Math.max(FAT32_MIN_BYTES, Math.ceil(contentBytes * 1.02) + BOOT_SLACK_BYTES), dataBytes: options.dataBytes ?? DEFAULT_DATA_BYTES, diskId: seed.readUInt32LE(0) });
+    const stateArtefacts: BootArtefact[] = [];
+    for (const f of options.stateFiles ?? []) stateArtefacts.push({ path: f.path, ...(await hashFile(f.src)) });
+    const files = [...options.bootFiles, ...(options.stateFiles ?? []), { path: BOOT_MANIFEST_PATH, src: bootManifestSrc }];
+    const contentBytes = [...artefacts, ...stateArtefacts].reduce((n, a) => n + a.size, 0) + bootManifestText.length;
+    const table = layoutDisk({ bootBytes: Math.max(FAT32_MIN_BYTES, Math.ceil(contentBytes * 1.02) + BOOT_SLACK_BYTES + Math.ceil((options.bootHeadroomBytes ?? 0) / 1024) * 1024), dataBytes: options.dataBytes ?? DEFAULT_DATA_BYTES, diskId: seed.readUInt32LE(0) });
     const [boot, data] = table.partitions as [PartitionTable["partitions"][0], PartitionTable["partitions"][0]];
 
     say(`boot partition: FAT, ${(boot.size / ALIGN_BYTES).toFixed(0)} MiB, ${files.length} files`);
@@ -185,7 +195,7 @@ export async function writeDiskImage(out: string, options: WriteDiskImageOptions
     await copyInto(tmpImage, data.start, dataFs);
 
     const whole = await sha256OfFile(tmpImage);
-    const bootArtefacts = [...artefacts, { path: BOOT_MANIFEST_PATH, size: bootManifestText.length, sha256: seed.toString("hex") }].sort((a, b) => (a.path < b.path ? -1 : 1));
+    const bootArtefacts = [...artefacts, ...stateArtefacts, { path: BOOT_MANIFEST_PATH, size: bootManifestText.length, sha256: seed.toString("hex") }].sort((a, b) => (a.path < b.path ? -1 : 1));
     const manifest = signDocument(
       {
         format: IMAGE_MANIFEST_FORMAT,

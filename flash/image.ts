@@ -11,14 +11,16 @@
  * @module
  */
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Board } from "../boards/index.ts";
 import { InvalidError, NotFoundError } from "../nine-door/index.ts";
-import { formatPublicKey, publicKeyOf, readPrivateKey } from "../root-task/index.ts";
+import { BOOT_MANIFEST_FORMAT, formatPublicKey, hashFile, publicKeyOf, readPrivateKey, signDocument } from "../root-task/index.ts";
+import { SLOT_FILES, SLOTS, STATE_FILES, bootScript, formatBootState, initialBootState } from "../update/index.ts";
 import { buildImage, type ExtraFile, type ImageArtefacts, type ImageProgram } from "../rootfs/index.ts";
-import { writeDiskImage, type BootFile, type WrittenDiskImage } from "./disk.ts";
+import { buildEpoch, writeDiskImage, type BootFile, type WrittenDiskImage } from "./disk.ts";
 import { partitionDevice } from "./partition.ts";
+import { runTool } from "./tools.ts";
 
 /** `boards/<name>/disk.json`: how the board boots a flashed disk. */
 export interface DiskSpec {
@@ -140,6 +142,12 @@ export interface BuildBoardImageOptions {
   readonly dataMb?: number;
   /** Extra kernel command line words. */
   readonly append?: string;
+  /**
+   * Two boot slots (`/a/…`, `/b/…`, both from this build, A active) and the
+   * try-counting `/boot.scr` with its state files instead of
+   * `extlinux.conf` (see docs/updates.md).
+   */
+  readonly ab?: boolean;
   /** Seconds since 1970 for every timestamp; default SOURCE_DATE_EPOCH. */
   readonly epoch?: number;
   /** The arm64 strip program, or false to keep Node as fetched (see `buildImage`). */
@@ -149,7 +157,7 @@ export interface BuildBoardImageOptions {
 
 /** What {@link buildBoardImage} made. */
 export interface BuiltBoardImage extends WrittenDiskImage {
-  /** The kernel command line in extlinux.conf. */
+  /** The kernel command line in extlinux.conf (or in boot.scr, before the slot words). */
   readonly cmdline: string;
   readonly disk: DiskSpec;
 }
@@ -196,13 +204,18 @@ export async function buildBoardImage(out: string, options: BuildBoardImageOptio
     `cohesix.state=${partitionDevice(disk.device, 2)}`,
     ...(options.append ? [options.append] : []),
   ].join(" ");
-  const conf = join(options.workDir, "extlinux.conf");
-  await writeFile(conf, extlinuxConf({ append: cmdline, ...(disk.dtb ? { fdt: "/board.dtb" } : {}) }));
-  const bootFiles: BootFile[] = [
-    { path: "/Image", src: built.kernel },
-    { path: "/initrd.gz", src: built.initrd },
-    { path: "/extlinux/extlinux.conf", src: conf },
-  ];
+  const bootFiles: BootFile[] = [];
+  const stateFiles: BootFile[] = [];
+  if (options.ab) {
+    bootFiles.push(...(await abBootFiles({ workDir: options.workDir, board: board.name, kernel: built.kernel, initrd: built.initrd, releaseKey, cmdline, ...(disk.dtb ? { fdt: "/board.dtb" } : {}), epoch: options.epoch })));
+    const state = join(options.workDir, "state.env");
+    await writeFile(state, formatBootState(initialBootState({ active: "a", other: "good" })));
+    stateFiles.push(...STATE_FILES.map((name) => ({ path: `/${name}`, src: state })));
+  } else {
+    const conf = join(options.workDir, "extlinux.conf");
+    await writeFile(conf, extlinuxConf({ append: cmdline, ...(disk.dtb ? { fdt: "/board.dtb" } : {}) }));
+    bootFiles.push({ path: "/Image", src: built.kernel }, { path: "/initrd.gz", src: built.initrd }, { path: "/extlinux/extlinux.conf", src: conf });
+  }
   if (disk.dtb) {
     const dtb = join(board.dir, disk.dtb);
     if (!existsSync(dtb)) throw new NotFoundError(`board ${board.name}: device tree ${dtb} is missing`);
@@ -211,6 +224,8 @@ export async function buildBoardImage(out: string, options: BuildBoardImageOptio
   const written = await writeDiskImage(out, {
     board: board.name,
     bootFiles,
+    // A/B: room for a slot's next build to be up to half as large again.
+    ...(stateFiles.length > 0 ? { stateFiles, bootHeadroomBytes: Math.ceil(((await stat(built.kernel)).size + (await stat(built.initrd)).size) / 2) } : {}),
     releaseKey,
     initramfsDigest: built.manifest.digest,
     dataBytes: (options.dataMb ?? disk.dataMb) * (1 << 20),
@@ -220,3 +235,29 @@ export async function buildBoardImage(out: string, options: BuildBoardImageOptio
   return { ...written, cmdline, disk };
 }
 
+
+/**
+ * The A/B boot files: each slot's kernel, initramfs and signed slot
+ * manifest (`/a/manifest.json`, listing that slot's two files), and
+ * `/boot.scr` compiled by mkimage. No `extlinux.conf`: distro boot would
+ * take it before `boot.scr`.
+ */
+async function abBootFiles(o: { workDir: string; board: string; kernel: string; initrd: string; releaseKey: Uint8Array; cmdline: string; fdt?: string; epoch: number | undefined }): Promise<BootFile[]> {
+  const files: BootFile[] = [];
+  for (const slot of SLOTS) {
+    const kernel = { path: `/${slot}/${SLOT_FILES.kernel}`, src: o.kernel };
+    const initrd = { path: `/${slot}/${SLOT_FILES.initrd}`, src: o.initrd };
+    const artefacts = [];
+    for (const f of [kernel, initrd]) artefacts.push({ path: f.path, ...(await hashFile(f.src)) });
+    const manifest = join(o.workDir, `slot-${slot}.manifest.json`);
+    await writeFile(manifest, `${JSON.stringify(signDocument({ format: BOOT_MANIFEST_FORMAT, board: o.board, artefacts }, o.releaseKey), null, 2)}\n`);
+    files.push(kernel, initrd, { path: `/${slot}/${SLOT_FILES.manifest}`, src: manifest });
+  }
+  const text = join(o.workDir, "boot.txt");
+  const scr = join(o.workDir, "boot.scr");
+  await writeFile(text, bootScript({ cmdline: o.cmdline, ...(o.fdt ? { fdt: o.fdt } : {}) }));
+  // mkimage stamps the header with SOURCE_DATE_EPOCH: the same build gives the same bytes.
+  await runTool("mkimage", ["-A", "arm64", "-T", "script", "-C", "none", "-n", "cohesix A/B", "-d", text, scr], { env: { SOURCE_DATE_EPOCH: String(o.epoch ?? buildEpoch()) } });
+  files.push({ path: "/boot.scr", src: scr });
+  return files;
+}
