@@ -25,12 +25,27 @@ export interface QueenSession {
   readonly address: ResolvedAddress;
 }
 
+/** Lifetime of the queen ticket a one-shot command attaches with, seconds. */
+export const COMMAND_TICKET_TTL_S = 300;
+/**
+ * Lifetime of the queen ticket of a long session (`cohesix sh`, `tail -f`),
+ * seconds: the appliance ends a session when its ticket expires, so these
+ * run for 24 h at most and then end with `closed: ticket expired …`.
+ */
+export const SESSION_TICKET_TTL_S = 24 * 3600;
+
 /**
  * Connects and attaches as the queen. The address is `--addr`, then
  * `COHESIX_ADDR`, then the one appliance this folder runs; `--timeout S`
  * (or `COHESIX_TIMEOUT`) bounds the connect, the attach and each request.
+ * The ticket lasts `options.ttlS` (default {@link COMMAND_TICKET_TTL_S}).
+ *
+ * @example
+ * ```ts
+ * const { client, root } = await connectQueen(parsed, process.env, { ttlS: SESSION_TICKET_TTL_S });
+ * ```
  */
-export async function connectQueen(p: Parsed, env: NodeJS.ProcessEnv): Promise<QueenSession> {
+export async function connectQueen(p: Parsed, env: NodeJS.ProcessEnv, options: { ttlS?: number } = {}): Promise<QueenSession> {
   const address = resolveAddress({ ...(str(p, "addr") !== undefined ? { addr: str(p, "addr")! } : {}), env });
   const addr = dialAddress(address.dialString);
   const timeoutMs = timeoutMsOf({ ...(str(p, "timeout") !== undefined ? { timeout: str(p, "timeout")! } : {}), env });
@@ -59,7 +74,7 @@ export async function connectQueen(p: Parsed, env: NodeJS.ProcessEnv): Promise<Q
         throw err;
       });
       const aud = trust?.audience();
-      ticket = mintTicket({ role: "queen", sub: "queen", ...(aud !== undefined ? { aud } : {}) }, key, { ttlS: 300 });
+      ticket = mintTicket({ role: "queen", sub: "queen", ...(aud !== undefined ? { aud } : {}) }, key, { ttlS: options.ttlS ?? COMMAND_TICKET_TTL_S });
       try {
         client = await NineClient.connect(conn, { dialect, timeoutMs });
       } catch (err) {
@@ -112,7 +127,8 @@ function dialAddress(text: string): DialAddress {
  * ```
  */
 export async function withQueen<T>(p: Parsed, env: NodeJS.ProcessEnv, fn: (root: Fid, p: Parsed, key: Uint8Array) => Promise<T>): Promise<T> {
-  const { client, root, key, address } = await connectQueen(p, env);
+  // A following session (tail -f) outlives a one-shot command's ticket.
+  const { client, root, key, address } = await connectQueen(p, env, p.values.follow === true ? { ttlS: SESSION_TICKET_TTL_S } : {});
   try {
     return await fn(root, p, key);
   } catch (err) {
