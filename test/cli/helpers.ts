@@ -101,7 +101,7 @@ export async function serve(scratch: Scratch, extra: readonly string[] = [], opt
   try {
     addr = await ready;
   } catch (err) {
-    process.kill(pid, "SIGKILL");
+    try { process.kill(pid, "SIGKILL"); } catch {}
     throw err;
   }
   const port = Number(addr.split("!")[2]);
