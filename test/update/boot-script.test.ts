@@ -41,6 +41,7 @@ describe("A/B boot script", () => {
 
   it("names the slot, how it was chosen and the tries left on the kernel command line", () => {
     expect(text).toContain(`setenv bootargs "${cmdline} cohesix.slot=\${cx_slot} cohesix.slot_boot=\${cx_kind} cohesix.tries_left=\${ab_tries}"`);
+    expect(text).toContain('echo "cohesix: kernel command line: ${bootargs}"');
     expect(text).toContain("/${cx_slot}/Image");
     expect(text).toContain("/${cx_slot}/initrd.gz");
     expect(text).toContain("booti ${kernel_addr_r} ${ramdisk_addr_r}:${cx_initrd_size} ${fdtcontroladdr}");
