@@ -133,8 +133,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   client?.close();
-  await app?.stop("test done");
-  if (mounted) execFileSync("umount", [vol]);
+  // Unmount even when stopping fails, so no tmpfs is left behind.
+  await app?.stop("test done").catch(() => undefined);
+  if (mounted) execFileSync("umount", ["-l", vol]);
   await rm(dir, { recursive: true, force: true });
 });
 
