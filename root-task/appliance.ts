@@ -21,7 +21,6 @@ import {
   Namespace,
   NineServer,
   PermissionError,
-  toNineError,
   type Attachment,
   type AttachRequest,
   type Caller,
@@ -31,7 +30,8 @@ import {
 } from "../nine-door/index.ts";
 import { BUILTIN_WORKERS } from "./programs.ts";
 import { CommitLog, type CommitLogFs } from "./commit-log.ts";
-import { runLifecycleCommand, runQueenCommand, runWorkerCommand, type ControlHost } from "./control.ts";
+import type { ControlHost } from "./control.ts";
+import { ControlPipeline } from "./control-pipeline.ts";
 import type { Budget } from "./queen-command.ts";
 import { keyId, publicKeyOf, readPrivateKey, writeKeyPair } from "./keys.ts";
 import { authorize, isAuthorized, isWorkerRole, normalisePath, visibleChildren, type PolicyCaller } from "./policy.ts";
@@ -203,8 +203,8 @@ export class Appliance {
   #appliedSeq: number;
   /** The state as of the last durable record: what a failed commit rolls back to. */
   #durable: { seq: number; state: ApplianceState };
-  /** Queen and lifecycle commands run one at a time, in arrival order. */
-  #controlQueue: Promise<unknown> = Promise.resolve();
+  /** Queen, lifecycle and worker ctl commands, in arrival order (made by `start`). */
+  #pipeline: ControlPipeline | undefined;
   #booting = true;
   /** Audit lines for replayed binds that were not applied (written once the log is open). */
   readonly #skippedBinds: string[] = [];
@@ -414,7 +414,7 @@ export class Appliance {
         commit: (c) => this.commit(c),
         worker: (id) => this.#state.workers[id],
         ended: (w, reason) => this.#leaseEnded(w, reason),
-        workerCommand: (id, text, caller) => this.#workerCommand(id, text, caller),
+        workerCommand: (id, text, caller) => this.#control().worker(id, text, caller),
       },
       {
         addr: options.workerAddr,
@@ -423,6 +423,12 @@ export class Appliance {
         ...(this.options.workerEnv !== undefined ? { env: this.options.workerEnv } : {}),
       },
     );
+    this.#pipeline = new ControlPipeline(this.#controlHost(this.#pool), {
+      ...(this.options.clock ? { clock: this.options.clock } : {}),
+      // While the commit log cannot write, every command answers busy: at once.
+      refusal: () => (this.#storageFault ? this.#storageBusy() : undefined),
+      audit: (l) => this.audit(l),
+    });
     this.#mountGpu();
     for (const w of runningWorkers(this.#state)) {
       try {
@@ -554,10 +560,9 @@ export class Appliance {
     this.#refusedFile.close();
   }
 
-  #control(): ControlHost {
-    const pool = this.#pool;
-    if (!pool) throw new InvalidError("appliance is still booting");
-    // The getter must read the live state after later commits.
+  /** What the control commands act on; built once, when the worker pool exists. */
+  #controlHost(pool: WorkerPool): ControlHost {
+    // The getters read the live state after later commits.
     const app = this;
     return {
       get state() {
@@ -574,7 +579,9 @@ export class Appliance {
         this.audit(`gpu lease ${record.gpu_id} for ${worker}: mem=${record.mem_mb} streams=${record.streams} priority=${record.priority} ttl=${record.ttl_s}`);
       },
       releaseGpu: (worker, gpuId, reason) => this.#gpuMount?.release(worker, gpuId, reason) ?? Promise.resolve(),
-      maxWorkers: this.maxWorkers,
+      get maxWorkers() {
+        return app.maxWorkers;
+      },
       maxWorkersKnob: this.options.maxWorkers !== undefined ? "the maxWorkers option" : "the maxWorkers option (default derived from memory)",
       commit: (c) => this.commit(c),
       stage: (c) => this.stage(c),
@@ -674,10 +681,10 @@ export class Appliance {
     });
     const queen = new Directory("queen", {
       children: [
-        new CtlFile("ctl", (text, ctx) => this.#queenCommand(text, ctx.caller), { perm: 0o220 }),
+        new CtlFile("ctl", (text, ctx) => this.#control().queen(text, ctx.caller), { perm: 0o220 }),
         gen("ctr", () => `${this.#state.ctr}\n`),
         new Directory("lifecycle", {
-          children: [new CtlFile("ctl", (text, ctx) => this.#lifecycleCommand(text, ctx.caller), { perm: 0o220 })],
+          children: [new CtlFile("ctl", (text, ctx) => this.#control().lifecycle(text, ctx.caller), { perm: 0o220 })],
         }),
       ],
     });
@@ -713,56 +720,10 @@ export class Appliance {
     ].join("\n");
   }
 
-  /**
-   * Runs control commands one after another, so that two queens (or two
-   * fids) cannot read the same next worker id or the same counter before
-   * either commits. Each starts once the clock follows the RTC, so what it
-   * commits (and the tickets it mints) carry the right time.
-   */
-  #serialised<T>(fn: () => Promise<T>): Promise<T> {
-    const clock = this.options.clock;
-    const timed = clock
-      ? async (): Promise<T> => {
-          await clock.sync();
-          return fn();
-        }
-      : fn;
-    // While the commit log cannot write, every command answers busy: at once.
-    const guarded = (): Promise<T> => (this.#storageFault ? Promise.reject(this.#storageBusy()) : timed());
-    const run = this.#controlQueue.then(guarded, guarded);
-    this.#controlQueue = run.catch(() => undefined);
-    return run;
-  }
-
-  async #queenCommand(text: string, caller: Caller): Promise<string> {
-    try {
-      const finish = await this.#serialised(() => runQueenCommand(this.#control(), text, caller));
-      return await finish();
-    } catch (err) {
-      const e = toNineError(err);
-      this.audit(`ctl from ${caller.subject} refused: ${e.message}: ${text.slice(0, 200)}`);
-      throw e;
-    }
-  }
-
-  async #lifecycleCommand(text: string, caller: Caller): Promise<string> {
-    try {
-      return await this.#serialised(() => runLifecycleCommand(this.#control(), text, caller));
-    } catch (err) {
-      const e = toNineError(err);
-      this.audit(`lifecycle from ${caller.subject} refused: ${e.message}`);
-      throw e;
-    }
-  }
-
-  async #workerCommand(id: string, text: string, caller: Caller): Promise<string> {
-    try {
-      return await this.#serialised(() => runWorkerCommand(this.#control(), id, text, caller));
-    } catch (err) {
-      const e = toNineError(err);
-      this.audit(`${id} ctl from ${caller.subject} refused: ${e.message}`);
-      throw e;
-    }
+  /** The control pipeline, once `start` has made it; before that, commands are refused. */
+  #control(): ControlPipeline {
+    if (!this.#pipeline) throw new InvalidError("appliance is still booting");
+    return this.#pipeline;
   }
 
   #attach(req: AttachRequest): Attachment {

@@ -1,0 +1,116 @@
+/**
+ * The control pipeline: the one queue every state-changing ctl write of the
+ * appliance goes through (`/queen/ctl`, `/queen/lifecycle/ctl`,
+ * `/worker/<id>/ctl`). A command is parsed once, validated, and its
+ * records staged (seq taken, state applied in memory) in arrival order, so
+ * two queens never take the same worker id or counter; the queue then
+ * moves on to the next command before the fsync, and the command's effects
+ * and reply wait until its records are durable (see `control.ts`). Every
+ * refusal is audited with the caller.
+ * @module
+ */
+import { toNineError, type Caller, type NineError } from "../nine-door/index.ts";
+import { runLifecycleCommand, runQueenCommand, runWorkerCommand, type ControlHost } from "./control.ts";
+
+/** What the pipeline needs besides the control host. */
+export interface ControlPipelineOptions {
+  /**
+   * The hardware clock to follow (see `ApplianceOptions.clock`): each
+   * command waits for its `sync()` so what it commits carries the right time.
+   */
+  readonly clock?: { sync(): Promise<unknown> };
+  /** Why commands are refused right now (e.g. the commit log cannot write), or undefined. */
+  readonly refusal: () => NineError | undefined;
+  audit(line: string): void;
+}
+
+/**
+ * One queue for the appliance's control commands, built once with the
+ * host it acts on.
+ *
+ * @example
+ * ```ts
+ * const pipeline = new ControlPipeline(host, { refusal: () => undefined, audit: console.log });
+ * await pipeline.queen('{"spawn":"heartbeat"}', caller); // '{"ok":true,"worker":"worker-1"}'
+ * ```
+ */
+export class ControlPipeline {
+  readonly #host: ControlHost;
+  readonly #options: ControlPipelineOptions;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(host: ControlHost, options: ControlPipelineOptions) {
+    this.#host = host;
+    this.#options = options;
+  }
+
+  /**
+   * A write to `/queen/ctl`: ordered and staged in the queue, then (after
+   * the queue moved on) acted on once durable; resolves with the reply.
+   *
+   * @example
+   * ```ts
+   * await pipeline.queen('{"budget":{"ops":50}}', caller); // '{"ok":true,"defaults":{"ops":50}}'
+   * ```
+   */
+  async queen(text: string, caller: Caller): Promise<string> {
+    try {
+      const finish = await this.#ordered(() => runQueenCommand(this.#host, text, caller));
+      return await finish();
+    } catch (err) {
+      throw this.#refused(err, `ctl from ${caller.subject} refused`, `: ${text.slice(0, 200)}`);
+    }
+  }
+
+  /**
+   * A write to `/queen/lifecycle/ctl` (`cordon`, `drain`, …), run whole in the queue.
+   *
+   * @example
+   * ```ts
+   * await pipeline.lifecycle("cordon", caller); // '{"ok":true,"state":"ONLINE","cordoned":true}'
+   * ```
+   */
+  async lifecycle(text: string, caller: Caller): Promise<string> {
+    try {
+      return await this.#ordered(() => runLifecycleCommand(this.#host, text, caller));
+    } catch (err) {
+      throw this.#refused(err, `lifecycle from ${caller.subject} refused`);
+    }
+  }
+
+  /**
+   * A write to `/worker/<id>/ctl` (`kill`), run whole in the queue.
+   *
+   * @example
+   * ```ts
+   * await pipeline.worker("worker-2", "kill", caller); // '{"ok":true,"worker":"worker-2","status":"killed"}'
+   * ```
+   */
+  async worker(id: string, text: string, caller: Caller): Promise<string> {
+    try {
+      return await this.#ordered(() => runWorkerCommand(this.#host, id, text, caller));
+    } catch (err) {
+      throw this.#refused(err, `${id} ctl from ${caller.subject} refused`);
+    }
+  }
+
+  /** Runs `fn` after every command before it has been ordered; a refusal answers at once. */
+  #ordered<T>(fn: () => Promise<T>): Promise<T> {
+    const clock = this.#options.clock;
+    const step = async (): Promise<T> => {
+      const refusal = this.#options.refusal();
+      if (refusal) throw refusal;
+      if (clock) await clock.sync();
+      return fn();
+    };
+    const run = this.#queue.then(step, step);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  #refused(err: unknown, what: string, tail = ""): NineError {
+    const e = toNineError(err);
+    this.#options.audit(`${what}: ${e.message}${tail}`);
+    return e;
+  }
+}
