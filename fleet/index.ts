@@ -14,3 +14,5 @@
 export * from "./records.ts";
 export * from "./outbox-format.ts";
 export * from "./outbox.ts";
+export * from "./mqtt.ts";
+export * from "./link.ts";

@@ -247,6 +247,11 @@ export class Outbox {
     return this.#acked;
   }
 
+  /** Every seq up to this one is delivered or dropped: `acked`, or just below the oldest record kept. */
+  get floor(): number {
+    return Math.max(this.#acked, this.#segments[0]!.first - 1);
+  }
+
   /** Durable records not yet acknowledged (some may have been dropped). */
   get pending(): number {
     return this.#durableSeq - Math.max(this.#acked, this.#segments[0]!.first - 1);
