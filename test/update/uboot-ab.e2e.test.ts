@@ -12,6 +12,10 @@
  *     says B rolled_back — exactly the record formatBootState writes.
  * (c) The next boot is a normal boot of A; B is not tried again, and the
  *     state is not touched.
+ * (d) A power cut while state.env was written (new bytes in front, old
+ *     behind): U-Boot refuses it and uses state.bak.
+ * (e) Neither copy whole (empty files): U-Boot boots slot A anyway and
+ *     writes nothing.
  *
  * The state is read back from the image with mtools (`mcopy -i img@@offset`).
  * Needs qemu-system-aarch64, u-boot-qemu, u-boot-tools, mtools, dosfstools,
@@ -158,5 +162,32 @@ describe("A/B boot state under Debian's U-Boot (QEMU, real image)", () => {
     expect(boots).toEqual(["a:normal"]);
     expect(log).not.toContain("trying slot b");
     expect(Buffer.compare(await readState("state.env"), before)).toBe(0);
+  }, BOOT_MS + 30_000);
+
+  it("(d) a state.env torn mid-write is refused and state.bak is used", async () => {
+    const old = formatBootState({ seq: 5, active: "a", try: null, tries: 0, slots: { a: "good", b: "rolled_back" } });
+    const next = formatBootState({ seq: 6, active: "a", try: "b", tries: 3, slots: { a: "good", b: "trying" } });
+    const torn = Buffer.concat([next.subarray(0, 40), old.subarray(40)]);
+    const file = join(dir, "state-torn");
+    await writeFile(file, torn);
+    await putFile(file, "/state.env");
+    const log = await bootUntil("torn", /READY/);
+    expect(log).toContain("cohesix: state.env is missing or torn");
+    expect(log).toContain("cohesix: boot state from state.bak");
+    expect([...log.matchAll(/cohesix: booting slot (\w) \((\w+)\)/g)].map((m) => `${m[1]}:${m[2]}`)).toEqual(["a:normal"]);
+    expect(Buffer.compare(await readState("state.env"), torn)).toBe(0);
+    expect(Buffer.compare(await readState("state.bak"), old)).toBe(0);
+  }, BOOT_MS + 30_000);
+
+  it("(e) with neither copy whole, U-Boot boots slot A and writes nothing", async () => {
+    const file = join(dir, "state-empty");
+    await writeFile(file, Buffer.alloc(512));
+    await putFile(file, "/state.env");
+    await putFile(file, "/state.bak");
+    const log = await bootUntil("empty", /READY/);
+    expect(log).toContain("cohesix: no whole boot state: booting slot a");
+    expect(log).toMatch(/cohesix: kernel command line: .* cohesix\.slot=a cohesix\.slot_boot=fallback /);
+    expect(Buffer.compare(await readState("state.env"), Buffer.alloc(512))).toBe(0);
+    expect(Buffer.compare(await readState("state.bak"), Buffer.alloc(512))).toBe(0);
   }, BOOT_MS + 30_000);
 });
