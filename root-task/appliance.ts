@@ -21,8 +21,6 @@ import {
   Namespace,
   NineServer,
   PermissionError,
-  type Attachment,
-  type AttachRequest,
   type Caller,
   type NineError,
   type Node,
@@ -34,16 +32,14 @@ import type { ControlHost } from "./control.ts";
 import { ControlPipeline } from "./control-pipeline.ts";
 import type { Budget } from "./queen-command.ts";
 import { keyId, publicKeyOf, readPrivateKey, writeKeyPair } from "./keys.ts";
-import { authorize, isAuthorized, isWorkerRole, normalisePath, visibleChildren, type PolicyCaller } from "./policy.ts";
 import { applyCommit, commitFromRecord, genesis, runningWorkers, type ApplianceState, type Commit, type LifecycleState, type WorkerState } from "./state.ts";
 import { AuditFile, type AuditFileLimits } from "./audit-file.ts";
 import { RefusalAudit, peerSource, type RefusalLimits, type RefusalLineKind } from "./refusal-audit.ts";
-import { checkBind, protectedTarget, realPath } from "./binds.ts";
+import { checkBind, protectedTarget } from "./binds.ts";
 import { MAX_WORKER_CAP, defaultWorkerCap } from "./limits.ts";
 import { GpuMount, type GpuBridgeConfig } from "./gpu-mount.ts";
 import { Supervisor } from "./supervisor.ts";
-import { SessionExpiry } from "./session-expiry.ts";
-import { verifyTicket, type Ticket } from "./ticket.ts";
+import { Authority } from "./authority.ts";
 import { loadDeviceCert, type DeviceCert } from "./device-cert.ts";
 import { WorkerPool } from "./worker-pool.ts";
 
@@ -219,7 +215,7 @@ export class Appliance {
   readonly #refusals: RefusalAudit;
   readonly #viewTokens: { tokens: number; at: number };
   readonly #device: DeviceCert | undefined;
-  readonly #expiry: SessionExpiry;
+  readonly #authority: Authority;
 
   private constructor(init: {
     options: ApplianceOptions;
@@ -256,12 +252,6 @@ export class Appliance {
       ...(limits.refillMs !== undefined ? { refillMs: limits.refillMs } : {}),
     });
     this.#device = init.device;
-    this.#expiry = new SessionExpiry({
-      now: () => this.#now(),
-      revoke: (caller, reason) => {
-        if (this.server.revoke((c) => c === caller, reason) > 0) this.audit(`session of ${(caller as Caller).role} ${(caller as Caller).subject} closed: ${reason}`);
-      },
-    });
     // The log continues across restarts: show the tail the last boot left.
     const tail = init.audit.previous;
     if (tail.length > 0) this.queenLog.append(tail);
@@ -270,6 +260,17 @@ export class Appliance {
     this.gpu = new Directory("gpu", { perm: 0o555 });
     this.root = this.#tree();
     this.namespace = new Namespace(this.root);
+    this.#authority = new Authority({
+      queenPublicKey: init.options.queenPublicKey,
+      bootPublicKey: this.bootPublicKey,
+      deviceCert: init.device !== undefined,
+      ...(init.options.clock ? { clock: init.options.clock } : {}),
+      namespace: this.namespace,
+      worker: (id) => this.#state.workers[id],
+      account: (id, op) => this.#pool?.account(id, op),
+      revoke: (caller, reason) => this.server.revoke((c) => c === caller, reason),
+      audit: (l) => this.audit(l),
+    });
     this.#applyBinds();
     this.supervisor = new Supervisor({
       onStale: (id) => this.#pool?.onStale(id),
@@ -278,7 +279,7 @@ export class Appliance {
     });
     this.server = new NineServer({
       root: this.root,
-      attach: (req) => this.#attach(req),
+      attach: (req) => this.#authority.attach(req),
       onRefusal: (e) => this.#refused(e.caller, e.request, e.path, e.error, e.peer),
       onInternalError: (e) => this.audit(`internal error in ${e.request} from ${e.peer}: ${e.error.message}`),
       ...(init.options.limits ? { limits: init.options.limits } : {}),
@@ -553,7 +554,7 @@ export class Appliance {
     this.#gpuMount?.close();
     await this.#pool?.shutdown();
     this.server.close();
-    this.#expiry.close();
+    this.#authority.close();
     await this.#log.close();
     this.#refusals.close();
     this.#auditFile.close();
@@ -726,82 +727,6 @@ export class Appliance {
     return this.#pipeline;
   }
 
-  #attach(req: AttachRequest): Attachment {
-    const ticket = this.#verify(req);
-    const caller: PolicyCaller = { role: ticket.role, subject: ticket.sub, ...(ticket.mounts ? { mounts: ticket.mounts } : {}) };
-    const worker = isWorkerRole(caller.role) ? caller.subject : undefined;
-    if (worker) {
-      // A ticket outlives its worker: refuse those of workers that ended.
-      const w = this.#state.workers[worker];
-      if (w && w.status !== "running") throw new PermissionError(`${worker} is not running (${w.status}${w.reason ? `: ${w.reason}` : ""})`);
-    }
-    this.audit(`attach ${caller.role} ${caller.subject} from ${req.peer} dialect=${req.dialect}`);
-    // Expiry ends the session's authority: every request checks it first.
-    const session = this.#expiry.watch(caller, ticket.exp);
-    return {
-      caller,
-      namespace: this.namespace,
-      authorize: (path, op) => {
-        session.check();
-        authorize(caller, path, op);
-        // Through a bind, the path really reached must be allowed too: a bind never adds rights.
-        const binds = this.namespace.binds();
-        if (binds.length === 0) return;
-        const canonical = normalisePath(path);
-        const real = realPath(binds, canonical);
-        if (real !== canonical) authorize(caller, real, op);
-      },
-      visible: (dir, names) => {
-        const shown = visibleChildren(caller, dir, names);
-        const binds = this.namespace.binds();
-        if (binds.length === 0) return shown;
-        // Through a bind, list only what the caller could walk to at the path really reached.
-        const base = normalisePath(dir);
-        return shown.filter((name) => {
-          try {
-            return isAuthorized(caller, realPath(binds, base === "/" ? `/${name}` : `${base}/${name}`), "walk");
-          } catch {
-            return false;
-          }
-        });
-      },
-      account: (op) => {
-        session.check();
-        if (worker) this.#pool?.account(worker, op);
-      },
-    };
-  }
-
-  /** The clock tickets are checked against. */
-  #now(): number {
-    return this.options.clock ? this.options.clock.now() : Date.now();
-  }
-
-  #verify(req: AttachRequest): Ticket {
-    if (req.aname === "") throw new PermissionError("no ticket: attach with the ticket in aname (cohesix ticket --role queen)");
-    const now = this.options.clock?.now() ?? Date.now();
-    let ticket: Ticket;
-    try {
-      ticket = verifyTicket(req.aname, {
-        keys: (role) => (role === "queen" ? [this.options.queenPublicKey] : [this.bootPublicKey]),
-        now,
-        audience: keyId(this.bootPublicKey),
-        // Over TLS with the device certificate the client learned who we are.
-        requireAudience: this.#device !== undefined && req.peer.startsWith("tls!"),
-      });
-    } catch (err) {
-      throw refusalWithFacts(err, { queenKey: keyId(this.options.queenPublicKey), now });
-    }
-    // uname is what stock clients send (a user name or uid); when it names
-    // a role it must agree with the ticket.
-    const u = req.uname;
-    const named = u === "queen" || /^(worker|bridge)[a-z0-9-]*(:.+)?$/.test(u);
-    if (named && u !== ticket.role && u !== `${ticket.role}:${ticket.sub}`) {
-      throw new PermissionError(`uname ${JSON.stringify(u)} does not match the ticket (${ticket.role}:${ticket.sub})`);
-    }
-    return ticket;
-  }
-
   #refused(caller: Caller | undefined, request: string, path: string | undefined, error: NineError, peer: string): void {
     if (caller) {
       // Authenticated: accountable (and budgeted), audited in full.
@@ -838,18 +763,6 @@ export class Appliance {
     b.tokens--;
     return true;
   }
-}
-
-/**
- * A ticket refusal with what the caller cannot see from outside: which
- * queen key this appliance trusts (a key id, not secret) when a signature
- * does not verify, and its clock when a ticket is out of its window.
- */
-function refusalWithFacts(err: unknown, facts: { queenKey: string; now: number }): unknown {
-  if (!(err instanceof PermissionError)) return err;
-  if (err.detail === "ticket signature does not verify") return new PermissionError(`${err.detail}: this appliance trusts queen key ${facts.queenKey}`);
-  if (/^ticket (expired at|not valid until)/.test(err.detail)) return new PermissionError(`${err.detail}: the appliance's clock reads ${new Date(facts.now).toISOString()}`);
-  return err;
 }
 
 async function openStateDir(dir: string): Promise<void> {
