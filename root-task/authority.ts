@@ -92,6 +92,7 @@ export class Authority {
     return {
       caller,
       namespace,
+      detach: () => session.release(),
       authorize: (path, op) => {
         session.check();
         authorize(caller, path, op);

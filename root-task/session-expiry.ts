@@ -27,6 +27,8 @@ export interface SessionExpiryOptions {
 export interface WatchedSession {
   /** Throws `closed: ticket expired …` once the ticket is past its expiry. */
   check(): void;
+  /** Stops watching (the session ended first): its timer is cleared. */
+  release(): void;
 }
 
 /**
@@ -62,19 +64,21 @@ export class SessionExpiry {
    */
   watch(caller: object, expS: number): WatchedSession {
     const endMs = expS * 1000 + this.#skewMs;
+    let timer: NodeJS.Timeout | undefined;
     const reason = `ticket expired at ${new Date(expS * 1000).toISOString()}: attach again with a fresh ticket`;
     const arm = (): void => {
       const left = endMs - this.#now();
-      const timer = setTimeout(
+      const t = setTimeout(
         () => {
-          this.#timers.delete(timer);
+          this.#timers.delete(t);
           if (this.#now() >= endMs) this.#revoke(caller, reason);
           else arm();
         },
         Math.min(Math.max(0, left), MAX_TIMER_MS),
       );
-      timer.unref();
-      this.#timers.add(timer);
+      t.unref();
+      this.#timers.add(t);
+      timer = t;
     };
     arm();
     return {
@@ -83,6 +87,12 @@ export class SessionExpiry {
         // The clock may have jumped past a timer that is still far off.
         this.#revoke(caller, reason);
         throw new ClosedError(reason);
+      },
+      release: () => {
+        if (timer === undefined) return;
+        clearTimeout(timer);
+        this.#timers.delete(timer);
+        timer = undefined;
       },
     };
   }

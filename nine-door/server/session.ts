@@ -446,12 +446,18 @@ export class Session implements HandlerScope {
     this.#finish(req, undefined, reason);
   }
 
+  /** Ends every attach of this connection: each lets go of what it holds (timers, counts). */
+  #detachAll(): void {
+    for (const att of this.#attachments) att.detach?.();
+    this.#attachments.clear();
+  }
+
   #version(msg: Extract<TMessage, { type: "Tversion" }>): void {
     // version(5): Tversion aborts everything outstanding and clunks all fids.
     this.#abortAll(new ClosedError("session reset by Tversion"), true);
     this.#inflight.clear();
     this.fids.clear();
-    this.#attachments.clear();
+    this.#detachAll();
     // Back to unauthenticated: small frames and a deadline to attach again.
     this.#authenticated = false;
     this.#armDeadline();
@@ -530,6 +536,7 @@ export class Session implements HandlerScope {
     this.#inflight.clear();
     this.#waiting.length = 0;
     this.fids.clear();
+    this.#detachAll();
     // Let go of buffered frames now, even if something still holds the session.
     this.#splitter.discard();
     this.#onClose(this);

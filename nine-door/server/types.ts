@@ -44,6 +44,8 @@ export interface Attachment {
    * defaults to plain `node.walk` from `root`.
    */
   readonly namespace?: Walker;
+  /** Called once when the attach ends (its connection closes or a Tversion resets it): release what it holds. */
+  detach?(): void;
 }
 
 /** A place in the namespace: a node and its absolute path (the namespace's `Position`). */

@@ -111,4 +111,16 @@ describe("SessionExpiry", () => {
     expect(() => session.check()).toThrow(/^closed: ticket expired/);
     expect(expiry.armed).toBe(0);
   });
+
+  test("a session that ends before its ticket lets go of its timer, and is never revoked", () => {
+    vi.useFakeTimers({ now: 0 });
+    const revoked: string[] = [];
+    const expiry = new SessionExpiry({ now: () => Date.now(), skewS: 0, revoke: (_c, reason) => revoked.push(reason) });
+    const sessions = Array.from({ length: 1000 }, () => expiry.watch({}, 24 * 3600));
+    expect(expiry.armed).toBe(1000);
+    for (const s of sessions) s.release();
+    expect(expiry.armed).toBe(0);
+    vi.advanceTimersByTime(2 * 24 * 3600 * 1000);
+    expect(revoked).toEqual([]);
+  });
 });
