@@ -4,8 +4,9 @@
  * `-bios` and *without* `-no-reboot`, so a kernel panic (`panic=-1` on the
  * command line) reboots into U-Boot again, as a board's would.
  *
- * (a) A normal boot of slot A reaches READY and leaves both state copies
- *     byte-identical: a normal boot never touches the counter.
+ * (a) A normal boot of slot A reaches READY, the appliance's boot-time
+ *     manifest check passes, and both state copies are byte-identical
+ *     after it: a normal boot never touches the counter.
  * (b) Slot B is set to try with 2 tries and its initramfs is truncated, so
  *     its kernel panics: the console shows B tried twice (the try taken
  *     before the kernel starts), then A booted to READY, and the state
@@ -64,14 +65,20 @@ async function stop(): Promise<void> {
   await qemu!.catch(() => {});
 }
 
-/** Boots the image (rebooting on panic) until the console log matches `until`; returns the log. */
-async function bootUntil(name: string, until: RegExp): Promise<string> {
+/**
+ * Boots the image (rebooting on panic) until the console log matches
+ * `until`, runs `during` while the guest still runs, stops QEMU by PID;
+ * returns the log.
+ */
+async function bootUntil(name: string, until: RegExp, during?: () => Promise<void>): Promise<string> {
   const log = join(dir, `${name}.console.log`);
   await rm(log, { force: true });
+  const hostPort = await freePort();
+  e2e.dial = `tcp!127.0.0.1!${hostPort}`;
   const args = qemuArgs({
     board,
     disk: { firmware: disk.firmware!.path, image, ...(disk.qemuDevice ? { device: disk.qemuDevice } : {}), ...(disk.qemuMachineOptions ? { machineOptions: disk.qemuMachineOptions } : {}) },
-    hostPort: await freePort(),
+    hostPort,
     qmpSocket: join(dir, `${name}.qmp`),
     consoleLog: log,
   }).filter((a) => a !== "-no-reboot");
@@ -81,7 +88,10 @@ async function bootUntil(name: string, until: RegExp): Promise<string> {
   try {
     while (Date.now() < deadline) {
       text = await readFile(log, "latin1").catch(() => "");
-      if (until.test(text)) return text;
+      if (until.test(text)) {
+        await during?.();
+        return text;
+      }
       if (qemu.exitCode !== null && qemu.exitCode !== undefined) break;
       await sleep(500);
     }
@@ -114,16 +124,26 @@ describe("A/B boot state under Debian's U-Boot (QEMU, real image)", () => {
     if (e2e) await e2e.teardown();
   }, 60_000);
 
-  it("(a) a normal boot of slot A reaches READY and leaves both state copies byte-identical", async () => {
+  it("(a) a normal boot of slot A reaches READY, passes the boot manifest check, and leaves both state copies byte-identical", async () => {
     const env = await readState("state.env");
     const bak = await readState("state.bak");
     const started = Date.now();
-    const log = await bootUntil("normal", /READY/);
+    let boot = "";
+    const log = await bootUntil("normal", /READY/, async () => {
+      // The boot-time check runs beside the boot: wait until it is done.
+      boot = await e2e.queen(["cat", "/proc/boot"], 20);
+      for (let i = 0; i < 120 && /manifest_check=pending/.test(boot); i++) {
+        await sleep(1000);
+        boot = await e2e.queen(["cat", "/proc/boot"], 20);
+      }
+    });
     process.stderr.write(`e2e: QEMU start → READY through boot.scr in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
     expect(log).toContain("cohesix: boot state from state.env");
     expect(log).toContain("cohesix: booting slot a (normal)");
     expect(log).toMatch(/cohesix: kernel command line: .*cohesix\.boot=\/dev\/vda1 cohesix\.state=\/dev\/vda2 cohesix\.slot=a cohesix\.slot_boot=normal /);
     expect(log).not.toContain("Found /extlinux/extlinux.conf");
+    // The appliance checked the image's boot manifest (both slots, boot.scr) and it passed.
+    expect(boot).toMatch(/^manifest_check=ok$/m);
     expect(Buffer.compare(await readState("state.env"), env)).toBe(0);
     expect(Buffer.compare(await readState("state.bak"), bak)).toBe(0);
   }, BOOT_MS + 30_000);
