@@ -8,7 +8,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseDialString, parseLimits, parseListenAddress } from "../nine-door/index.ts";
 import { bundleForHost, placeForHost } from "../project/index.ts";
-import { BUILTIN_WORKERS, serveAppliance, mintTicket, readPrivateKey, writeKeyPair } from "../root-task/index.ts";
+import { BUILTIN_WORKERS, parseAuditLimits, serveAppliance, mintTicket, readPrivateKey, writeKeyPair } from "../root-task/index.ts";
 import { required, str, UsageError, type Parsed } from "./args.ts";
 import { inUse, readQueenKey } from "./hints.ts";
 import { configDir, defaultQueenKey, defaultQueenPub } from "./paths.ts";
@@ -90,9 +90,13 @@ export async function serve(p: Parsed, io: Io, hooks: { onReady?: (dialString: s
     // A malformed address is the user's typing: a usage error (exit 2).
     throw new UsageError(`--listen ${(err as Error).message.replace(/^invalid: /, "")}`);
   }
+  // --limit takes NineDoor's limits (NAME=N) and the audit's (audit.NAME=N).
+  const settings = (p.values.limit as string[] | undefined) ?? [];
   let limits;
+  let audit;
   try {
-    limits = parseLimits((p.values.limit as string[] | undefined) ?? []);
+    limits = parseLimits(settings.filter((s) => !s.startsWith("audit.")));
+    audit = parseAuditLimits(settings.filter((s) => s.startsWith("audit.")));
   } catch (err) {
     throw new UsageError(`--limit ${(err as Error).message.replace(/^invalid: limit /, "")}`);
   }
@@ -118,6 +122,7 @@ export async function serve(p: Parsed, io: Io, hooks: { onReady?: (dialString: s
       tlsMode,
       ...(maxWorkers !== undefined ? { maxWorkers } : {}),
       limits,
+      ...(Object.keys(audit).length > 0 ? { audit } : {}),
       ...(gpuDial !== undefined
         ? { gpuBridge: { dial: gpuDial, key: gpuKey ?? join(configDir(env), "bridge.key"), ...(gpuPin !== undefined ? { pin: gpuPin } : {}) } }
         : {}),

@@ -96,7 +96,7 @@ export const VERBS: readonly Verb[] = [
       "gpu-bridge": GPU_BRIDGE_OPTIONS["gpu-bridge"]!,
       "gpu-bridge-key": GPU_BRIDGE_OPTIONS["gpu-bridge-key"]!,
       "gpu-bridge-pin": GPU_BRIDGE_OPTIONS["gpu-bridge-pin"]!,
-      limit: { type: "string", multiple: true, value: "NAME=N", help: "a NineDoor limit from docs/security.md, e.g. max_conns_per_peer=64 (repeatable); /proc/sessions shows those in force" },
+      limit: { type: "string", multiple: true, value: "NAME=N", help: "a limit from docs/security.md: NineDoor's, e.g. max_conns_per_peer=64 (/proc/sessions shows those in force), or the audit's, e.g. audit.reserve_bytes=2097152 (repeatable)" },
     },
     examples: ["cohesix serve --listen 127.0.0.1:5640 --state .cohesix/state", "cohesix serve --listen 0.0.0.0:5640 --state .cohesix/state --tls auto", "cohesix serve --listen 127.0.0.1:0 --state /tmp/st --policy signed-ctl"],
     run: async (p, io) => (await import("./local.ts")).serve(p, io),

@@ -65,6 +65,7 @@ export {
   type LifecycleState,
 } from "./appliance.ts";
 export { DEFAULT_AUDIT_FILE_LIMITS, type AuditFileLimits } from "./audit-file.ts";
+export { AUDIT_LIMIT_NAMES, parseAuditLimits } from "./audit-limits.ts";
 export { DEFAULT_REFUSAL_LIMITS, RefusalAudit, peerSource, type Refusal, type RefusalLimits } from "./refusal-audit.ts";
 export { MAX_TIMER_MS, SessionExpiry, type SessionExpiryOptions, type WatchedSession } from "./session-expiry.ts";
 export { defaultBridgeKeyPath, serveAppliance, type GpuBridgeFiles, type RunningAppliance, type ServeOptions } from "./serve.ts";
