@@ -583,7 +583,7 @@ export class Appliance {
       get maxWorkers() {
         return app.maxWorkers;
       },
-      maxWorkersKnob: this.options.maxWorkers !== undefined ? "the maxWorkers option" : "the maxWorkers option (default derived from memory)",
+      maxWorkersKnob: this.options.maxWorkers !== undefined ? "the maxWorkers option, cohesix serve --max-workers N" : "the maxWorkers option, cohesix serve --max-workers N (default derived from memory)",
       commit: (c) => this.commit(c),
       stage: (c) => this.stage(c),
       audit: (l) => this.audit(l),

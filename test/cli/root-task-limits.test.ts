@@ -19,7 +19,7 @@ describe("cohesix serve --max-workers", () => {
     const before = await recordCount(join(suite.scratch.dir, "state"));
     const r = await suite.queen.run(["ctl", '{"spawn":"heartbeat","ticks":100000}']);
     expect(r.exitCode).toBe(1);
-    expect(r.stderr).toMatch(/^busy: worker cap 1 reached \(1 running; kill one, or raise the maxWorkers option\)/);
+    expect(r.stderr).toMatch(/^busy: worker cap 1 reached \(1 running; kill one, or raise the maxWorkers option, cohesix serve --max-workers N\)/);
     expect(await recordCount(join(suite.scratch.dir, "state"))).toBe(before);
     expect(await suite.queen.cat("/proc/mem")).toMatch(/ max_workers=1 /);
   });
