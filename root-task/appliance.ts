@@ -14,9 +14,7 @@ import { join } from "node:path";
 import {
   AppendLog,
   BusyError,
-  CtlFile,
   Directory,
-  GeneratedFile,
   InvalidError,
   Namespace,
   NineServer,
@@ -30,6 +28,7 @@ import { BUILTIN_WORKERS } from "./programs.ts";
 import { CommitLog, type CommitLogFs } from "./commit-log.ts";
 import type { ControlHost } from "./control.ts";
 import { ControlPipeline } from "./control-pipeline.ts";
+import { buildTree } from "./namespace-tree.ts";
 import type { Budget } from "./queen-command.ts";
 import { keyId, publicKeyOf, readPrivateKey, writeKeyPair } from "./keys.ts";
 import { applyCommit, commitFromRecord, genesis, runningWorkers, type ApplianceState, type Commit, type LifecycleState, type WorkerState } from "./state.ts";
@@ -650,46 +649,25 @@ export class Appliance {
   }
 
   #tree(): Directory {
-    const gen = (name: string, fn: () => string): Node => new GeneratedFile(name, () => fn(), { perm: 0o444 });
-    const proc = new Directory("proc", {
-      children: [
-        gen("boot", () => this.#banner()),
-        new Directory("lifecycle", {
-          children: [
-            gen("state", () => `${this.lifecycle.state}\n`),
-            gen("reason", () => `${this.lifecycle.reason}\n`),
-            gen("since", () => `${new Date(this.lifecycle.since).toISOString()}\n`),
-          ],
-        }),
-        gen("sessions", () =>
-          this.server.limitsLine() +
-          this.server
-            .sessionInfo()
-            .map((s) => `id=${s.id} peer=${s.peer} dialect=${s.dialect} msize=${s.msize} fids=${s.fids} outstanding=${s.outstanding} callers=${s.callers.join(",") || "-"}\n`)
-            .join(""),
-        ),
-        gen("workers", () => this.#pool?.describe((id) => this.#state.workers[id]) ?? ""),
-        gen("state", () => {
-          const l = this.logStats;
-          const log = { appends: l.appends, fsyncs: l.fsyncs, records_per_fsync: Number(l.recordsPerFsync.toFixed(2)), head: l.head, ...(l.failure ? { failure: l.failure } : {}) };
-          return `${JSON.stringify({ ...this.snapshot, log })}\n`;
-        }),
-        gen("mem", () => {
-          const m = process.memoryUsage();
-          return `rss=${m.rss} heap_used=${m.heapUsed} heap_total=${m.heapTotal} external=${m.external} array_buffers=${m.arrayBuffers} workers=${this.#pool?.running ?? 0} max_workers=${this.maxWorkers} sessions=${this.server.sessions.length}\n`;
-        }),
-      ],
+    const app = this;
+    return buildTree({
+      banner: () => this.#banner(),
+      lifecycle: () => this.lifecycle,
+      get server() {
+        return app.server;
+      },
+      workers: () => this.#pool?.describe((id) => this.#state.workers[id]) ?? "",
+      snapshot: () => this.snapshot,
+      log: () => this.logStats,
+      ctr: () => this.#state.ctr,
+      running: () => this.#pool?.running ?? 0,
+      maxWorkers: () => this.maxWorkers,
+      queenCtl: (text, ctx) => this.#control().queen(text, ctx.caller),
+      lifecycleCtl: (text, ctx) => this.#control().lifecycle(text, ctx.caller),
+      gpu: this.gpu,
+      logs: this.logs,
+      workerDir: this.workers,
     });
-    const queen = new Directory("queen", {
-      children: [
-        new CtlFile("ctl", (text, ctx) => this.#control().queen(text, ctx.caller), { perm: 0o220 }),
-        gen("ctr", () => `${this.#state.ctr}\n`),
-        new Directory("lifecycle", {
-          children: [new CtlFile("ctl", (text, ctx) => this.#control().lifecycle(text, ctx.caller), { perm: 0o220 })],
-        }),
-      ],
-    });
-    return new Directory("/", { children: [this.gpu, this.logs, proc, queen, this.workers] });
   }
 
   #manifestLines(): string[] {
