@@ -377,7 +377,8 @@ export class Outbox {
     const entries: OutboxEntry[] = [];
     const drop = this.#drop;
     if (drop) {
-      const e = { seq: this.#nextSeq++, ts_ms: this.#clock(), historical: false, dropped: true, body: droppedBody(drop) };
+      // Historical like the append that made room for it: both were made while the broker was away, or neither.
+      const e = { seq: this.#nextSeq++, ts_ms: this.#clock(), historical: batch[0]?.historical ?? false, dropped: true, body: droppedBody(drop) };
       frames.push(encodeEntry(e));
     }
     for (const p of batch) {

@@ -148,6 +148,36 @@ describe("FleetLink states and window", () => {
     await link.close();
   });
 
+  test("after the outbox dropped records at its bound, the link sends the dropped record and its watermark passes the gap", async () => {
+    await outbox.close();
+    await rm(dir, { recursive: true, force: true });
+    outbox = await Outbox.open(dir, { maxBytes: 64 * 1024, segmentBytes: 4096, ackDelayMs: 1 });
+    const states: string[] = [];
+    const client = new FakeClient();
+    const link = makeLink(async () => client, states, 16);
+    for (let i = 0; i < 1500; i++) await link.publish({ kind: "audit", line: `line ${i} ${"x".repeat(60)}` });
+    expect(outbox.stats.dropped).toBeGreaterThan(0);
+    link.start();
+    await until("connect", () => states.includes("idle->connecting"));
+    client.emit("connect");
+    let acked = 0;
+    await until("everything kept sent and acknowledged", () => {
+      const stream = client.sent.filter((s) => s.record.kind !== "birth");
+      for (; acked < stream.length; acked++) stream[acked]!.ack();
+      return outbox.pending === 0 && outbox.acked === outbox.lastSeq;
+    });
+    const stream = client.sent.filter((s) => s.record.kind !== "birth").map((s) => s.record);
+    const dropped = stream.filter((r) => r.kind === "dropped");
+    const lines = stream.filter((r) => r.kind === "audit");
+    expect(dropped.length).toBeGreaterThan(0);
+    expect(dropped.every((r) => r.historical)).toBe(true); // made while the link was not online
+    expect(Math.min(...dropped.map((r) => (r.kind === "dropped" ? r.first_seq : 0)))).toBe(1);
+    expect(lines.length + dropped.reduce((n, r) => n + (r.kind === "dropped" ? r.count : 0), 0)).toBe(1500);
+    expect(stream.map((r) => r.seq)).toEqual([...stream.map((r) => r.seq)].sort((a, b) => a - b));
+    expect(client.sent.find((s) => s.record.kind === "dropped")!.topic).toBe("cohesix/app-1/dropped");
+    await link.close();
+  });
+
   test("a bad broker URL, id or window is refused", () => {
     const base = { id: "app-1", outbox, birth: () => ({ version: "1", boot: {}, lifecycle: "ONLINE" as const }) };
     expect(() => new FleetLink({ ...base, url: "http://x" })).toThrow('invalid: fleet: broker URL "http://x" must start with mqtt:// or mqtts://');
