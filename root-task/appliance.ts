@@ -628,6 +628,7 @@ export class Appliance {
       running: () => runningWorkers(this.#state),
       worker: (id) => this.#state.workers[id],
       revoke: (id, reason) => app.#pool?.revoke(id, reason) ?? Promise.resolve(),
+      signedCtl: this.options.policy === "signed-ctl",
     });
     this.#placeGpu(this.#gpuMount.node);
     this.audit(`gpu bridge ${config.dial} mounted at /gpu${config.pin ? " (TLS, pinned)" : ""}`);

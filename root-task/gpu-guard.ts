@@ -8,7 +8,10 @@
  *   worker in its `worker` field (`permission:` otherwise), so no worker
  *   submits under another's lease;
  * - a worker may write only `RELEASE <its own id> <reason>` to
- *   `/gpu/<id>/ctl`: leases are granted by the root task alone.
+ *   `/gpu/<id>/ctl`: leases are granted by the root task alone;
+ * - under `--policy signed-ctl` the queen writes nothing unsigned there
+ *   either: `ctl` and `job` change the bridge's state, and the signed path
+ *   to them is a spawn with a lease (or a kill) on `/queen/ctl`.
  *
  * It also turns a lost remote file (`closed: gpu: remote file lost …`,
  * `closed: gpu unmounted`) into `busy: gpu unavailable: …` for the caller,
@@ -35,6 +38,8 @@ import { isWorkerRole } from "./policy.ts";
 export interface GpuGuardOptions {
   /** Told of each write the guard refuses (for the audit log). */
   readonly onRefused?: (caller: RequestContext["caller"], path: string, error: PermissionError) => void;
+  /** The appliance runs `--policy signed-ctl`: the queen's unsigned writes to `ctl` and `job` are refused. */
+  readonly signedCtl?: boolean;
 }
 
 /**
@@ -59,9 +64,17 @@ export function guardGpuMount(mount: Node, options: GpuGuardOptions = {}): Node 
  * checkGpuWrite({ role: "worker-gpu", subject: "worker-3" }, ["GPU-0", "job"], '{"worker":"worker-4",…}'); // throws
  * ```
  */
-export function checkGpuWrite(caller: RequestContext["caller"], names: readonly string[], text: string): void {
-  if (!isWorkerRole(caller.role) || names.length !== 2) return;
+export function checkGpuWrite(caller: RequestContext["caller"], names: readonly string[], text: string, options: { readonly signedCtl?: boolean } = {}): void {
+  if (names.length !== 2) return;
   const [gpu, file] = names as [string, string];
+  if (!isWorkerRole(caller.role)) {
+    if (options.signedCtl && caller.role !== ROOT_TASK_ROLE && (file === "ctl" || file === "job")) {
+      throw new PermissionError(
+        `under --policy signed-ctl /gpu/${gpu}/${file} takes no unsigned writes: leases are granted by signed spawn commands on /queen/ctl and ended by kill`,
+      );
+    }
+    return;
+  }
   if (file === "job") {
     let named: unknown;
     try {
@@ -79,6 +92,9 @@ export function checkGpuWrite(caller: RequestContext["caller"], names: readonly 
     }
   }
 }
+
+/** The root task's own role: it speaks to the bridge for the appliance (leases at spawn). */
+const ROOT_TASK_ROLE = "root-task";
 
 /** A lost remote file or an unmounted mount, as the transient condition it is. */
 function transient(err: unknown, ctx: RequestContext): unknown {
@@ -148,9 +164,9 @@ class Guarded implements Node {
     const file: OpenFile = {
       read: (offset, count, ctx) => guardCall(ctx, () => inner.read(offset, count, ctx)),
       write: (offset, data, ctx) => {
-        if (isWorkerRole(ctx.caller.role)) {
+        if (isWorkerRole(ctx.caller.role) || this.#options.signedCtl) {
           try {
-            checkGpuWrite(ctx.caller, names, Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8"));
+            checkGpuWrite(ctx.caller, names, Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8"), { signedCtl: this.#options.signedCtl ?? false });
           } catch (err) {
             if (err instanceof PermissionError) this.#options.onRefused?.(ctx.caller, `/gpu/${names.join("/")}`, err);
             throw err;

@@ -75,6 +75,8 @@ export interface GpuMountHost {
   running(): readonly WorkerState[];
   worker(id: string): WorkerState | undefined;
   revoke(id: string, reason: string): Promise<void>;
+  /** The appliance runs `--policy signed-ctl` (the queen's unsigned writes below /gpu are refused). */
+  readonly signedCtl?: boolean;
 }
 
 /** A `gpu-lease/v1` record as the bridge writes it (the worker API's type). */
@@ -174,7 +176,10 @@ export class GpuMount {
   }
 
   #guard(mount: RemoteMount): Node {
-    return guardGpuMount(mount, { onRefused: (caller, path, e) => this.#host.audit(`refused ${caller.role} ${caller.subject} write ${path}: ${e.message}`) });
+    return guardGpuMount(mount, {
+      onRefused: (caller, path, e) => this.#host.audit(`refused ${caller.role} ${caller.subject} write ${path}: ${e.message}`),
+      signedCtl: this.#host.signedCtl ?? false,
+    });
   }
 
   #makeMount(): RemoteMount {
