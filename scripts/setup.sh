@@ -19,8 +19,9 @@ cd "$(dirname "$0")/.."
 # kernel) that `cohesix image` puts on the boot partition. mosquitto,
 # mosquitto-clients: the MQTT broker the fleet link's tests start on an
 # ephemeral 127.0.0.1 port (stopped by PID), and mosquitto_pub/sub as the
-# reference for its benchmark.
-packages=(diod openssl cpio qemu-system-arm qemu-utils binutils-aarch64-linux-gnu xz-utils e2fsprogs socat fdisk dosfstools mtools u-boot-qemu u-boot-tools mosquitto mosquitto-clients)
+# reference for its benchmark. zsh: the test checks the generated zsh
+# completion script with zsh -n.
+packages=(diod openssl cpio qemu-system-arm qemu-utils binutils-aarch64-linux-gnu xz-utils e2fsprogs socat fdisk dosfstools mtools u-boot-qemu u-boot-tools mosquitto mosquitto-clients zsh)
 
 # `cohesix fetch` downloads the guest's arm64 .debs with apt-get download,
 # which needs arm64 in dpkg's architectures and its package lists.
