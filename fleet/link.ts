@@ -291,13 +291,19 @@ export class FleetLink {
     }
     if (this.#state !== "online" || !this.#client) return;
     this.#pumping = true;
-    void this.#pumpLoop().finally(() => {
-      this.#pumping = false;
-      if (this.#again) {
-        this.#again = false;
-        this.#pump();
-      }
-    });
+    void this.#pumpLoop()
+      .catch((err: unknown) => {
+        // The outbox could not be read (disk error): try again in a second, the records stay where they are.
+        this.#o.onAudit?.(`fleet link: reading the outbox failed, retrying in 1 s: ${message(err)}`);
+        setTimeout(() => this.#pump(), 1000).unref();
+      })
+      .finally(() => {
+        this.#pumping = false;
+        if (this.#again) {
+          this.#again = false;
+          this.#pump();
+        }
+      });
   }
 
   async #pumpLoop(): Promise<void> {

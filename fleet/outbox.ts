@@ -302,7 +302,15 @@ export class Outbox {
       from = Math.max(from, seg.first);
       const c = this.#cursor;
       const offset = c && c.first === seg.first && c.nextSeq === from ? c.offset : 0;
-      const got = await this.#readSegment(seg, offset, { afterSeq: from - 1, limit: limit - out.length, maxSeq: this.#durableSeq });
+      let got: { entries: OutboxEntry[]; end: number };
+      try {
+        got = await this.#readSegment(seg, offset, { afterSeq: from - 1, limit: limit - out.length, maxSeq: this.#durableSeq });
+      } catch (err) {
+        // Taken out by the bound (or acknowledged) while this read ran: go on with the next one.
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+        from = seg.last + 1;
+        continue;
+      }
       if (got.entries.length === 0) break;
       for (const e of got.entries) {
         out.push(e);

@@ -138,6 +138,19 @@ describe("Outbox", () => {
     await box.close();
   });
 
+  test("read() skips a segment whose file is gone under it (taken out by the bound while a read ran)", async () => {
+    const box = await Outbox.open(dir, { maxBytes: 64 * 1024, segmentBytes: 1024 });
+    for (let i = 0; i < 60; i++) await box.append(body(i, 40));
+    const names = await segments();
+    expect(names.length).toBeGreaterThan(3);
+    await rm(join(dir, names[1]!));
+    const seqs = (await readAll(box)).map((e) => e.seq);
+    expect(seqs.length).toBeGreaterThan(0);
+    expect(seqs.at(-1)).toBe(60);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    await box.close();
+  });
+
   test("a segment size or bound out of range is refused", async () => {
     await expect(Outbox.open(dir, { maxBytes: 1000 })).rejects.toThrow("invalid: fleet outbox: maxBytes must be an integer of at least 65536, got 1000");
     await expect(Outbox.open(dir, { maxBytes: 65536, segmentBytes: 65536 })).rejects.toThrow(/segmentBytes must be an integer from 1024 to maxBytes\/4/);
