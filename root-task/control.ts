@@ -7,8 +7,8 @@
  * @module
  */
 import { BusyError, InvalidError, NotFoundError, type Caller } from "../nine-door/index.ts";
-import { parseBudget, parseQueenCommand, type Budget, type LeaseRequest, type QueenCommand } from "./queen-command.ts";
-import { isEnvelope, openEnvelope } from "./signed-ctl.ts";
+import { parseBudget, parseQueenCommand, queenCommandOf, type Budget, type LeaseRequest, type QueenCommand } from "./queen-command.ts";
+import { isEnvelope, openEnvelope, openParsedEnvelope } from "./signed-ctl.ts";
 import { runningWorkers, type ApplianceState, type Commit, type LifecycleState } from "./state.ts";
 import type { WorkerPool } from "./worker-pool.ts";
 
@@ -96,12 +96,14 @@ class Staged {
  */
 export async function runQueenCommand(host: ControlHost, text: string, caller: Caller): Promise<Finish> {
   let commandText = text;
+  let parsed: object | undefined;
   let ctr: number | undefined;
   const staged = new Staged(host);
   if (host.policy === "signed-ctl" || isEnvelope(text)) {
     if (!isEnvelope(text)) throw new InvalidError('policy signed-ctl: wrap the command as {"cmd":{…},"nonce":…,"ctr":n,"sig":…} (cohesix ctl does this)');
-    const opened = openEnvelope(text, host.queenPublicKey, { lastCtr: host.state.ctr });
+    const opened = openParsedEnvelope(text, host.queenPublicKey, { lastCtr: host.state.ctr });
     commandText = opened.command;
+    parsed = opened.value;
     ctr = opened.ctr;
     // Under signed-ctl the counter is consumed even if the command is then
     // refused, so a refused envelope cannot be replayed once it would pass.
@@ -111,7 +113,9 @@ export async function runQueenCommand(host: ControlHost, text: string, caller: C
   }
   let act: Act;
   try {
-    const cmd = parseQueenCommand(commandText, { workers: Object.keys(host.programs) });
+    // An envelope's command was parsed when it was opened: not again.
+    const workers = { workers: Object.keys(host.programs) };
+    const cmd = parsed ? queenCommandOf(parsed, workers) : parseQueenCommand(commandText, workers);
     act = await execute(host, staged, cmd, caller);
   } catch (err) {
     // The refusal is a reply too: it waits for the consumed counter.

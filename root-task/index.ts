@@ -90,7 +90,7 @@ export { commitLogKey } from "./appliance.ts";
 export { COMMIT_KINDS, applyCommit, commitFromRecord, genesis, runningWorkers, type ApplianceState, type Commit, type WorkerState } from "./state.ts";
 export { signEnvelope, openEnvelope, isEnvelope, type OpenedEnvelope } from "./signed-ctl.ts";
 export { LIFECYCLE_WORDS } from "./control.ts";
-export { parseQueenCommand, parseBudget, type Budget, type LeaseRequest, type ParseOptions, type QueenCommand } from "./queen-command.ts";
+export { parseQueenCommand, queenCommandOf, parseBudget, type Budget, type LeaseRequest, type ParseOptions, type QueenCommand } from "./queen-command.ts";
 export {
   CommitLog,
   LOG_FILE,

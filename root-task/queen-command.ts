@@ -137,6 +137,20 @@ export function parseQueenCommand(text: string, options: ParseOptions = {}): Que
   } catch (err) {
     throw new InvalidError(`not JSON: ${(err as Error).message}`);
   }
+  return queenCommandOf(v, options);
+}
+
+/**
+ * Validates a command already parsed from JSON (e.g. a signed envelope's
+ * `cmd`), so one write's JSON is parsed once; the rules of
+ * {@link parseQueenCommand}.
+ *
+ * @example
+ * ```ts
+ * queenCommandOf({ kill: "worker-2" }); // { kind: "kill", worker: "worker-2" }
+ * ```
+ */
+export function queenCommandOf(v: unknown, options: ParseOptions = {}): QueenCommand {
   if (!isObject(v)) throw new InvalidError("a command must be a JSON object like {\"spawn\":\"heartbeat\"}");
   const keys = Object.keys(v);
   // `budget` is a verb and also a field of spawn: with spawn it is the field.

@@ -24,6 +24,11 @@ export interface OpenedEnvelope {
   readonly ctr: number;
 }
 
+/** An opened envelope with its command as parsed (what `command` is the JSON text of). */
+export interface ParsedEnvelope extends OpenedEnvelope {
+  readonly value: object;
+}
+
 function signedBytes(ctr: number, nonce: string, cmd: string): Uint8Array {
   return new TextEncoder().encode(`cohesix-ctl/v1\n${ctr}\n${nonce}\n${cmd}`);
 }
@@ -62,6 +67,20 @@ export function signEnvelope(command: string, privateKey: Uint8Array, options: {
  * ```
  */
 export function openEnvelope(text: string, publicKey: Uint8Array, options: { lastCtr: number }): OpenedEnvelope {
+  const { command, ctr } = openParsedEnvelope(text, publicKey, options);
+  return { command, ctr };
+}
+
+/**
+ * {@link openEnvelope}, also handing back the command as parsed, so the
+ * control pipeline does not parse it again.
+ *
+ * @example
+ * ```ts
+ * const { value, ctr } = openParsedEnvelope(text, queenPub, { lastCtr: 7 });
+ * ```
+ */
+export function openParsedEnvelope(text: string, publicKey: Uint8Array, options: { lastCtr: number }): ParsedEnvelope {
   let v: unknown;
   try {
     v = JSON.parse(text);
@@ -93,7 +112,7 @@ export function openEnvelope(text: string, publicKey: Uint8Array, options: { las
       `envelope.ctr ${ctr} jumps more than ${CTR_MAX_STEP} past the last accepted ${options.lastCtr}: use a counter from ${options.lastCtr + 1} to ${options.lastCtr + CTR_MAX_STEP} (read /queen/ctr)`,
     );
   }
-  return { command: body, ctr };
+  return { command: body, value: cmd, ctr };
 }
 
 /** Whether a ctl write looks like an envelope (has a `sig` and a `cmd`). */
