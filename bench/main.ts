@@ -49,6 +49,10 @@ const benches: Record<string, Bench> = {
     summary: "one cohesix invocation (ls, cat, ctl against a host board) vs a bare node -e 0, side by side",
     run: async (argv) => (await import("./cli.ts")).run(argv),
   },
+  fleet: {
+    summary: "fleet link → mosquitto → QoS 1 subscriber: records/s live and draining a backlog, vs mosquitto_pub/sub",
+    run: async (argv) => (await import("./fleet.ts")).run(argv),
+  },
   "ctl-log": {
     summary: "commit log durable appends/s and latency with group commit",
     run: async (argv) => {
