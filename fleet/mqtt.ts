@@ -6,8 +6,9 @@
  * reconnect (MQTT.js keeps that queue in memory, and publishes queued
  * during a store replay can be lost when the connection falls again).
  *
- * MQTT.js is loaded when the first link connects, so the other folders'
- * type checks and bundles do not depend on it.
+ * MQTT.js is loaded when the first link connects (a dynamic import, which
+ * a bundler still follows), so a program that never starts a link does
+ * not pay for loading it.
  *
  * @example
  * ```ts
@@ -52,12 +53,6 @@ export interface MqttClientLike {
 /** Makes one connection attempt (no automatic reconnect). */
 export type MqttConnect = (url: string, options: MqttConnectOptions) => Promise<MqttClientLike>;
 
-interface MqttJs {
-  connect(url: string, options: Record<string, unknown>): MqttClientLike;
-}
-
-/** The module name, kept out of static imports (see the module comment). */
-const MQTT_MODULE: string = "mqtt";
 
 /**
  * {@link MqttConnect} with MQTT.js: MQTT 3.1.1, clean session, no library
@@ -69,9 +64,8 @@ const MQTT_MODULE: string = "mqtt";
  * ```
  */
 export const mqttJsConnect: MqttConnect = async (url, options) => {
-  const mod = (await import(MQTT_MODULE)) as MqttJs & { default?: MqttJs };
-  const mqtt = typeof mod.connect === "function" ? mod : mod.default!;
-  return mqtt.connect(url, {
+  const { connect } = await import("mqtt");
+  const client: MqttClientLike = connect(url, {
     clientId: options.clientId,
     protocolVersion: 4,
     clean: true,
@@ -83,8 +77,13 @@ export const mqttJsConnect: MqttConnect = async (url, options) => {
     will: { topic: options.will.topic, payload: Buffer.from(options.will.payload), qos: options.will.qos, retain: options.will.retain },
     ...(options.username !== undefined ? { username: options.username } : {}),
     ...(options.password !== undefined ? { password: options.password } : {}),
-    ...(options.ca !== undefined ? { ca: options.ca, rejectUnauthorized: true } : {}),
-    ...(options.cert !== undefined ? { cert: options.cert } : {}),
-    ...(options.key !== undefined ? { key: options.key } : {}),
+    ...(options.ca !== undefined ? { ca: pem(options.ca), rejectUnauthorized: true } : {}),
+    ...(options.cert !== undefined ? { cert: pem(options.cert) } : {}),
+    ...(options.key !== undefined ? { key: pem(options.key) } : {}),
   });
+  return client;
 };
+
+function pem(value: string | Uint8Array): string | Buffer {
+  return typeof value === "string" ? value : Buffer.from(value);
+}

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { build } from "esbuild";
+import mqtt from "mqtt";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
 import { type FleetRecord, FleetLink, type LinkState, Outbox, decodeRecord } from "../../fleet/index.ts";
 import { Broker, haveMosquitto } from "./broker.ts";
@@ -13,20 +14,9 @@ interface Received {
   record: FleetRecord;
 }
 
-/** The part of MQTT.js the subscriber uses; loaded like fleet/mqtt.ts does, by a name kept out of static imports. */
-interface SubClient {
-  on(event: "error", listener: (err: Error) => void): unknown;
-  on(event: "message", listener: (topic: string, payload: Buffer) => void): unknown;
-  once(event: "connect", listener: () => void): unknown;
-  subscribe(topic: string, options: { qos: 1 }, callback: (err: Error | null) => void): unknown;
-  end(force: boolean, options: object, callback: () => void): unknown;
-}
-const MQTT_MODULE: string = "mqtt";
-
 /** A QoS 1 subscriber with a persistent session, so it misses nothing across broker restarts. */
 async function subscribe(url: string): Promise<{ got: Received[]; end: () => Promise<void> }> {
   const got: Received[] = [];
-  const mqtt = (await import(MQTT_MODULE)) as { connect: (url: string, options: object) => SubClient };
   const client = mqtt.connect(url, { clientId: `test-sub-${process.pid}-${Date.now()}`, clean: false, reconnectPeriod: 100, protocolVersion: 4 });
   client.on("error", () => {});
   client.on("message", (topic, payload) => got.push({ topic, record: decodeRecord(payload) }));
