@@ -8,91 +8,24 @@
  * behind, and keep the appliance usable.
  */
 import { execFileSync } from "node:child_process";
-import { appendFileSync, mkdirSync, rmSync, statfsSync, writeFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
-import { NineClient, type Fid } from "../../nine-door/index.ts";
-import {
-  mintTicket,
-  serveAppliance,
-  showLog,
-  signEnvelope,
-  writeKeyPair,
-  type Commit,
-  type RunningAppliance,
-} from "../../root-task/index.ts";
+import { describe, expect, test } from "vitest";
+import { type Fid } from "../../nine-door/index.ts";
+import { mintTicket, showLog, signEnvelope, type Commit, type RunningAppliance } from "../../root-task/index.ts";
+import { fill, run, useAppliances } from "./fixture.ts";
 
-let dir: string;
-let queenKey: Uint8Array;
-let queenPub: string;
+const appliances = useAppliances({ prefix: "cohesix-hardening-", defaults: { intervalMs: 200, graceMs: 500 } });
+const { queenCtl, stop } = appliances;
 
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "cohesix-hardening-"));
-  const keys = await writeKeyPair(join(dir, "keys"), { name: "queen" });
-  queenKey = keys.privateKey;
-  queenPub = keys.publicPath;
-});
-
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
-const running: RunningAppliance[] = [];
-const clients: NineClient[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  for (const r of running.splice(0)) await r.stop("test done");
-});
-
-let n = 0;
 async function start(options: { policy?: "open" | "signed-ctl"; maxWorkers?: number; stateDir?: string } = {}): Promise<{ app: RunningAppliance; stateDir: string }> {
-  const stateDir = options.stateDir ?? join(dir, `state-${++n}`);
-  const app = await serveAppliance({
-    board: "host",
-    listen: "127.0.0.1:0",
-    stateDir,
-    queenPub,
-    policy: options.policy ?? "open",
-    intervalMs: 200,
-    graceMs: 500,
-    ...(options.maxWorkers !== undefined ? { maxWorkers: options.maxWorkers } : {}),
-  });
-  running.push(app);
-  return { app, stateDir };
-}
-
-async function stop(app: RunningAppliance): Promise<void> {
-  running.splice(running.indexOf(app), 1);
-  await app.stop("restart");
-}
-
-/** A queen session with /queen/ctl opened for write-then-read on its own fid. */
-async function queenCtl(app: RunningAppliance): Promise<{ root: Fid; ctl: Fid }> {
-  const client = await NineClient.dial(app.dialString, { dialect: "9P2000" });
-  clients.push(client);
-  const root = await client.attach({ uname: "queen", aname: mintTicket({ role: "queen", sub: "queen" }, queenKey) });
-  const ctl = await root.walk("queen/ctl");
-  await ctl.open("rw");
-  return { root, ctl };
+  return appliances.start({ policy: "open", ...options });
 }
 
 /** A session attached as worker `id` with a ticket minted by the appliance's boot key. */
 async function workerRoot(app: RunningAppliance, id: string): Promise<Fid> {
-  const client = await NineClient.dial(app.dialString, { dialect: "9P2000" });
-  clients.push(client);
+  const client = await appliances.dial(app);
   return client.attach({ uname: `worker-heartbeat:${id}`, aname: mintTicket({ role: "worker-heartbeat", sub: id }, app.app.bootKey) });
-}
-
-/** Writes a command, reads the reply; a refusal comes back as `Error: <class>: …`. */
-async function run(ctl: Fid, command: string): Promise<string> {
-  try {
-    await ctl.write(command);
-    return (await ctl.readAll(0)).toString("utf8").trim();
-  } catch (err) {
-    return `Error: ${(err as Error).message}`;
-  }
 }
 
 async function records(stateDir: string): Promise<number> {
@@ -158,16 +91,16 @@ describe("the signed-ctl counter", () => {
   test("an envelope with ctr 2^53-1 is refused with the allowed range, and the next counter still works", async () => {
     const { app, stateDir } = await start({ policy: "signed-ctl" });
     const { ctl } = await queenCtl(app);
-    expect(await run(ctl, signEnvelope('{"budget":{"ops":5}}', queenKey, { ctr: 1 }))).toMatch(/^\{"ok":true/);
+    expect(await run(ctl, signEnvelope('{"budget":{"ops":5}}', appliances.queenKey, { ctr: 1 }))).toMatch(/^\{"ok":true/);
     const before = await records(stateDir);
-    expect(await run(ctl, signEnvelope('{"budget":{"ops":6}}', queenKey, { ctr: Number.MAX_SAFE_INTEGER }))).toMatch(
+    expect(await run(ctl, signEnvelope('{"budget":{"ops":6}}', appliances.queenKey, { ctr: Number.MAX_SAFE_INTEGER }))).toMatch(
       /^Error: invalid: envelope\.ctr 9007199254740991 jumps more than 1048576 past the last accepted 1: use a counter from 2 to 1048577/,
     );
     expect(await records(stateDir)).toBe(before);
     expect(app.app.state.ctr).toBe(1);
-    expect(await run(ctl, signEnvelope('{"budget":{"ops":7}}', queenKey, { ctr: 2 }))).toMatch(/^\{"ok":true/);
+    expect(await run(ctl, signEnvelope('{"budget":{"ops":7}}', appliances.queenKey, { ctr: 2 }))).toMatch(/^\{"ok":true/);
     // The largest step is allowed.
-    expect(await run(ctl, signEnvelope('{"budget":{"ops":8}}', queenKey, { ctr: 2 + 2 ** 20 }))).toMatch(/^\{"ok":true/);
+    expect(await run(ctl, signEnvelope('{"budget":{"ops":8}}', appliances.queenKey, { ctr: 2 + 2 ** 20 }))).toMatch(/^\{"ok":true/);
   });
 });
 
@@ -351,9 +284,10 @@ describe("a failed commit leaves nothing behind", () => {
   });
 });
 
+let disks = 0;
 /** Mounts a tmpfs of `size` at a fresh folder; undefined when this machine does not allow it (not root). */
 function tinyDisk(size: string): { dir: string; unmount: () => void } | undefined {
-  const at = join(dir, `disk-${++n}`);
+  const at = join(appliances.dir, `disk-${++disks}`);
   mkdirSync(at, { recursive: true });
   try {
     execFileSync("mount", ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", at], { stdio: "ignore" });
@@ -361,19 +295,6 @@ function tinyDisk(size: string): { dir: string; unmount: () => void } | undefine
     return undefined;
   }
   return { dir: at, unmount: () => execFileSync("umount", ["-l", at], { stdio: "ignore" }) };
-}
-
-/** Fills the file system holding `folder` until a write fails with ENOSPC; returns the filler's path. */
-function fill(folder: string): string {
-  const filler = join(folder, "filler");
-  const { bavail, bsize } = statfsSync(folder);
-  writeFileSync(filler, Buffer.alloc(Math.max(0, Number(bavail) * Number(bsize) - 4096)));
-  try {
-    for (;;) appendFileSync(filler, Buffer.alloc(512));
-  } catch (err) {
-    expect((err as NodeJS.ErrnoException).code).toBe("ENOSPC");
-  }
-  return filler;
 }
 
 describe("a full state disk", () => {

@@ -5,73 +5,24 @@
  * from concurrent sessions are serialised (no duplicate worker id, no
  * counter accepted twice), and /proc/state is the replay of the log.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
-import { NineClient, type Fid } from "../../nine-door/index.ts";
+import { describe, expect, test } from "vitest";
 import {
   applyCommit,
   genesis,
-  mintTicket,
   parseQueenCommand,
-  serveAppliance,
   showLog,
   signEnvelope,
-  writeKeyPair,
   type ApplianceState,
   type Commit,
   type RunningAppliance,
 } from "../../root-task/index.ts";
+import { run, useAppliances } from "./fixture.ts";
 
-let dir: string;
-let queenKey: Uint8Array;
-let queenPub: string;
+const appliances = useAppliances({ prefix: "cohesix-control-", defaults: { intervalMs: 200, graceMs: 500 } });
+const { queenCtl } = appliances;
 
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "cohesix-control-"));
-  const keys = await writeKeyPair(join(dir, "keys"), { name: "queen" });
-  queenKey = keys.privateKey;
-  queenPub = keys.publicPath;
-});
-
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
-const running: RunningAppliance[] = [];
-const clients: NineClient[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  for (const r of running.splice(0)) await r.stop("test done");
-});
-
-let n = 0;
 async function start(policy: "open" | "signed-ctl" = "open"): Promise<{ app: RunningAppliance; stateDir: string }> {
-  const stateDir = join(dir, `state-${++n}`);
-  const app = await serveAppliance({ board: "host", listen: "127.0.0.1:0", stateDir, queenPub, policy, intervalMs: 200, graceMs: 500 });
-  running.push(app);
-  return { app, stateDir };
-}
-
-/** A queen session with /queen/ctl opened for write-then-read on its own fid. */
-async function queenCtl(app: RunningAppliance): Promise<{ root: Fid; ctl: Fid }> {
-  const client = await NineClient.dial(app.dialString, { dialect: "9P2000" });
-  clients.push(client);
-  const root = await client.attach({ uname: "queen", aname: mintTicket({ role: "queen", sub: "queen" }, queenKey) });
-  const ctl = await root.walk("queen/ctl");
-  await ctl.open("rw");
-  return { root, ctl };
-}
-
-/** Writes a command, reads the reply; a refusal comes back as `Error: <class>: …`. */
-async function run(ctl: Fid, command: string): Promise<string> {
-  try {
-    await ctl.write(command);
-    return (await ctl.readAll(0)).toString("utf8").trim();
-  } catch (err) {
-    return `Error: ${(err as Error).message}`;
-  }
+  return appliances.start({ policy });
 }
 
 describe("parseQueenCommand()", () => {
@@ -110,8 +61,8 @@ describe("commands from concurrent sessions", () => {
     const a = await queenCtl(app);
     const b = await queenCtl(app);
     const replies = await Promise.all([
-      run(a.ctl, signEnvelope('{"budget":{"ops":11}}', queenKey, { ctr: 1 })),
-      run(b.ctl, signEnvelope('{"budget":{"ops":22}}', queenKey, { ctr: 1 })),
+      run(a.ctl, signEnvelope('{"budget":{"ops":11}}', appliances.queenKey, { ctr: 1 })),
+      run(b.ctl, signEnvelope('{"budget":{"ops":22}}', appliances.queenKey, { ctr: 1 })),
     ]);
     expect(replies.filter((r) => r.startsWith('{"ok":true'))).toHaveLength(1);
     expect(replies.filter((r) => r.startsWith("Error: permission: replay"))).toHaveLength(1);
@@ -125,14 +76,14 @@ describe("envelopes under the open policy", () => {
   test("an accepted envelope records its counter; a refused one leaves no record", async () => {
     const { app, stateDir } = await start();
     const { ctl } = await queenCtl(app);
-    expect(await run(ctl, signEnvelope('{"budget":{"ops":3}}', queenKey, { ctr: 1 }))).toMatch(/^\{"ok":true/);
+    expect(await run(ctl, signEnvelope('{"budget":{"ops":3}}', appliances.queenKey, { ctr: 1 }))).toMatch(/^\{"ok":true/);
     expect(app.app.state.ctr).toBe(1);
     const before = (await showLog(stateDir)).records.length;
-    expect(await run(ctl, signEnvelope('{"kill":"worker-9"}', queenKey, { ctr: 2 }))).toMatch(/^Error: not found: no worker worker-9/);
+    expect(await run(ctl, signEnvelope('{"kill":"worker-9"}', appliances.queenKey, { ctr: 2 }))).toMatch(/^Error: not found: no worker worker-9/);
     expect((await showLog(stateDir)).records.length).toBe(before);
     expect(app.app.state.ctr).toBe(1);
     // The refused counter was not consumed: the next command may use it.
-    expect(await run(ctl, signEnvelope('{"budget":{"ops":4}}', queenKey, { ctr: 2 }))).toMatch(/^\{"ok":true/);
+    expect(await run(ctl, signEnvelope('{"budget":{"ops":4}}', appliances.queenKey, { ctr: 2 }))).toMatch(/^\{"ok":true/);
   });
 });
 

@@ -8,74 +8,32 @@
  * replays across a restart.
  */
 import { execFileSync } from "node:child_process";
-import { appendFileSync, mkdirSync, rmSync, statfsSync, writeFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { NineClient, type Fid } from "../../nine-door/index.ts";
-import { mintTicket, serveAppliance, showLog, verifyLog, writeKeyPair, type RunningAppliance } from "../../root-task/index.ts";
+import { type Fid } from "../../nine-door/index.ts";
+import { showLog, verifyLog, type RunningAppliance } from "../../root-task/index.ts";
 import { waitFor } from "../cli/appliance-helpers.ts";
+import { fill, useAppliances, write } from "./fixture.ts";
 
-let dir: string;
+const appliances = useAppliances({ prefix: "cohesix-disk-full-" });
 let vol: string;
 let mounted = false;
-let queenKey: Uint8Array;
-let queenPub: string;
-const running: RunningAppliance[] = [];
-const clients: NineClient[] = [];
 
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "cohesix-disk-full-"));
-  vol = join(dir, "vol");
+beforeAll(() => {
+  vol = join(appliances.dir, "vol");
   mkdirSync(vol);
   execFileSync("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", vol]);
   mounted = true;
-  const keys = await writeKeyPair(join(dir, "keys"), { name: "queen" });
-  queenKey = keys.privateKey;
-  queenPub = keys.publicPath;
 });
 
-afterAll(async () => {
-  for (const c of clients.splice(0)) c.close();
-  for (const r of running.splice(0)) await r.stop("test done");
+afterAll(() => {
   if (mounted) execFileSync("umount", ["-l", vol]);
-  await rm(dir, { recursive: true, force: true });
 });
 
 async function start(): Promise<{ app: RunningAppliance; root: Fid }> {
-  const app = await serveAppliance({ board: "host", listen: "127.0.0.1:0", stateDir: join(vol, "state"), queenPub });
-  running.push(app);
-  const client = await NineClient.dial(app.dialString, { dialect: "9P2000" });
-  clients.push(client);
-  const root = await client.attach({ uname: "queen", aname: mintTicket({ role: "queen", sub: "queen" }, queenKey) });
-  return { app, root };
-}
-
-/** Writes `text` to `path` on a fresh fid and reads the reply; a refusal comes back as `Error: <class>: …`. */
-async function write(root: Fid, path: string, text: string): Promise<string> {
-  try {
-    return await root.with(path, async (f) => {
-      await f.open("rw");
-      await f.write(text);
-      return (await f.readAll(0)).toString("utf8").trim();
-    });
-  } catch (err) {
-    return `Error: ${(err as Error).message}`;
-  }
-}
-
-/** Fills the file system holding `folder` until a write fails with ENOSPC; returns the filler's path. */
-function fill(folder: string): string {
-  const filler = join(folder, "filler");
-  const { bavail, bsize } = statfsSync(folder);
-  writeFileSync(filler, Buffer.alloc(Math.max(0, Number(bavail) * Number(bsize) - 4096)));
-  try {
-    for (;;) appendFileSync(filler, Buffer.alloc(512));
-  } catch (err) {
-    expect((err as NodeJS.ErrnoException).code).toBe("ENOSPC");
-  }
-  return filler;
+  const { app } = await appliances.start({ stateDir: join(vol, "state") });
+  return { app, root: await appliances.attachQueen(app) };
 }
 
 describe("a state disk that fills up and is freed again", () => {
@@ -110,7 +68,7 @@ describe("a state disk that fills up and is freed again", () => {
 
     // The log is whole, and a restart replays it to the same state.
     const before = app.app.state;
-    await running.pop()!.stop("restart");
+    await appliances.stop(app);
     expect((await verifyLog(join(vol, "state"))).ok).toBe(true);
     const { records } = await showLog(join(vol, "state"));
     expect(records.at(-1)?.kind).toBe("lifecycle");

@@ -5,59 +5,16 @@
  * it with busy:, rolls the state back to the last durable record, makes the
  * appliance DEGRADED with the reason, and recovers once fsync works again.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
-import { NineClient, type Fid } from "../../nine-door/index.ts";
-import { mintTicket, nodeCommitLogFs, serveAppliance, showLog, writeKeyPair, type CommitLogFs, type RunningAppliance } from "../../root-task/index.ts";
+import { describe, expect, test } from "vitest";
+import { type Fid } from "../../nine-door/index.ts";
+import { nodeCommitLogFs, showLog, type CommitLogFs, type RunningAppliance } from "../../root-task/index.ts";
+import { run, useAppliances } from "./fixture.ts";
 
-let dir: string;
-let queenKey: Uint8Array;
-let queenPub: string;
+const appliances = useAppliances({ prefix: "cohesix-pipeline-", defaults: { intervalMs: 200, graceMs: 500 } });
+const { queenCtl } = appliances;
 
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "cohesix-pipeline-"));
-  const keys = await writeKeyPair(join(dir, "keys"), { name: "queen" });
-  queenKey = keys.privateKey;
-  queenPub = keys.publicPath;
-});
-
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
-const running: RunningAppliance[] = [];
-const clients: NineClient[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  for (const r of running.splice(0)) await r.stop("test done");
-});
-
-let n = 0;
 async function start(commitLogFs?: CommitLogFs): Promise<{ app: RunningAppliance; stateDir: string }> {
-  const stateDir = join(dir, `state-${++n}`);
-  const app = await serveAppliance({ board: "host", listen: "127.0.0.1:0", stateDir, queenPub, intervalMs: 200, graceMs: 500, ...(commitLogFs ? { commitLogFs } : {}) });
-  running.push(app);
-  return { app, stateDir };
-}
-
-async function queenCtl(app: RunningAppliance): Promise<{ root: Fid; ctl: Fid }> {
-  const client = await NineClient.dial(app.dialString, { dialect: "9P2000" });
-  clients.push(client);
-  const root = await client.attach({ uname: "queen", aname: mintTicket({ role: "queen", sub: "queen" }, queenKey) });
-  const ctl = await root.walk("queen/ctl");
-  await ctl.open("rw");
-  return { root, ctl };
-}
-
-async function run(ctl: Fid, command: string): Promise<string> {
-  try {
-    await ctl.write(command);
-    return (await ctl.readAll(0)).toString("utf8").trim();
-  } catch (err) {
-    return `Error: ${(err as Error).message}`;
-  }
+  return appliances.start(commitLogFs ? { commitLogFs } : {});
 }
 
 interface ProcState {
@@ -165,7 +122,7 @@ describe("the control pipeline", () => {
     expect(after.state.defaults).toEqual({ ops: 8 });
 
     // After a restart the log holds exactly the acknowledged commands.
-    await running.splice(0)[0]!.stop("restart");
+    await appliances.stop(app);
     const { records } = await showLog(stateDir);
     expect(records.map((r) => r.kind).slice(-3)).toEqual(["budget", "budget", "spawn"]);
     expect(records.filter((r) => r.kind === "budget").map((r) => (r.body as { budget: { ops: number } }).budget.ops)).toEqual([7, 8]);

@@ -5,51 +5,26 @@
  * an idle session at the expiry, also for expiries beyond setTimeout's
  * 2^31 ms.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from "vitest";
-import { NineClient, type Fid } from "../../nine-door/index.ts";
-import { mintTicket, serveAppliance, writeKeyPair, type RunningAppliance } from "../../root-task/index.ts";
+import { afterEach, describe, expect, test, vi } from "vitest";
+import { type Fid } from "../../nine-door/index.ts";
+import { type RunningAppliance } from "../../root-task/index.ts";
 import { SessionExpiry } from "../../root-task/session-expiry.ts";
 import { waitFor } from "../cli/appliance-helpers.ts";
+import { useAppliances } from "./fixture.ts";
 
-let dir: string;
-let queenKey: Uint8Array;
-let queenPub: string;
-
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "cohesix-expiry-"));
-  const keys = await writeKeyPair(join(dir, "keys"), { name: "queen" });
-  queenKey = keys.privateKey;
-  queenPub = keys.publicPath;
-});
-
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
-const running: RunningAppliance[] = [];
-const clients: NineClient[] = [];
-afterEach(async () => {
+const appliances = useAppliances({ prefix: "cohesix-expiry-" });
+afterEach(() => {
   vi.useRealTimers();
-  for (const c of clients.splice(0)) c.close();
-  for (const r of running.splice(0)) await r.stop("test done");
 });
 
-let n = 0;
 /** An appliance whose clock runs `offset.ms` ahead of the system clock. */
 async function start(offset: { ms: number }): Promise<RunningAppliance> {
   const clock = { now: () => Date.now() + offset.ms, sync: async () => undefined };
-  const app = await serveAppliance({ board: "host", listen: "127.0.0.1:0", stateDir: join(dir, `state-${++n}`), queenPub, clock });
-  running.push(app);
-  return app;
+  return (await appliances.start({ clock })).app;
 }
 
 async function attachQueen(app: RunningAppliance, ttlS: number): Promise<Fid> {
-  const client = await NineClient.dial(app.dialString, { dialect: "9P2000" });
-  clients.push(client);
-  return client.attach({ uname: "queen", aname: mintTicket({ role: "queen", sub: "queen" }, queenKey, { ttlS }) });
+  return appliances.attachQueen(app, { ttlS });
 }
 
 async function attempt(fn: () => Promise<unknown>): Promise<string> {

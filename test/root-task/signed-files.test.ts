@@ -5,60 +5,21 @@
  * with the counter shared with `/queen/ctl` (so an envelope is good once,
  * on whichever file). Under the open policy the plain words still work.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
-import { NineClient, type Fid } from "../../nine-door/index.ts";
-import { mintTicket, serveAppliance, signEnvelope, writeKeyPair, type RunningAppliance } from "../../root-task/index.ts";
+import { describe, expect, test } from "vitest";
+import { type Fid } from "../../nine-door/index.ts";
+import { signEnvelope, writeKeyPair, type RunningAppliance } from "../../root-task/index.ts";
+import { useAppliances, write } from "./fixture.ts";
 
-let dir: string;
-let queenKey: Uint8Array;
-let queenPub: string;
+const appliances = useAppliances({ prefix: "cohesix-signed-files-", defaults: { intervalMs: 200, graceMs: 500 } });
 
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "cohesix-signed-files-"));
-  const keys = await writeKeyPair(join(dir, "keys"), { name: "queen" });
-  queenKey = keys.privateKey;
-  queenPub = keys.publicPath;
-});
-
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
-const running: RunningAppliance[] = [];
-const clients: NineClient[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  for (const r of running.splice(0)) await r.stop("test done");
-});
-
-let n = 0;
 async function start(policy: "open" | "signed-ctl"): Promise<{ app: RunningAppliance; root: Fid }> {
-  const app = await serveAppliance({ board: "host", listen: "127.0.0.1:0", stateDir: join(dir, `state-${++n}`), queenPub, policy, intervalMs: 200, graceMs: 500 });
-  running.push(app);
-  const client = await NineClient.dial(app.dialString, { dialect: "9P2000" });
-  clients.push(client);
-  const root = await client.attach({ uname: "queen", aname: mintTicket({ role: "queen", sub: "queen" }, queenKey) });
-  return { app, root };
-}
-
-/** Writes `text` to `path` on a fresh fid and reads the reply; a refusal comes back as `Error: <class>: …`. */
-async function write(root: Fid, path: string, text: string): Promise<string> {
-  try {
-    return await root.with(path, async (f) => {
-      await f.open("rw");
-      await f.write(text);
-      return (await f.readAll(0)).toString("utf8").trim();
-    });
-  } catch (err) {
-    return `Error: ${(err as Error).message}`;
-  }
+  const { app } = await appliances.start({ policy });
+  return { app, root: await appliances.attachQueen(app) };
 }
 
 let ctr = 0;
-const signed = (command: string) => signEnvelope(command, queenKey, { ctr: ++ctr });
+const signed = (command: string) => signEnvelope(command, appliances.queenKey, { ctr: ++ctr });
 
 describe("under signed-ctl", () => {
   test("an unsigned cordon on /queen/lifecycle/ctl is refused and changes nothing; a signed one runs", async () => {
@@ -74,7 +35,7 @@ describe("under signed-ctl", () => {
     // The same envelope again is a replay.
     expect(await write(root, "queen/lifecycle/ctl", envelope)).toMatch(/^Error: permission: replay: counter 1/);
     // A forged one is refused.
-    const other = await writeKeyPair(join(dir, `other-${n}`), { name: "queen" });
+    const other = await writeKeyPair(join(appliances.dir, "other"), { name: "queen" });
     const forged = signEnvelope('{"lifecycle":"resume"}', other.privateKey, { ctr: 5 });
     expect(await write(root, "queen/lifecycle/ctl", forged)).toMatch(/^Error: permission: envelope signature does not verify/);
     expect(app.app.state.cordoned).toBe(true);
@@ -98,7 +59,7 @@ describe("under signed-ctl", () => {
     ctr = 0;
     const { app, root } = await start("signed-ctl");
     expect(await write(root, "queen/ctl", signed('{"budget":{"ops":9}}'))).toMatch(/^\{"ok":true/);
-    const stale = signEnvelope('{"lifecycle":"cordon"}', queenKey, { ctr: 1 });
+    const stale = signEnvelope('{"lifecycle":"cordon"}', appliances.queenKey, { ctr: 1 });
     expect(await write(root, "queen/lifecycle/ctl", stale)).toMatch(/^Error: permission: replay: counter 1 is not above the last accepted 1/);
     expect(app.app.state.cordoned).toBe(false);
   });
