@@ -12,30 +12,14 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { NineClient, type Fid } from "../../nine-door/index.ts";
-import { commitLogKey, mintTicket, readPrivateKey, showLog, verifyLog, type CommitRecord } from "../../root-task/index.ts";
+import { commitLogKey, readPrivateKey, showLog, verifyLog, type CommitRecord } from "../../root-task/index.ts";
+import { attachQueen, crashSeed, mulberry32, send, type Acked } from "../crash.ts";
 import { pidAlive, signalPid } from "./appliance-helpers.ts";
 import { cohesix, makeScratch, serve, type Scratch, type Served } from "./helpers.ts";
 
 const SESSIONS = 64;
 const KILLS = 20;
-const SEED = Number(process.env.COHESIX_CRASH_SEED ?? Date.now() % 1_000_000);
-
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-interface Acked {
-  readonly command: string;
-  readonly found: (records: readonly CommitRecord[]) => boolean;
-}
+const SEED = crashSeed();
 
 let scratch: Scratch;
 let served: Served | undefined;
@@ -67,26 +51,8 @@ function leftoverWorkers(): { id: string; pid: number }[] {
     .filter((w) => Number.isSafeInteger(w.pid) && w.pid > 0 && pidAlive(w.pid));
 }
 
-async function attachQueen(addr: string, key: Uint8Array): Promise<{ client: NineClient; root: Fid; ctl: Fid }> {
-  const client = await NineClient.dial(addr);
-  const root = await client.attach({ uname: "queen", aname: mintTicket({ role: "queen", sub: "queen" }, key, { ttlS: 600 }) });
-  const ctl = await root.walk("queen/ctl");
-  await ctl.open("rw");
-  return { client, root, ctl };
-}
-
-async function send(ctl: Fid, command: string): Promise<Record<string, unknown> | undefined> {
-  try {
-    await ctl.write(command);
-    const reply = JSON.parse((await ctl.readAll(0)).toString("utf8")) as Record<string, unknown>;
-    return reply.ok === true ? reply : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 test(`${KILLS} SIGKILLs of serve while ${SESSIONS} sessions send commands lose no acknowledged command and leave no unacknowledged worker (seed from COHESIX_CRASH_SEED)`, { timeout: 600_000 }, async () => {
-  const rand = random(SEED);
+  const rand = mulberry32(SEED);
   const queenKey = await readPrivateKey(scratch.queenKey);
   const acked: Acked[] = [];
   const spawned: string[] = [];

@@ -11,43 +11,24 @@
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { NineClient, type Fid } from "../../nine-door/index.ts";
+import { type Fid } from "../../nine-door/index.ts";
 import {
   applyCommit,
   commitLogKey,
   genesis,
-  mintTicket,
   readPrivateKey,
   showLog,
   verifyLog,
   type ApplianceState,
   type Commit,
-  type CommitRecord,
 } from "../../root-task/index.ts";
+import { attachQueen, crashSeed, mulberry32, send, type Acked } from "../crash.ts";
 import { pidAlive, signalPid } from "./appliance-helpers.ts";
 import { makeScratch, serve, type Scratch, type Served } from "./helpers.ts";
 
 const COMMANDS = 2000;
 const KILLS = 50;
-const SEED = Number(process.env.COHESIX_CRASH_SEED ?? Date.now() % 1_000_000);
-
-/** mulberry32: a small seeded generator, so a failing run can be replayed with COHESIX_CRASH_SEED. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** An acknowledged command and how to find its record. */
-interface Acked {
-  readonly command: string;
-  readonly found: (records: readonly CommitRecord[]) => boolean;
-}
+const SEED = crashSeed();
 
 let scratch: Scratch;
 let served: Served | undefined;
@@ -62,26 +43,6 @@ afterAll(async () => {
   await served?.child;
   await scratch?.remove();
 });
-
-/** Attaches as the queen and opens /queen/ctl for write-then-read. */
-async function attachQueen(addr: string, key: Uint8Array): Promise<{ client: NineClient; root: Fid; ctl: Fid }> {
-  const client = await NineClient.dial(addr);
-  const root = await client.attach({ uname: "queen", aname: mintTicket({ role: "queen", sub: "queen" }, key, { ttlS: 600 }) });
-  const ctl = await root.walk("queen/ctl");
-  await ctl.open("rw");
-  return { client, root, ctl };
-}
-
-/** Writes one command and reads the reply back; the reply JSON, or undefined if refused or cut off. */
-async function send(ctl: Fid, command: string): Promise<Record<string, unknown> | undefined> {
-  try {
-    await ctl.write(command);
-    const reply = JSON.parse((await ctl.readAll(0)).toString("utf8")) as Record<string, unknown>;
-    return reply.ok === true ? reply : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /** Checks the three promises of the campaign against the stopped-and-restarted appliance. */
 async function checkAfterRestart(root: Fid, acked: readonly Acked[], logKey: Uint8Array): Promise<void> {
@@ -104,7 +65,7 @@ async function checkAfterRestart(root: Fid, acked: readonly Acked[], logKey: Uin
 }
 
 test(`${KILLS} SIGKILLs of serve during ${COMMANDS} ctl commands lose no acknowledged command (seed from COHESIX_CRASH_SEED)`, { timeout: 420_000 }, async () => {
-  const rand = random(SEED);
+  const rand = mulberry32(SEED);
   const queenKey = await readPrivateKey(scratch.queenKey);
   const acked: Acked[] = [];
   const spawned: string[] = [];

@@ -1,13 +1,13 @@
 import { spawn, type ChildProcessByStdio } from "node:child_process";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import type { Readable } from "node:stream";
-import { build } from "esbuild";
 import mqtt from "mqtt";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { type FleetRecord, FleetLink, type LinkState, Outbox, decodeRecord } from "../../fleet/index.ts";
 import { Broker, haveMosquitto } from "./broker.ts";
+import { useBundledChild } from "../crash.ts";
 
 interface Received {
   topic: string;
@@ -119,27 +119,7 @@ describe.skipIf(!haveMosquitto)("fleet link against mosquitto", () => {
   });
 
   describe("across kill -9", () => {
-    let bundleDir: string;
-    let child: string;
-    beforeAll(async () => {
-      const cache = resolve("node_modules/.cache");
-      await mkdir(cache, { recursive: true });
-      bundleDir = await mkdtemp(join(cache, "cohesix-link-"));
-      child = join(bundleDir, "child.mjs");
-      await build({
-        entryPoints: [resolve("test/fleet/link-child.ts")],
-        outfile: child,
-        bundle: true,
-        platform: "node",
-        target: "node20",
-        format: "esm",
-        packages: "external",
-        logLevel: "warning",
-      });
-    });
-    afterAll(async () => {
-      await rm(bundleDir, { recursive: true, force: true });
-    });
+    const child = useBundledChild("test/fleet/link-child.ts", "cohesix-link-");
 
     test("a link killed -9 during an outage and restarted still delivers every record it made; a kill while online publishes the death will", { timeout: 180_000 }, async () => {
       broker = await Broker.start(join(dir, "broker"));
@@ -147,7 +127,7 @@ describe.skipIf(!haveMosquitto)("fleet link against mosquitto", () => {
       const children: ChildProcessByStdio<null, Readable, Readable>[] = [];
       const made = new Set<number>();
       const start = (): { proc: ChildProcessByStdio<null, Readable, Readable>; out: () => string; exited: Promise<void> } => {
-        const proc = spawn(process.execPath, [child, join(dir, "outbox"), broker!.url, "20"], { stdio: ["ignore", "pipe", "pipe"] });
+        const proc = spawn(process.execPath, [child.path, join(dir, "outbox"), broker!.url, "20"], { stdio: ["ignore", "pipe", "pipe"] });
         children.push(proc);
         let out = "";
         let err = "";

@@ -1,11 +1,11 @@
 import { spawn, type ChildProcessByStdio } from "node:child_process";
 import { appendFile, mkdir, mkdtemp, readFile, readdir, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
-import { build } from "esbuild";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { ACKED_FILE, type OutboxEntry, type OutboxState, Outbox, encodeEntry, scanSegment } from "../../fleet/index.ts";
+import { crashSeed, lcg, useBundledChild } from "../crash.ts";
 
 let dir: string;
 beforeEach(async () => {
@@ -176,39 +176,15 @@ describe("Outbox", () => {
 });
 
 describe("outbox crash campaign", () => {
-  let bundleDir: string;
-  let child: string;
-  beforeAll(async () => {
-    const cache = resolve("node_modules/.cache");
-    await mkdir(cache, { recursive: true });
-    bundleDir = await mkdtemp(join(cache, "cohesix-outbox-"));
-    child = join(bundleDir, "child.mjs");
-    await build({
-      entryPoints: [resolve("test/fleet/outbox-crash-child.ts")],
-      outfile: child,
-      bundle: true,
-      platform: "node",
-      target: "node20",
-      format: "esm",
-      packages: "external",
-      logLevel: "warning",
-    });
-  });
-  afterAll(async () => {
-    await rm(bundleDir, { recursive: true, force: true });
-  });
+  const child = useBundledChild("test/fleet/outbox-crash-child.ts", "cohesix-outbox-");
 
   test("30 SIGKILLs at random moments while appending lose no acknowledged record and keep the order", { timeout: 120_000 }, async () => {
-    const seed = Number(process.env.COHESIX_CRASH_SEED ?? Date.now() % 1_000_000);
-    let state = seed;
-    const rand = (): number => {
-      state = (state * 1103515245 + 12345) % 2 ** 31;
-      return state / 2 ** 31;
-    };
+    const seed = crashSeed();
+    const rand = lcg(seed);
     const acked = new Map<number, string>();
     let cuts = 0;
     const start = (): { proc: ChildProcessByStdio<Writable, Readable, Readable>; out: () => string; loaded: Promise<void>; exited: Promise<void>; stderr: () => string } => {
-      const proc = spawn(process.execPath, [child, dir, String(1 + Math.floor(rand() * 16))], { stdio: ["pipe", "pipe", "pipe"] });
+      const proc = spawn(process.execPath, [child.path, dir, String(1 + Math.floor(rand() * 16))], { stdio: ["pipe", "pipe", "pipe"] });
       let out = "";
       let err = "";
       proc.stderr.on("data", (d: Buffer) => (err += d.toString()));

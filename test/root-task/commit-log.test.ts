@@ -4,8 +4,7 @@ import { mkdir, mkdtemp, readFile, rm, stat, truncate, writeFile } from "node:fs
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Readable, Writable } from "node:stream";
-import { build } from "esbuild";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { BusyError, ClosedError, NineError } from "../../nine-door/index.ts";
 import {
   CommitLog,
@@ -23,6 +22,7 @@ import {
   type CommitLogFs,
   type CommitRecord,
 } from "../../root-task/index.ts";
+import { crashSeed, lcg, useBundledChild } from "../crash.ts";
 
 const KEY = new Uint8Array(32).fill(7);
 const OTHER_KEY = new Uint8Array(32).fill(9);
@@ -405,35 +405,11 @@ describe("offline tools", () => {
 // then reopens and checks every acknowledged seq is there.
 
 describe("crash campaign", () => {
-  let bundleDir: string;
-  let child: string;
-  beforeAll(async () => {
-    const cache = resolve("node_modules/.cache");
-    await mkdir(cache, { recursive: true });
-    bundleDir = await mkdtemp(join(cache, "cohesix-commit-log-"));
-    child = join(bundleDir, "child.mjs");
-    await build({
-      entryPoints: [resolve("test/root-task/commit-log-crash-child.ts")],
-      outfile: child,
-      bundle: true,
-      platform: "node",
-      target: "node20",
-      format: "esm",
-      packages: "external",
-      logLevel: "warning",
-    });
-  });
-  afterAll(async () => {
-    await rm(bundleDir, { recursive: true, force: true });
-  });
+  const child = useBundledChild("test/root-task/commit-log-crash-child.ts", "cohesix-commit-log-");
 
   test("50 SIGKILLs at random points lose no acknowledged record", { timeout: 90_000 }, async () => {
-    const seed = Number(process.env.COHESIX_CRASH_SEED ?? Date.now() % 1_000_000);
-    let state = seed;
-    const rand = (): number => {
-      state = (state * 1103515245 + 12345) % 2 ** 31;
-      return state / 2 ** 31;
-    };
+    const seed = crashSeed();
+    const rand = lcg(seed);
     const keyHex = randomBytes(32).toString("hex");
     const key = Buffer.from(keyHex, "hex");
     const acked = new Set<number>();
@@ -441,7 +417,7 @@ describe("crash campaign", () => {
     let damaged = 0;
     /** Starts a child that has loaded its code and waits for "go" on stdin. */
     const start = (): { proc: ChildProcessByStdio<Writable, Readable, Readable>; out: () => string; loaded: Promise<void>; exited: Promise<void>; stderr: () => string } => {
-      const proc = spawn(process.execPath, [child, dir, keyHex, String(1 + Math.floor(rand() * 16))], {
+      const proc = spawn(process.execPath, [child.path, dir, keyHex, String(1 + Math.floor(rand() * 16))], {
         stdio: ["pipe", "pipe", "pipe"],
       });
       let out = "";
