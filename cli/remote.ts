@@ -214,27 +214,80 @@ export function cat(parsed: Parsed, { env, out }: Io): Promise<void> {
   return withQueen(parsed, env, async (root, p) => {
     for (const path of p.positionals) {
       // A directory read answers packed stat records: never print those as text.
-      const data = await root.with(rel(path), async (f) => {
-        if (f.isDir) throw new InvalidError(`${path} is a directory: use cohesix ls ${path}`);
-        if ((f.qid.type & QidType.APPEND) === 0) return (await f.open("r")).readAll(0);
-        // Append-only files may block at their end (a GPU's lease and
-        // status): read what is there now, up to the length stat reports.
-        const { length } = await f.stat();
-        await f.open("r");
-        const parts: Uint8Array[] = [];
-        for (let at = 0; at < length; ) {
-          const data = await f.read(at, length - at);
-          if (data.length === 0) break;
-          parts.push(data);
-          at += data.length;
-        }
-        return Buffer.concat(parts);
-      });
+      const data = await readWhole(root, path);
       if (json) collected[path] = fileJson(Buffer.from(data).toString("utf8"));
       else out(data);
     }
     if (json) out(`${JSON.stringify(p.positionals.length === 1 ? collected[p.positionals[0]!] : collected)}\n`);
   });
+}
+
+/**
+ * Reads the whole file at `path` below `root`. Append-only files may block
+ * at their end (a GPU's lease and status, a log): those are read up to the
+ * length stat reports now. A directory is refused, naming `lsCommand` as the
+ * way to list it.
+ *
+ * @example
+ * ```ts
+ * const text = (await readWhole(root, "/proc/lifecycle/state")).toString("utf8");
+ * ```
+ */
+export async function readWhole(root: Fid, path: string, lsCommand = "cohesix ls"): Promise<Buffer> {
+  return root.with(rel(path), async (f) => {
+    if (f.isDir) throw new InvalidError(`${path} is a directory: use ${lsCommand} ${path}`);
+    if ((f.qid.type & QidType.APPEND) === 0) return (await f.open("r")).readAll(0);
+    const { length } = await f.stat();
+    await f.open("r");
+    const parts: Uint8Array[] = [];
+    for (let at = 0; at < length; ) {
+      const data = await f.read(at, length - at);
+      if (data.length === 0) break;
+      parts.push(data);
+      at += data.length;
+    }
+    return Buffer.concat(parts);
+  });
+}
+
+/** Options of `printFrom`. */
+export interface PrintFromOptions {
+  /** Keep reading appends until `signal` aborts; without it, stop at the end. */
+  readonly follow?: boolean;
+  readonly signal?: AbortSignal;
+  /** Poll interval at the end of the file, ms; default 250. */
+  readonly intervalMs?: number;
+}
+
+/**
+ * Prints what the open file `f` holds from `offset` to its end; with
+ * `follow`, keeps printing appends until `signal` aborts.
+ *
+ * @example
+ * ```ts
+ * await printFrom(f, 0, out, { follow: true, signal });
+ * ```
+ */
+export async function printFrom(f: Fid, offset: number, out: (data: string | Uint8Array) => void, options: PrintFromOptions = {}): Promise<void> {
+  const { signal } = options;
+  // A read at the end may block until the next append: give it a signal of
+  // its own so the per-request timeout does not cut it short.
+  const follow = signal ?? new AbortController().signal;
+  for (let at = offset; ; ) {
+    const data = await f.read(at, undefined, options.follow ? follow : undefined).catch((err: unknown) => {
+      if (signal?.aborted) return new Uint8Array(0);
+      throw err;
+    });
+    if (data.length > 0) {
+      out(data);
+      at += data.length;
+      continue;
+    }
+    if (!options.follow || signal?.aborted) return;
+    // Append logs answer empty at their end; poll gently.
+    await sleep(options.intervalMs ?? 250, undefined, signal ? { signal } : {}).catch(() => {});
+    if (signal?.aborted) return;
+  }
 }
 
 /** `tail [-f] [-n N] PATH`: the last lines; with -f, follow appends until interrupted. */
@@ -247,28 +300,13 @@ export function tail(parsed: Parsed, { env, out, signal }: Io): Promise<void> {
     try {
       await f.open("r");
       const text = (await f.readAll(0)).toString("utf8");
-      let offset = Buffer.byteLength(text);
+      const offset = Buffer.byteLength(text);
       const all = text.split("\n");
       if (all[all.length - 1] === "") all.pop();
       const shown = lines === 0 ? [] : all.slice(-lines);
       if (shown.length > 0) out(shown.join("\n") + "\n");
       if (!p.values.follow) return;
-      // A read at the end may block until the next append: give it a signal
-      // of its own so the per-request timeout does not cut it short.
-      const follow = signal ?? new AbortController().signal;
-      while (!signal?.aborted) {
-        const data = await f.read(offset, undefined, follow).catch((err: unknown) => {
-          if (signal?.aborted) return new Uint8Array(0);
-          throw err;
-        });
-        if (data.length > 0) {
-          out(data);
-          offset += data.length;
-          continue;
-        }
-        // Append logs answer empty at the end; poll gently.
-        await sleep(intervalMs, undefined, signal ? { signal } : {}).catch(() => {});
-      }
+      await printFrom(f, offset, out, { follow: true, intervalMs, ...(signal ? { signal } : {}) });
     } finally {
       await f.clunk().catch(() => {});
     }

@@ -6,9 +6,9 @@
  * @module
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { InvalidError, QidType, type Fid } from "../nine-door/index.ts";
+import { InvalidError, type Fid } from "../nine-door/index.ts";
 import { parse, UsageError, type OptionSpecs } from "./args.ts";
-import { ctlPrinted, sendCtl } from "./remote.ts";
+import { ctlPrinted, readWhole, sendCtl } from "./remote.ts";
 import { rawAfter, resolvePath, type CommandLine } from "./shell-words.ts";
 import { killCommand, printLog, spawnCommand, spawnRequestOf } from "./workers.ts";
 
@@ -75,24 +75,6 @@ async function list(ctx: ShellContext, args: string[]): Promise<void> {
   }
 }
 
-async function readFileAt(root: Fid, path: string): Promise<Buffer> {
-  return root.with(rel(path), async (f) => {
-    if (f.isDir) throw new InvalidError(`${path} is a directory: use ls ${path}`);
-    if ((f.qid.type & QidType.APPEND) === 0) return (await f.open("r")).readAll(0);
-    // Append-only files may block at their end: read what stat reports.
-    const { length } = await f.stat();
-    await f.open("r");
-    const parts: Uint8Array[] = [];
-    for (let at = 0; at < length; ) {
-      const data = await f.read(at, length - at);
-      if (data.length === 0) break;
-      parts.push(data);
-      at += data.length;
-    }
-    return Buffer.concat(parts);
-  });
-}
-
 async function tail(ctx: ShellContext, args: string[]): Promise<void> {
   const p = options(args, { follow: { type: "boolean", short: "f" }, lines: { type: "string", short: "n" } }, { min: 1, max: 1 });
   const n = Number(p.values.lines ?? "10");
@@ -133,7 +115,7 @@ const commands: Record<string, ShellCommand> = {
     summary: "print files",
     run: async (ctx, _l, args) => {
       const p = options(args, {}, { min: 1 });
-      for (const path of p.positionals) ctx.out(await readFileAt(ctx.root, resolvePath(ctx.cwd, path)));
+      for (const path of p.positionals) ctx.out(await readWhole(ctx.root, resolvePath(ctx.cwd, path), "ls"));
     },
   },
   tail: { usage: "tail [-f] [-n N] PATH", summary: "the last lines; -f follows appends until Ctrl-C", run: (ctx, _l, args) => tail(ctx, args) },

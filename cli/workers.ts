@@ -4,10 +4,9 @@
  * worker's stderr, which the root task keeps in `/log/<id>.log`).
  * @module
  */
-import { setTimeout as sleep } from "node:timers/promises";
 import { NotFoundError, type Fid } from "../nine-door/index.ts";
 import { UsageError, type Parsed } from "./args.ts";
-import { ctlPrinted, sendCtl, withQueen } from "./remote.ts";
+import { ctlPrinted, printFrom, sendCtl, withQueen } from "./remote.ts";
 import type { Io } from "./verb.ts";
 
 type Out = (text: string | Uint8Array) => void;
@@ -181,26 +180,7 @@ export async function printLog(root: Fid, id: string, out: Out, options: PrintLo
   });
   try {
     await f.open("r");
-    const { signal } = options;
-    // Reads carry a signal of their own, so the request timeout does not
-    // cut short a read that waits at the end of the log.
-    const follow = signal ?? new AbortController().signal;
-    let offset = 0;
-    for (;;) {
-      const data = await f.read(offset, undefined, options.follow ? follow : undefined).catch((err: unknown) => {
-        if (signal?.aborted) return new Uint8Array(0);
-        throw err;
-      });
-      if (data.length > 0) {
-        out(data);
-        offset += data.length;
-        continue;
-      }
-      if (!options.follow || signal?.aborted) return;
-      // Append logs answer empty at their end; poll gently.
-      await sleep(options.intervalMs ?? 250, undefined, signal ? { signal } : {}).catch(() => {});
-      if (signal?.aborted) return;
-    }
+    await printFrom(f, 0, out, options);
   } finally {
     await f.clunk().catch(() => {});
   }
