@@ -4,8 +4,10 @@
  * suite so it starts fast enough to be killed at random moments, and the
  * queen session and command sending of the `cohesix serve` campaigns.
  */
+import { spawn, type ChildProcessByStdio } from "node:child_process";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import type { Readable, Writable } from "node:stream";
 import { build } from "esbuild";
 import { afterAll, beforeAll } from "vitest";
 import { NineClient, type Fid } from "../nine-door/index.ts";
@@ -99,4 +101,56 @@ export async function send(ctl: Fid, command: string): Promise<Record<string, un
   } catch {
     return undefined;
   }
+}
+
+/** A crash child: it prints `loaded` once its code is in, waits for `go` on stdin, then prints `ready …` and its acknowledgements. */
+export interface CrashChild {
+  readonly proc: ChildProcessByStdio<Writable, Readable, Readable>;
+  /** Everything it printed on stdout so far. */
+  out(): string;
+  /** Everything it printed on stderr so far. */
+  stderr(): string;
+  /** Resolves at `loaded`; fails (naming `seed`) if it exits first. */
+  readonly loaded: Promise<void>;
+  readonly exited: Promise<void>;
+}
+
+/**
+ * Starts `node ARGS…` as a crash child, so the next one loads while this
+ * round runs.
+ *
+ * @example
+ * ```ts
+ * const next = startCrashChild([child.path, dir], seed);
+ * await goUntilReady(next, `seed ${seed} round 0`);
+ * ```
+ */
+export function startCrashChild(args: readonly string[], seed: number): CrashChild {
+  const proc = spawn(process.execPath, [...args], { stdio: ["pipe", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  proc.stderr.on("data", (d: Buffer) => (err += d.toString()));
+  proc.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  proc.stdin.on("error", () => {});
+  const exited = new Promise<void>((r) => proc.once("exit", () => r()));
+  const loaded = new Promise<void>((ok, fail) => {
+    proc.stdout.on("data", () => out.includes("loaded") && ok());
+    proc.once("exit", (code) => fail(new Error(`seed ${seed}: child exited ${code} before loading: ${err}`)));
+  });
+  loaded.catch(() => {});
+  return { proc, out: () => out, loaded, exited, stderr: () => err };
+}
+
+/** Waits for `child` to load, tells it to go, and waits for its `ready`; a child that exits first fails naming `what`. */
+export async function goUntilReady(child: CrashChild, what: string): Promise<void> {
+  await child.loaded;
+  child.proc.stdin.write("go\n");
+  await new Promise<void>((ready, fail) => {
+    const check = (): void => {
+      if (child.out().includes("ready ")) ready();
+    };
+    child.proc.stdout.on("data", check);
+    check();
+    child.proc.once("exit", (code) => fail(new Error(`${what}: child exited ${code} before ready: ${child.stderr()}`)));
+  });
 }

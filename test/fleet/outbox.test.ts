@@ -1,11 +1,9 @@
-import { spawn, type ChildProcessByStdio } from "node:child_process";
 import { appendFile, mkdir, mkdtemp, readFile, readdir, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Readable, Writable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { ACKED_FILE, type OutboxEntry, type OutboxState, Outbox, encodeEntry, scanSegment } from "../../fleet/index.ts";
-import { crashSeed, lcg, useBundledChild } from "../crash.ts";
+import { crashSeed, goUntilReady, lcg, startCrashChild, useBundledChild, type CrashChild } from "../crash.ts";
 
 let dir: string;
 beforeEach(async () => {
@@ -183,34 +181,11 @@ describe("outbox crash campaign", () => {
     const rand = lcg(seed);
     const acked = new Map<number, string>();
     let cuts = 0;
-    const start = (): { proc: ChildProcessByStdio<Writable, Readable, Readable>; out: () => string; loaded: Promise<void>; exited: Promise<void>; stderr: () => string } => {
-      const proc = spawn(process.execPath, [child.path, dir, String(1 + Math.floor(rand() * 16))], { stdio: ["pipe", "pipe", "pipe"] });
-      let out = "";
-      let err = "";
-      proc.stderr.on("data", (d: Buffer) => (err += d.toString()));
-      proc.stdout.on("data", (d: Buffer) => (out += d.toString()));
-      proc.stdin.on("error", () => {});
-      const exited = new Promise<void>((r) => proc.once("exit", () => r()));
-      const loaded = new Promise<void>((ok, fail) => {
-        proc.stdout.on("data", () => out.includes("loaded") && ok());
-        proc.once("exit", (code) => fail(new Error(`seed ${seed}: child exited ${code} before loading: ${err}`)));
-      });
-      loaded.catch(() => {});
-      return { proc, out: () => out, loaded, exited, stderr: () => err };
-    };
+    const start = (): CrashChild => startCrashChild([child.path, dir, String(1 + Math.floor(rand() * 16))], seed);
     let next = start();
     for (let round = 0; round < 30; round++) {
-      const { proc, out, loaded, exited, stderr } = next;
-      await loaded;
-      proc.stdin.write("go\n");
-      await new Promise<void>((ready, fail) => {
-        const check = (): void => {
-          if (out().includes("ready ")) ready();
-        };
-        proc.stdout.on("data", check);
-        check();
-        proc.once("exit", (code) => fail(new Error(`seed ${seed} round ${round}: child exited ${code} before ready: ${stderr()}`)));
-      });
+      const { proc, out, exited } = next;
+      await goUntilReady(next, `seed ${seed} round ${round}`);
       next = start();
       await new Promise((r) => setTimeout(r, 5 + rand() * 120));
       process.kill(proc.pid!, "SIGKILL");

@@ -1,9 +1,8 @@
-import { spawn, type ChildProcessByStdio } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import type { Readable, Writable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { BusyError, ClosedError, NineError } from "../../nine-door/index.ts";
 import {
@@ -22,7 +21,7 @@ import {
   type CommitLogFs,
   type CommitRecord,
 } from "../../root-task/index.ts";
-import { crashSeed, lcg, useBundledChild } from "../crash.ts";
+import { crashSeed, goUntilReady, lcg, startCrashChild, useBundledChild, type CrashChild } from "../crash.ts";
 
 const KEY = new Uint8Array(32).fill(7);
 const OTHER_KEY = new Uint8Array(32).fill(9);
@@ -416,36 +415,11 @@ describe("crash campaign", () => {
     let cuts = 0;
     let damaged = 0;
     /** Starts a child that has loaded its code and waits for "go" on stdin. */
-    const start = (): { proc: ChildProcessByStdio<Writable, Readable, Readable>; out: () => string; loaded: Promise<void>; exited: Promise<void>; stderr: () => string } => {
-      const proc = spawn(process.execPath, [child.path, dir, keyHex, String(1 + Math.floor(rand() * 16))], {
-        stdio: ["pipe", "pipe", "pipe"],
-      });
-      let out = "";
-      let err = "";
-      proc.stderr.on("data", (d: Buffer) => (err += d.toString()));
-      proc.stdout.on("data", (d: Buffer) => (out += d.toString()));
-      proc.stdin.on("error", () => {});
-      const exited = new Promise<void>((r) => proc.once("exit", () => r()));
-      const loaded = new Promise<void>((ok, fail) => {
-        proc.stdout.on("data", () => out.includes("loaded") && ok());
-        proc.once("exit", (code) => fail(new Error(`seed ${seed}: child exited ${code} before loading: ${err}`)));
-      });
-      loaded.catch(() => {});
-      return { proc, out: () => out, loaded, exited, stderr: () => err };
-    };
+    const start = (): CrashChild => startCrashChild([child.path, dir, keyHex, String(1 + Math.floor(rand() * 16))], seed);
     let next = start();
     for (let round = 0; round < 50; round++) {
-      const { proc, out, loaded, exited, stderr } = next;
-      await loaded;
-      proc.stdin.write("go\n");
-      await new Promise<void>((ready, fail) => {
-        const check = (): void => {
-          if (out().includes("ready ")) ready();
-        };
-        proc.stdout.on("data", check);
-        check();
-        proc.once("exit", (code) => fail(new Error(`seed ${seed} round ${round}: child exited ${code} before ready: ${stderr()}`)));
-      });
+      const { proc, out, exited } = next;
+      await goUntilReady(next, `seed ${seed} round ${round}`);
       next = start(); // loads while this round runs; opens the log only after "go"
       await new Promise((r) => setTimeout(r, 5 + rand() * 100));
       process.kill(proc.pid!, "SIGKILL");
