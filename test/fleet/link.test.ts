@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import mqtt from "mqtt";
-import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
 import { type FleetRecord, FleetLink, type LinkState, Outbox, decodeRecord } from "../../fleet/index.ts";
 import { Broker, haveMosquitto } from "./broker.ts";
 import { useBundledChild } from "../crash.ts";
