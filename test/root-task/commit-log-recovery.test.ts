@@ -10,7 +10,8 @@ import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
-import { CommitLog, LOG_FILE, nodeCommitLogFs, verifyLog, type CommitLogFs } from "../../root-task/index.ts";
+import { CommitLog, LOG_FILE, verifyLog, type CommitLogFs } from "../../root-task/index.ts";
+import { withDatasync } from "./commit-log-fs.ts";
 import { waitFor } from "../cli/appliance-helpers.ts";
 
 const KEY = new Uint8Array(32).fill(7);
@@ -25,18 +26,7 @@ afterEach(async () => {
 
 /** Node's file layer, except that the next `failures.n` fsyncs fail with EIO. */
 function flakyFs(failures: { n: number }): CommitLogFs {
-  return {
-    ...nodeCommitLogFs,
-    async openFile(path, flags) {
-      const h = await nodeCommitLogFs.openFile(path, flags);
-      return {
-        write: (b, o, l, p) => h.write(b, o, l, p),
-        truncate: (l) => h.truncate(l),
-        close: () => h.close(),
-        datasync: () => (failures.n-- > 0 ? Promise.reject(new Error("EIO: disk on fire")) : h.datasync()),
-      };
-    },
-  };
+  return withDatasync((real) => (failures.n-- > 0 ? Promise.reject(new Error("EIO: disk on fire")) : real()));
 }
 
 describe("a commit log whose fsync fails for a while", () => {

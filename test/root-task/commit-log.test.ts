@@ -13,14 +13,13 @@ import {
   encodeBody,
   encodeFrame,
   formatRecord,
-  nodeCommitLogFs,
   replay,
   scanLog,
   showLog,
   verifyLog,
-  type CommitLogFs,
   type CommitRecord,
 } from "../../root-task/index.ts";
+import { withDatasync } from "./commit-log-fs.ts";
 import { crashSeed, goUntilReady, lcg, startCrashChild, useBundledChild, type CrashChild } from "../crash.ts";
 
 const KEY = new Uint8Array(32).fill(7);
@@ -142,21 +141,10 @@ describe("CommitLog append and reopen", () => {
 describe("group commit", () => {
   test("concurrent appends share fsyncs, keep seq order and resolve in order", async () => {
     let syncs = 0;
-    const fs: CommitLogFs = {
-      ...nodeCommitLogFs,
-      async openFile(path, flags) {
-        const h = await nodeCommitLogFs.openFile(path, flags);
-        return {
-          write: (b, o, l, p) => h.write(b, o, l, p),
-          truncate: (l) => h.truncate(l),
-          close: () => h.close(),
-          datasync: () => {
-            syncs += 1;
-            return h.datasync();
-          },
-        };
-      },
-    };
+    const fs = withDatasync((real) => {
+      syncs += 1;
+      return real();
+    });
     const log = await CommitLog.open(dir, { key: KEY, fs });
     const resolvedOrder: number[] = [];
     const all = await Promise.all(
@@ -181,18 +169,7 @@ describe("group commit", () => {
   });
 
   test("a failed fsync rejects the batch and everything after it", async () => {
-    const fs: CommitLogFs = {
-      ...nodeCommitLogFs,
-      async openFile(path, flags) {
-        const h = await nodeCommitLogFs.openFile(path, flags);
-        return {
-          write: (b, o, l, p) => h.write(b, o, l, p),
-          truncate: (l) => h.truncate(l),
-          close: () => h.close(),
-          datasync: () => Promise.reject(new Error("EIO: disk on fire")),
-        };
-      },
-    };
+    const fs = withDatasync(() => Promise.reject(new Error("EIO: disk on fire")));
     const log = await CommitLog.open(dir, { key: KEY, fs });
     const results = await Promise.allSettled([log.append("ctr", 1), log.append("ctr", 2)]);
     expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);

@@ -7,7 +7,8 @@
  */
 import { describe, expect, test } from "vitest";
 import { type Fid } from "../../nine-door/index.ts";
-import { nodeCommitLogFs, showLog, type CommitLogFs, type RunningAppliance } from "../../root-task/index.ts";
+import { showLog, type CommitLogFs, type RunningAppliance } from "../../root-task/index.ts";
+import { withDatasync } from "./commit-log-fs.ts";
 import { run, useAppliances } from "./fixture.ts";
 
 const appliances = useAppliances({ prefix: "cohesix-pipeline-", defaults: { intervalMs: 200, graceMs: 500 } });
@@ -38,22 +39,11 @@ async function until(check: () => Promise<boolean>, what: string, timeoutMs = 30
 /** A file layer whose fdatasync can be made to fail (and is slowed, so commands pile up behind it). */
 function faultyFs(): { fs: CommitLogFs; failing: { on: boolean } } {
   const failing = { on: false };
-  const fs: CommitLogFs = {
-    ...nodeCommitLogFs,
-    openFile: async (path, flags) => {
-      const h = await nodeCommitLogFs.openFile(path, flags);
-      return {
-        write: (b, o, l, p) => h.write(b, o, l, p),
-        truncate: (len) => h.truncate(len),
-        close: () => h.close(),
-        datasync: async () => {
-          await new Promise((r) => setTimeout(r, 5));
-          if (failing.on) throw Object.assign(new Error("ENOSPC: no space left on device, fdatasync"), { code: "ENOSPC" });
-          await h.datasync();
-        },
-      };
-    },
-  };
+  const fs = withDatasync(async (real) => {
+    await new Promise((r) => setTimeout(r, 5));
+    if (failing.on) throw Object.assign(new Error("ENOSPC: no space left on device, fdatasync"), { code: "ENOSPC" });
+    await real();
+  });
   return { fs, failing };
 }
 
