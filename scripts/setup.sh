@@ -20,8 +20,10 @@ cd "$(dirname "$0")/.."
 # mosquitto-clients: the MQTT broker the fleet link's tests start on an
 # ephemeral 127.0.0.1 port (stopped by PID), and mosquitto_pub/sub as the
 # reference for its benchmark. zsh: the test checks the generated zsh
-# completion script with zsh -n.
-packages=(diod openssl cpio qemu-system-arm qemu-utils binutils-aarch64-linux-gnu xz-utils e2fsprogs socat fdisk dosfstools mtools u-boot-qemu u-boot-tools mosquitto mosquitto-clients zsh)
+# completion script with zsh -n. chromium: the real browser the dashboard's
+# tests and benchmark drive through playwright-core (which never downloads
+# a browser of its own: PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD below).
+packages=(diod openssl cpio qemu-system-arm qemu-utils binutils-aarch64-linux-gnu xz-utils e2fsprogs socat fdisk dosfstools mtools u-boot-qemu u-boot-tools mosquitto mosquitto-clients zsh chromium)
 
 # `cohesix fetch` downloads the guest's arm64 .debs with apt-get download,
 # which needs arm64 in dpkg's architectures and its package lists.
@@ -50,7 +52,7 @@ elif [ -n "$arch_added" ]; then
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci
 fi
 
 # The guest's pinned artefacts (arm64 Node, libraries, busybox, kernel, and
