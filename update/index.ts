@@ -8,6 +8,8 @@
  *   its one parser and one serialiser, and {@link bootStep}, the script's
  *   decision as a function.
  * - `boot-script.ts` — {@link bootScript}: the U-Boot script text.
+ * - `boot-partition.ts` — {@link readBootStateFiles}, {@link writeBootStateFiles}:
+ *   the state's two copies on a mounted boot partition, as the appliance reads and writes them.
  *
  * @example
  * ```ts
@@ -37,4 +39,5 @@ export {
   type Slot,
   type SlotStatus,
 } from "./boot-state.ts";
+export { nextBootState, readBootStateFiles, writeBootStateFiles, type BootStateOnDisk } from "./boot-partition.ts";
 export { SLOT_FILES, bootScript, type BootScriptOptions } from "./boot-script.ts";
