@@ -253,7 +253,8 @@ export class FleetLink {
       this.#done.clear();
       this.#sentUpTo = this.#o.outbox.acked;
       const facts = this.#o.birth();
-      const birth: BirthRecord = { v: 1, kind: "birth", id: this.#o.id, seq: death.seq, ts_ms: this.#clock(), historical: false, session, ...facts };
+      const backlog = this.#o.outbox.pending;
+      const birth: BirthRecord = { v: 1, kind: "birth", id: this.#o.id, seq: death.seq, ts_ms: this.#clock(), historical: false, session, ...facts, backlog };
       client.publish(topicFor(this.#prefix, birth), Buffer.from(encodeRecord(birth)), { qos: 1, retain: true }, () => {});
       this.#session = session;
       this.#setState("online", `session ${session}`);

@@ -66,6 +66,8 @@ export interface BirthRecord extends RecordHead {
   /** `/proc/boot` facts, `key=value` pairs as strings. */
   readonly boot: Readonly<Record<string, string>>;
   readonly lifecycle: LifecycleState;
+  /** Records in the outbox not yet delivered when this connection was made (what is still to be forwarded). */
+  readonly backlog: number;
 }
 
 /** The connection's will on `<prefix>/<id>/death`. */
@@ -135,7 +137,7 @@ const isData: FieldCheck = (v) => (isPlainObject(v) && depth(v, 0) <= MAX_DATA_D
 
 /** Fields of each kind beyond the head, with their checks: the one table a new kind is added to. */
 const KIND_FIELDS: { readonly [K in RecordKind]: Readonly<Record<string, FieldCheck>> } = {
-  birth: { session: isCount(0), version: isString(128), boot: isBoot, lifecycle: isLifecycle },
+  birth: { session: isCount(0), version: isString(128), boot: isBoot, lifecycle: isLifecycle, backlog: isCount(0) },
   death: { session: isCount(0), reason: isString(256) },
   lifecycle: { state: isLifecycle, reason: isString(256) },
   telemetry: { worker: isName, data: isData },

@@ -178,6 +178,31 @@ describe("FleetLink states and window", () => {
     await link.close();
   });
 
+  test("the birth record says how many records were still to be forwarded when the connection was made", async () => {
+    const states: string[] = [];
+    const clients: FakeClient[] = [];
+    const link = makeLink(async () => {
+      const c = new FakeClient();
+      clients.push(c);
+      return c;
+    }, states);
+    for (let i = 0; i < 7; i++) await link.publish({ kind: "audit", line: `made offline ${i}` });
+    link.start();
+    await until("a client", () => clients.length === 1);
+    clients[0]!.emit("connect");
+    expect(clients[0]!.sent[0]!.record).toMatchObject({ kind: "birth", backlog: 7, seq: 7 });
+    let acked = 1;
+    await until("everything acknowledged", () => {
+      for (; acked < clients[0]!.sent.length; acked++) clients[0]!.sent[acked]!.ack();
+      return outbox.pending === 0;
+    });
+    clients[0]!.emit("close");
+    await until("a second client", () => clients.length === 2);
+    clients[1]!.emit("connect");
+    expect(clients[1]!.sent[0]!.record).toMatchObject({ kind: "birth", backlog: 0 });
+    await link.close();
+  });
+
   test("a bad broker URL, id or window is refused", () => {
     const base = { id: "app-1", outbox, birth: () => ({ version: "1", boot: {}, lifecycle: "ONLINE" as const }) };
     expect(() => new FleetLink({ ...base, url: "http://x" })).toThrow('invalid: fleet: broker URL "http://x" must start with mqtt:// or mqtts://');

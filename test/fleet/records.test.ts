@@ -13,7 +13,7 @@ import {
 
 const head = { v: 1, id: "app-1", seq: 7, ts_ms: 1_765_000_000_000, historical: false } as const;
 const samples: Record<FleetRecord["kind"], FleetRecord> = {
-  birth: { ...head, kind: "birth", session: 3, version: "0.1.0", boot: { board: "aarch64-virt", slot: "a" }, lifecycle: "ONLINE" },
+  birth: { ...head, kind: "birth", session: 3, version: "0.1.0", boot: { board: "aarch64-virt", slot: "a" }, lifecycle: "ONLINE", backlog: 0 },
   death: { ...head, kind: "death", session: 3, reason: "connection lost" },
   lifecycle: { ...head, kind: "lifecycle", state: "DRAINING", reason: "queen: drain" },
   telemetry: { ...head, kind: "telemetry", worker: "worker-1", data: { tick: 42, load: 0.5, nested: { a: [1, 2] } } },
