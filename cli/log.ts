@@ -7,7 +7,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { InvalidError } from "../nine-door/index.ts";
-import { commitLogKey, formatRecord, readPrivateKey, showLog, verifyLog, type CommitRecord } from "../root-task/index.ts";
+import { COMMIT_KINDS, commitLogKey, formatRecord, readPrivateKey, showLog, verifyLog, type CommitRecord } from "../root-task/index.ts";
 import { str, UsageError, type Parsed } from "./args.ts";
 import type { Io } from "./verb.ts";
 
@@ -37,10 +37,18 @@ export async function logVerify(p: Parsed, { out }: Io): Promise<void> {
 }
 
 /**
- * The kinds of record the root task commits. A log may hold others (later
- * features add their own); `--kind` takes these and any kind the log holds.
+ * Words `--kind` takes besides the commit kinds: a worker's end by how it
+ * ended (an `exit` record whose status is `killed` or `revoked`).
  */
-export const KNOWN_KINDS: readonly string[] = ["spawn", "kill", "exit", "revoke", "budget", "bind", "unbind", "mount", "lifecycle", "key", "ctr"];
+const EXIT_WORDS: Readonly<Record<string, string>> = { kill: "killed", revoke: "revoked" };
+
+/**
+ * What `--kind` takes: the kinds of record the root task commits, from its
+ * one table (`COMMIT_KINDS`), and the exit words `kill` and `revoke`. A log
+ * may hold other kinds (later features add their own); `--kind` takes those
+ * too when the log holds them.
+ */
+export const KNOWN_KINDS: readonly string[] = ["spawn", ...Object.keys(EXIT_WORDS), ...Object.keys(COMMIT_KINDS).filter((k) => k !== "spawn")];
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
@@ -79,7 +87,7 @@ export async function logShow(p: Parsed, { out }: Io): Promise<void> {
     ...(key ? { key } : {}),
     ...(from !== undefined ? { from } : {}),
     ...(limit !== undefined ? { limit } : {}),
-    ...(kind ? { kinds: [kind] } : {}),
+    ...(kind !== undefined && Object.hasOwn(EXIT_WORDS, kind) ? { kinds: ["exit"], where: (r: CommitRecord) => (r.body as { status?: unknown } | null)?.status === EXIT_WORDS[kind] } : kind ? { kinds: [kind] } : {}),
   });
   if (p.values.json === true) out(`${JSON.stringify(records.map(recordJson))}\n`);
   else for (const r of records) out(`${formatRecord(r)}\n`);

@@ -439,7 +439,7 @@ export const VERBS: readonly Verb[] = [
           "boot-key": { type: "string", value: "FILE", help: "the boot key that keys the HMAC", defaultNote: "DIR/boot.key when present" },
           from: { type: "string", value: "N", help: "records from sequence number N", min: 0 },
           limit: { type: "string", value: "N", help: "at most N records", min: 0 },
-          kind: { type: "string", value: "KIND", help: "only records of this kind, e.g. spawn" },
+          kind: { type: "string", value: "KIND", help: "only records of this kind, e.g. spawn; kill and revoke: the exits of killed and revoked workers" },
           json: { type: "boolean", help: "an array of the records (seq, ts, kind, body, batch, hash, prev)" },
         },
         examples: ["cohesix log show .cohesix/state --kind spawn", "cohesix log show .cohesix/state --from 100 --limit 10"],

@@ -71,6 +71,8 @@ export interface ShowLogOptions {
   limit?: number;
   /** Only records of these kinds. */
   kinds?: readonly string[];
+  /** Only records this accepts (after `kinds`, before `limit`). */
+  where?: (record: CommitRecord) => boolean;
 }
 
 /**
@@ -92,6 +94,7 @@ export async function showLog(
   const report = reportOf(scan, options.key !== undefined);
   let records = scan.records.filter((r) => r.seq >= (options.from ?? 1));
   if (options.kinds) records = records.filter((r) => options.kinds!.includes(r.kind));
+  if (options.where) records = records.filter(options.where);
   if (options.limit !== undefined) records = records.slice(0, options.limit);
   return { records, report };
 }
