@@ -29,6 +29,16 @@ export const BOOT_MANIFEST_FORMAT = "cohesix-boot-manifest/v1";
 /** Where the boot manifest sits in the boot partition. */
 export const BOOT_MANIFEST_PATH = "/cohesix/manifest.json";
 
+/**
+ * A release version: dotted whole numbers, one to four parts, no leading
+ * zeros (`1.2.0`, `2026.12.1.3`). A boot manifest without `version` reads
+ * as {@link NO_VERSION}.
+ */
+export const VERSION_PATTERN = /^(0|[1-9][0-9]{0,8})(\.(0|[1-9][0-9]{0,8})){0,3}$/;
+
+/** The version of a build whose boot manifest names none. */
+export const NO_VERSION = "0.0.0";
+
 /** One file of the boot partition: absolute path inside the partition, size in bytes, sha256 hex. */
 export interface BootArtefact {
   readonly path: string;
@@ -40,6 +50,8 @@ export interface BootArtefact {
 export interface BootManifest {
   readonly format: typeof BOOT_MANIFEST_FORMAT;
   readonly board: string;
+  /** The release version of the build (see {@link VERSION_PATTERN}); absent in older manifests, read as {@link NO_VERSION}. */
+  readonly version?: string;
   readonly artefacts: readonly BootArtefact[];
   /** {@link keyId} of the release key that signed it. */
   readonly keyId: string;
@@ -169,10 +181,11 @@ export function parseBootManifest(text: string, source: string): BootManifest {
   }
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) fail("must be a JSON object");
   const o = raw as Record<string, unknown>;
-  const known = ["format", "board", "artefacts", "keyId", "publicKey", "signature"];
+  const known = ["format", "board", "version", "artefacts", "keyId", "publicKey", "signature"];
   for (const k of Object.keys(o)) if (!known.includes(k)) fail(`${k} is not a known field`);
   if (o.format !== BOOT_MANIFEST_FORMAT) fail(`format must be ${BOOT_MANIFEST_FORMAT}`);
   for (const k of ["board", "keyId", "publicKey", "signature"]) if (typeof o[k] !== "string" || o[k] === "") fail(`${k} must be a non-empty string`);
+  if (o.version !== undefined && (typeof o.version !== "string" || !VERSION_PATTERN.test(o.version))) fail("version must be dotted whole numbers such as 1.2.0 (one to four parts)");
   if (!Array.isArray(o.artefacts)) fail("artefacts must be an array");
   const artefacts = (o.artefacts as unknown[]).map((a, i) => parseArtefact(a, `artefacts[${i}]`, fail));
   const seen = new Set<string>();
@@ -181,6 +194,19 @@ export function parseBootManifest(text: string, source: string): BootManifest {
     seen.add(a.path);
   }
   return { ...(o as unknown as BootManifest), artefacts };
+}
+
+/**
+ * The release version a boot manifest names, {@link NO_VERSION} when it
+ * names none.
+ *
+ * @example
+ * ```ts
+ * manifestVersion(parseBootManifest(text, "/boot/a/manifest.json")); // "1.2.0"
+ * ```
+ */
+export function manifestVersion(manifest: Pick<BootManifest, "version">): string {
+  return manifest.version ?? NO_VERSION;
 }
 
 /**

@@ -14,7 +14,9 @@ import {
   BOOT_MANIFEST_FORMAT,
   canonicalJson,
   checkBootManifest,
+  manifestVersion,
   mintTicket,
+  parseBootManifest,
   serveAppliance,
   signDocument,
   writeKeyPair,
@@ -60,6 +62,22 @@ describe("canonicalJson", () => {
 
   it("refuses non-integers, which have more than one JSON spelling", () => {
     expect(() => canonicalJson({ a: 1.5 })).toThrow(/integers only/);
+  });
+});
+
+describe("a boot manifest's version", () => {
+  const doc = (extra: Record<string, unknown>): string => JSON.stringify({ ...signDocument({ format: BOOT_MANIFEST_FORMAT, board: "test", artefacts: [] }, releaseKey), ...extra });
+
+  it("is read from the optional version field, and a manifest without one reads as 0.0.0", () => {
+    const signed = signDocument({ format: BOOT_MANIFEST_FORMAT, board: "test", version: "1.2.0", artefacts: [] }, releaseKey);
+    expect(manifestVersion(parseBootManifest(JSON.stringify(signed), "m.json"))).toBe("1.2.0");
+    expect(manifestVersion(parseBootManifest(doc({}), "m.json"))).toBe("0.0.0");
+  });
+
+  it("refuses a version that is not one to four dotted whole numbers, naming the field", () => {
+    for (const version of ["", "1.x", "1..2", "01.2", "1.2.3.4.5", "-1", 7, "1.2.0-rc1"]) {
+      expect(() => parseBootManifest(doc({ version }), "m.json"), String(version)).toThrow(/^invalid: boot manifest m\.json: version must be dotted whole numbers/);
+    }
   });
 });
 
