@@ -54,3 +54,22 @@ export const BOOT_OPTIONS: Options = {
   state: { type: "string", value: "DIR", help: "with --board host: the appliance's state folder", defaultNote: "DIR/state" },
   ...GPU_BRIDGE_OPTIONS,
 };
+
+/** `fleet` verbs: the broker and how to log in to it. */
+export const BROKER_OPTIONS: Options = {
+  broker: { type: "string", value: "URL", help: "the broker, mqtt://HOST:PORT or mqtts://HOST:PORT", env: "COHESIX_BROKER", defaultNote: "the fleet block of cohesix.config.json" },
+  prefix: { type: "string", value: "PREFIX", help: "the topic prefix", defaultNote: "the fleet block's, else cohesix" },
+  ca: { type: "string", value: "FILE", help: "for mqtts://: the CA (PEM) the broker's certificate must chain to; only it is trusted" },
+  username: { type: "string", value: "USER", help: "the broker login", env: "COHESIX_BROKER_USER" },
+  "password-file": { type: "string", value: "FILE", help: "a file holding the broker password (or set COHESIX_BROKER_PASSWORD)" },
+  "client-cert": { type: "string", value: "FILE", help: "a client certificate (PEM) for brokers that ask for one" },
+  "client-key": { type: "string", value: "FILE", help: "its private key (PEM)" },
+  project: { type: "string", value: "DIR", help: "the project whose fleet block to read", defaultNote: "the current folder" },
+};
+
+/** `fleet` verbs: which appliances. */
+export const SELECT_OPTIONS: Options = {
+  id: { type: "string", value: "ID", help: "one appliance" },
+  select: { type: "string", multiple: true, value: "K=V", help: "appliances whose birth says K=V (id, version, lifecycle, live or a /proc/boot key); repeat to narrow" },
+  "max-appliances": { type: "string", value: "N", help: "track at most N appliances (anything on the broker is untrusted)", min: 1, default: "100000" },
+};

@@ -15,7 +15,7 @@
  * @module
  */
 import { UsageError } from "./args.ts";
-import { BOOT_OPTIONS, BUILD_OPTIONS, GPU_BRIDGE_OPTIONS, REMOTE_OPTIONS } from "./options.ts";
+import { BOOT_OPTIONS, BROKER_OPTIONS, BUILD_OPTIONS, GPU_BRIDGE_OPTIONS, REMOTE_OPTIONS, SELECT_OPTIONS } from "./options.ts";
 import type { Verb } from "./verb.ts";
 
 /**
@@ -415,6 +415,41 @@ export const VERBS: readonly Verb[] = [
     },
     examples: ["cohesix status", "cohesix status --json"],
     run: async (p, io) => (await light(() => import("./status.ts"))).status(p, io),
+  },
+  {
+    name: "fleet",
+    summary: "the appliances on an MQTT broker: list, tail, command",
+    description: "the host's side of the fleet link ([docs/fleet.md](docs/fleet.md)): what the appliances on a broker publish, and signed commands to them",
+    subverbs: [
+      {
+        name: "ls",
+        summary: "list the appliances on a broker",
+        description:
+          "lists every appliance with a retained birth or death record on the broker: id, live or dead (a death of the birth's session or later), version, lifecycle, last seen and the backlog its outbox still had to forward when it connected; `--json` as an array",
+        options: {
+          ...SELECT_OPTIONS,
+          json: { type: "boolean", help: "print the appliances as JSON" },
+          wait: { type: "string", value: "S", help: "wait at most S seconds for the retained records", default: "5" },
+          ...BROKER_OPTIONS,
+        },
+        examples: ["cohesix fleet ls --broker mqtt://broker.lan:1883", "cohesix fleet ls --select board=aarch64-virt --json"],
+        run: async (p, io) => (await import("./fleet.ts")).fleetLs(p, io),
+      },
+      {
+        name: "tail",
+        summary: "print the appliances' records as they arrive",
+        description:
+          "prints records as they arrive (births, deaths, lifecycle, telemetry, audit, dropped), duplicates removed by (id, seq), records made while the broker was away marked `[historical]`, retained ones `[retained]`; until interrupted or `--count N`; `--json` prints each record as one JSON line",
+        options: {
+          ...SELECT_OPTIONS,
+          count: { type: "string", value: "N", help: "stop after N records", min: 1 },
+          json: { type: "boolean", help: "each record as one JSON line" },
+          ...BROKER_OPTIONS,
+        },
+        examples: ["cohesix fleet tail --id app-1", "cohesix fleet tail --select version=0.2.0 --json"],
+        run: async (p, io) => (await import("./fleet.ts")).fleetTail(p, io),
+      },
+    ],
   },
   {
     name: "log",

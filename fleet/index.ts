@@ -1,7 +1,9 @@
 /**
  * The MQTT fleet link (DESIGN §2, §12; docs/fleet.md): the records an
  * appliance publishes and their topic tree, the durable outbox that keeps
- * them while the broker is away, and the link that forwards them at QoS 1.
+ * them while the broker is away, and the link that forwards them at QoS 1;
+ * and the host's side: one broker connection ({@link FleetHost}) and the
+ * fleet as the broker shows it ({@link FleetView}).
  * Other folders import from this file only.
  *
  * @example
@@ -16,3 +18,5 @@ export * from "./outbox-format.ts";
 export * from "./outbox.ts";
 export * from "./mqtt.ts";
 export * from "./link.ts";
+export * from "./fleet-view.ts";
+export * from "./host.ts";
