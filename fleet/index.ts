@@ -20,3 +20,4 @@ export * from "./mqtt.ts";
 export * from "./link.ts";
 export * from "./fleet-view.ts";
 export * from "./host.ts";
+export * from "./commands.ts";

@@ -68,6 +68,8 @@ export interface BirthRecord extends RecordHead {
   readonly lifecycle: LifecycleState;
   /** Records in the outbox not yet delivered when this connection was made (what is still to be forwarded). */
   readonly backlog: number;
+  /** The last accepted signed-ctl counter (`/queen/ctr`), for the host's next command; optional. */
+  readonly ctr?: number;
 }
 
 /** The connection's will on `<prefix>/<id>/death`. */
@@ -137,13 +139,15 @@ const isData: FieldCheck = (v) => (isPlainObject(v) && depth(v, 0) <= MAX_DATA_D
 
 /** Fields of each kind beyond the head, with their checks: the one table a new kind is added to. */
 const KIND_FIELDS: { readonly [K in RecordKind]: Readonly<Record<string, FieldCheck>> } = {
-  birth: { session: isCount(0), version: isString(128), boot: isBoot, lifecycle: isLifecycle, backlog: isCount(0) },
+  birth: { session: isCount(0), version: isString(128), boot: isBoot, lifecycle: isLifecycle, backlog: isCount(0), ctr: isCount(0) },
   death: { session: isCount(0), reason: isString(256) },
   lifecycle: { state: isLifecycle, reason: isString(256) },
   telemetry: { worker: isName, data: isData },
   audit: { line: isString(4096) },
   dropped: { count: isCount(1), first_seq: isCount(1), last_seq: isCount(1), bytes: isCount(0) },
 };
+/** Fields a kind may leave out (records of older appliances). */
+const OPTIONAL_FIELDS: { readonly [K in RecordKind]?: readonly string[] } = { birth: ["ctr"] };
 const HEAD_FIELDS: Readonly<Record<string, FieldCheck>> = {
   v: (v) => (v === RECORD_VERSION ? undefined : `must be ${RECORD_VERSION}`),
   kind: (v) => (typeof v === "string" && Object.hasOwn(KIND_FIELDS, v) ? undefined : `must be one of ${Object.keys(KIND_FIELDS).join(" ")}`),
@@ -178,6 +182,7 @@ export function checkRecord(value: unknown): FleetRecord {
     if (!Object.hasOwn(fields, key)) throw new InvalidError(`fleet record: unknown field ${JSON.stringify(key.slice(0, 64))} in a ${String(value.kind)} record`);
   }
   for (const [key, check] of Object.entries(fields)) {
+    if (!Object.hasOwn(value, key) && OPTIONAL_FIELDS[value.kind as RecordKind]?.includes(key)) continue;
     if (!Object.hasOwn(value, key)) throw new InvalidError(`fleet record: ${String(value.kind)} record lacks ${key}`);
     const problem = check(value[key]);
     if (problem) throw new InvalidError(`fleet record: ${key} ${problem}`);

@@ -126,6 +126,11 @@ export interface ApplianceOptions {
   readonly network?: { readonly tls: boolean; readonly reason: string; readonly device?: boolean };
   /** The commit log's file layer (default the real file system); tests inject failing fsyncs through it. */
   readonly commitLogFs?: CommitLogFs;
+  /**
+   * This appliance's fleet id (docs/fleet.md); default `cx-<boot key id>`.
+   * A signed envelope addressed with `to` must name it.
+   */
+  readonly fleetId?: string;
 }
 
 /**
@@ -382,6 +387,11 @@ export class Appliance {
     return { state: l.state, reason: l.reason, since: l.sinceMs || this.#startedMs };
   }
 
+  /** The fleet id: the configured one, else `cx-<boot key id>`. */
+  get fleetId(): string {
+    return this.options.fleetId ?? `cx-${keyId(this.bootPublicKey)}`;
+  }
+
   /** The boot signing key's private half, for minting worker tickets. */
   get bootKey(): Uint8Array {
     return this.#bootKey;
@@ -571,6 +581,7 @@ export class Appliance {
       pool,
       queenPublicKey: this.options.queenPublicKey,
       policy: this.options.policy ?? "open",
+      applianceId: this.fleetId,
       programs: this.options.programs ?? BUILTIN_WORKERS,
       gpuUnavailable: () => (this.#gpuMount ? this.#gpuMount.unavailable() : "no gpu bridge mounted"),
       leaseGpu: async (worker, lease) => {

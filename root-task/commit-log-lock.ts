@@ -55,15 +55,18 @@ function isAlive(pid: number): boolean {
 
 /**
  * Takes the lock of a state directory or throws BusyError naming the holder.
+ * `file` and `what` name another lock of the same kind (the fleet outbox's:
+ * `fleet.lock`, `fleet outbox`).
  *
  * @example
  * ```ts
  * const lock = await acquireLogLock("/var/lib/cohesix");
  * ```
  */
-export async function acquireLogLock(dir: string, options: { onAudit?: (line: string) => void } = {}): Promise<LogLock> {
-  const path = join(dir, LOCK_FILE);
-  if (heldInProcess.has(path)) throw new BusyError(`commit log: ${dir} is already open in this process (pid ${process.pid})`);
+export async function acquireLogLock(dir: string, options: { onAudit?: (line: string) => void; file?: string; what?: string } = {}): Promise<LogLock> {
+  const path = join(dir, options.file ?? LOCK_FILE);
+  const what = options.what ?? "commit log";
+  if (heldInProcess.has(path)) throw new BusyError(`${what}: ${dir} is already open in this process (pid ${process.pid})`);
   heldInProcess.add(path);
   try {
     const boot = currentBootId() ?? "-";
@@ -92,7 +95,7 @@ export async function acquireLogLock(dir: string, options: { onAudit?: (line: st
           // A holder writes its line before linking the lock in place, so an
           // empty lock file is a crash's leftover (the link reached the disk,
           // the data did not): stale.
-          options.onAudit?.(`commit log: took over an empty lock file (left by a crash) in ${dir}`);
+          options.onAudit?.(`${what}: took over an empty lock file (left by a crash) in ${dir}`);
           await rm(path, { force: true });
           continue;
         }
@@ -104,11 +107,11 @@ export async function acquireLogLock(dir: string, options: { onAudit?: (line: st
           (heldBoot !== undefined && heldBoot !== "-" && heldBoot !== boot) ||
           pid === process.pid ||
           !isAlive(pid);
-        if (!stale) throw new BusyError(`commit log: ${dir} is locked by running pid ${pid}`);
-        options.onAudit?.(`commit log: took over stale lock of pid ${pidText} in ${dir}`);
+        if (!stale) throw new BusyError(`${what}: ${dir} is locked by running pid ${pid}`);
+        options.onAudit?.(`${what}: took over stale lock of pid ${pidText} in ${dir}`);
         await rm(path, { force: true });
       }
-      throw new BusyError(`commit log: could not take the lock of ${dir}: it keeps changing hands`);
+      throw new BusyError(`${what}: could not take the lock of ${dir}: it keeps changing hands`);
     } finally {
       await rm(tmp, { force: true });
     }

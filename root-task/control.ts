@@ -20,6 +20,11 @@ export interface ControlHost {
   /** `open` accepts plain commands and envelopes; `signed-ctl` only envelopes. */
   readonly policy: "open" | "signed-ctl";
   /**
+   * This appliance's fleet id: an envelope addressed with `to` must name
+   * it (docs/fleet.md, "Commands").
+   */
+  readonly applianceId?: string;
+  /**
    * Worker kinds this image can spawn, with their roles and, for a
    * project's workers, the config's default budget and restart policy.
    */
@@ -57,6 +62,9 @@ export interface ControlHost {
   /** Mounts a service once its mount is committed. */
   mount(service: string, at: string): void;
 }
+
+/** The role of the fleet link's ticket (docs/fleet.md): reads through 9P, forwards signed commands. */
+export const FLEET_ROLE = "fleet";
 
 /** The lifecycle words `/queen/lifecycle/ctl` accepts. */
 export const LIFECYCLE_WORDS = ["cordon", "drain", "resume", "quiesce", "reset"] as const;
@@ -99,9 +107,13 @@ export async function runQueenCommand(host: ControlHost, text: string, caller: C
   let parsed: object | undefined;
   let ctr: number | undefined;
   const staged = new Staged(host);
-  if (host.policy === "signed-ctl" || isEnvelope(text)) {
+  // The fleet link forwards commands from the broker: the signature, not its role, is the authority.
+  const fromFleet = caller.role === FLEET_ROLE;
+  if (host.policy === "signed-ctl" || fromFleet || isEnvelope(text)) {
+    if (fromFleet && !isEnvelope(text)) throw new InvalidError("fleet: /queen/ctl takes only signed envelopes addressed with to from the fleet link");
     if (!isEnvelope(text)) throw new InvalidError('policy signed-ctl: wrap the command as {"cmd":{…},"nonce":…,"ctr":n,"sig":…} (cohesix ctl does this)');
-    const opened = openParsedEnvelope(text, host.queenPublicKey, { lastCtr: host.state.ctr });
+    const opened = openParsedEnvelope(text, host.queenPublicKey, { lastCtr: host.state.ctr, ...(host.applianceId !== undefined ? { applianceId: host.applianceId } : {}) });
+    if (fromFleet && opened.to === undefined) throw new InvalidError("fleet: a command from the fleet must be addressed (envelope.to)");
     commandText = opened.command;
     parsed = opened.value;
     ctr = opened.ctr;
@@ -310,7 +322,7 @@ export async function runWorkerCommand(host: ControlHost, id: string, text: stri
 async function signedFileCommand(host: ControlHost, text: string, run: (command: string) => Promise<string>): Promise<string> {
   if (host.policy !== "signed-ctl" && !isEnvelope(text)) return run(text);
   if (!isEnvelope(text)) throw new InvalidError('policy signed-ctl: wrap the command as {"cmd":{…},"nonce":…,"ctr":n,"sig":…} (cohesix write and cohesix ctl do this)');
-  const opened = openEnvelope(text, host.queenPublicKey, { lastCtr: host.state.ctr });
+  const opened = openEnvelope(text, host.queenPublicKey, { lastCtr: host.state.ctr, ...(host.applianceId !== undefined ? { applianceId: host.applianceId } : {}) });
   if (host.policy === "signed-ctl") await host.commit({ kind: "ctr", body: { ctr: opened.ctr } });
   const reply = await run(opened.command);
   if (host.policy !== "signed-ctl") await host.commit({ kind: "ctr", body: { ctr: opened.ctr } });

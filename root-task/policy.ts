@@ -14,6 +14,11 @@
  *   (walk, stat, list — listings hidden through {@link visibleChildren}).
  *   Each `/gpu/<lease>` in its ticket's mounts adds read and write at and
  *   below that path, and makes `/gpu` walkable.
+ * - `fleet` (the fleet link, docs/fleet.md) reads `/proc/…`, `/queen/ctr`,
+ *   `/log/queen.log` and every `/worker/<id>/telemetry` (and walks to them),
+ *   and writes `/queen/ctl`, where only signed envelopes addressed to this
+ *   appliance are taken from it (the signature is the authority, see
+ *   `control.ts`); nothing else.
  * - nobody creates or removes `/`; any other role (`bridge` included — the
  *   bridge server has its own policy) may do nothing here.
  *
@@ -137,6 +142,18 @@ function decide(caller: PolicyCaller, names: readonly string[], op: AccessOp): b
   if (names.length === 0 && (op === "create" || op === "remove")) return false;
   if (caller.role === "queen") return decideQueen(names, op);
   if (isWorkerRole(caller.role)) return decideWorker(caller, names, op);
+  if (caller.role === "fleet") return decideFleet(names, op);
+  return false;
+}
+
+function decideFleet(names: readonly string[], op: AccessOp): boolean {
+  const [top, second, third] = names;
+  if (op === "write") return names.length === 2 && top === "queen" && second === "ctl";
+  if (!SEEING.has(op)) return false;
+  if (names.length === 0 || top === "proc") return true;
+  if (top === "queen") return names.length === 1 || (names.length === 2 && (second === "ctr" || second === "ctl"));
+  if (top === "log") return names.length === 1 || (names.length === 2 && second === "queen.log");
+  if (top === "worker") return names.length <= 2 || (names.length === 3 && third === "telemetry");
   return false;
 }
 

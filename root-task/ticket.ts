@@ -134,7 +134,7 @@ export interface TicketBudget {
  * ```
  */
 export interface TicketClaims {
-  /** `queen`, `bridge`, `worker-heartbeat`, `worker-gpu`, or `worker-<name>`. */
+  /** `queen`, `bridge`, `fleet`, `worker-heartbeat`, `worker-gpu`, or `worker-<name>`. */
   readonly role: string;
   /** Who: `queen`, `worker-3`… */
   readonly sub: string;
@@ -314,7 +314,7 @@ const TICKET_KEYS = new Set(["v", "role", "sub", "budget", "mounts", "aud", "iat
 const AUDIENCE = /^[0-9a-f]{16}$/;
 /** Upper bound on text accepted for decoding; minted tickets stay far below. */
 const MAX_ACCEPTED_LENGTH = 1024;
-const ROLE = /^(?:queen|bridge|worker-[a-z0-9][a-z0-9-]*)$/;
+const ROLE = /^(?:queen|bridge|fleet|worker-[a-z0-9][a-z0-9-]*)$/;
 const SUBJECT = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 const packr = new Packr({ useRecords: false, variableMapSize: true });
@@ -381,7 +381,7 @@ function checkTicket(record: Record<string, unknown>, fail: (detail: string) => 
   }
   const { role, sub, budget, mounts, aud, iat, exp, nonce } = record;
   if (typeof role !== "string" || role.length > TICKET_LIMITS.role || !ROLE.test(role)) {
-    throw fail(`field role: must be queen, bridge or worker-<name> (a-z 0-9 -), at most ${TICKET_LIMITS.role} chars`);
+    throw fail(`field role: must be queen, bridge, fleet or worker-<name> (a-z 0-9 -), at most ${TICKET_LIMITS.role} chars`);
   }
   if (typeof sub !== "string" || sub.length > TICKET_LIMITS.sub || !SUBJECT.test(sub)) {
     throw fail(`field sub: must be letters, digits, '.', '-', '_', at most ${TICKET_LIMITS.sub} chars`);
