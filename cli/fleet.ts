@@ -5,7 +5,7 @@
  * stream records as they arrive, decoded strictly.
  * @module
  */
-import { type ApplianceView, type FleetRecord, FleetView, checkName, parseSelectors } from "../fleet/index.ts";
+import { type ApplianceView, type FleetHost, type FleetRecord, FleetView, checkName, parseSelectors } from "../fleet/index.ts";
 import { type Parsed, UsageError, str } from "./args.ts";
 import { connectBroker } from "./fleet-broker.ts";
 import type { Io } from "./verb.ts";
@@ -37,6 +37,33 @@ export function secondsOption(p: Parsed, name: string, fallback: number): number
 const QUIET_MS = 400;
 
 /**
+ * Fills `view` with the retained births and deaths under `prefix`: MQTT
+ * has no end-of-retained marker, so it waits until nothing new came for
+ * a moment (0.4 s), or `waitMs`.
+ *
+ * @example
+ * ```ts
+ * const view = await readFleet(host, new FleetView(), { prefix: "cohesix", waitMs: 5000 });
+ * ```
+ */
+export async function readFleet(host: FleetHost, view: FleetView, options: { prefix: string; waitMs: number }): Promise<FleetView> {
+  let last = Date.now();
+  const off = host.onMessage((topic, payload, retained) => {
+    view.add(topic, payload, { retained });
+    last = Date.now();
+  });
+  try {
+    await host.subscribe([`${options.prefix}/+/birth`, `${options.prefix}/+/death`]);
+    last = Date.now();
+    const started = Date.now();
+    while (Date.now() - last < QUIET_MS && Date.now() - started < options.waitMs) await new Promise((r) => setTimeout(r, 50));
+  } finally {
+    off();
+  }
+  return view;
+}
+
+/**
  * `cohesix fleet ls`: every appliance with a retained birth or death.
  *
  * @example
@@ -48,18 +75,9 @@ export async function fleetLs(p: Parsed, io: Io): Promise<void> {
   const filter = applianceFilter(p);
   const waitMs = secondsOption(p, "wait", 5);
   const { host, prefix } = await connectBroker(p, io.env);
-  const view = viewFor(p, prefix);
+  let view: FleetView;
   try {
-    let last = Date.now();
-    host.onMessage((topic, payload, retained) => {
-      view.add(topic, payload, { retained });
-      last = Date.now();
-    });
-    await host.subscribe([`${prefix}/+/birth`, `${prefix}/+/death`]);
-    last = Date.now();
-    const started = Date.now();
-    // MQTT has no end-of-retained marker: wait until nothing new came for a moment, or --wait.
-    while (Date.now() - last < QUIET_MS && Date.now() - started < waitMs) await new Promise((r) => setTimeout(r, 50));
+    view = await readFleet(host, viewFor(p, prefix), { prefix, waitMs });
   } finally {
     await host.close();
   }

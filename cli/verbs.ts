@@ -449,6 +449,25 @@ export const VERBS: readonly Verb[] = [
         examples: ["cohesix fleet tail --id app-1", "cohesix fleet tail --select version=0.2.0 --json"],
         run: async (p, io) => (await import("./fleet.ts")).fleetTail(p, io),
       },
+      {
+        name: "ctl",
+        summary: "send one signed command to many appliances",
+        description:
+          "sends one command to the chosen live appliances over the broker, each as a signed envelope naming the appliance, its next counter (from its birth) and a reply topic, signed with the queen key; at most `--rate N/s`, answers awaited until `--deadline S`; prints one line per appliance (`ok`, `refused` with the reason, `timed out`) and a summary, and exits 1 if any was not ok",
+        args: [{ name: "JSON", help: "the command, e.g. {\"spawn\":\"heartbeat\",\"ticks\":3}" }],
+        options: {
+          all: { type: "boolean", help: "every live appliance" },
+          ...SELECT_OPTIONS,
+          rate: { type: "string", value: "N/s", help: "send at most N commands a second", defaultNote: "1000/s" },
+          deadline: { type: "string", value: "S", help: "every appliance must answer within S seconds", default: "10" },
+          key: { type: "string", value: "FILE", help: "the queen private key that signs the commands", env: "COHESIX_KEY", defaultNote: "~/.config/cohesix/queen.key" },
+          json: { type: "boolean", help: "the results and the summary as JSON" },
+          wait: { type: "string", value: "S", help: "wait at most S seconds for the retained births", default: "5" },
+          ...BROKER_OPTIONS,
+        },
+        examples: [`cohesix fleet ctl --all '{"spawn":"heartbeat","ticks":3}'`, `cohesix fleet ctl --select board=rpi4 --rate 20/s --deadline 30 '{"kill":"worker-2"}'`],
+        run: async (p, io) => (await import("./fleet-ctl.ts")).fleetCtl(p, io),
+      },
     ],
   },
   {

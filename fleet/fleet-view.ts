@@ -36,6 +36,8 @@ export interface ApplianceView {
   /** The newest origin time of any record heard from it (ms since the epoch). */
   readonly lastSeenMs: number;
   readonly session: number | undefined;
+  /** The last signed-ctl counter it accepted, when its birth says (a fleet command carries the next). */
+  readonly ctr: number | undefined;
   /** `/proc/boot` facts from its birth. */
   readonly boot: Readonly<Record<string, string>>;
   /** Last known lifecycle is in `lifecycle`; why it is dead, from its death record. */
@@ -183,6 +185,7 @@ export class FleetView {
       backlog: birth?.backlog,
       lastSeenMs: e.lastSeenMs,
       session: birth?.session ?? death?.session,
+      ctr: birth?.ctr,
       boot: birth?.boot ?? {},
       reason: death && (!birth || death.session >= birth.session) ? death.reason : undefined,
     };

@@ -21,3 +21,4 @@ export * from "./link.ts";
 export * from "./fleet-view.ts";
 export * from "./host.ts";
 export * from "./commands.ts";
+export * from "./fan-out.ts";
