@@ -13,6 +13,7 @@ import { required, str, UsageError, type Parsed } from "./args.ts";
 import { inUse, readQueenKey } from "./hints.ts";
 import { configDir, defaultQueenKey, defaultQueenPub } from "./paths.ts";
 import { projectOf } from "./project.ts";
+import { parseUpdateLimits } from "../update/index.ts";
 import type { Io } from "./verb.ts";
 
 /**
@@ -47,7 +48,9 @@ export async function ticket(p: Parsed, { env, out }: Io): Promise<void> {
 
 /**
  * `serve --board host --listen HOST:PORT --state DIR [--queen-pub FILE]
- * [--gpu-bridge DIAL [--gpu-bridge-key FILE] [--gpu-bridge-pin SHA256]]`:
+ * [--gpu-bridge DIAL [--gpu-bridge-key FILE] [--gpu-bridge-pin SHA256]]
+ * [--boot-dir DIR --release-pub FILE]`: with a boot folder laid out as an A/B
+ * boot partition, publishes `/update/` writing into it;
  * mounts the GPU bridge at /gpu when given (key default
  * ~/.config/cohesix/bridge.key, which `cohesix gpu-bridge` makes), prints `READY tcp!HOST!PORT` once accepting, serves until SIGTERM/SIGINT.
  * In a project, its `files` are placed under `.cohesix/host/root/` and its
@@ -94,12 +97,18 @@ export async function serve(p: Parsed, io: Io, hooks: { onReady?: (dialString: s
   const settings = (p.values.limit as string[] | undefined) ?? [];
   let limits;
   let audit;
+  let updateLimits;
   try {
-    limits = parseLimits(settings.filter((s) => !s.startsWith("audit.")));
+    limits = parseLimits(settings.filter((s) => !s.startsWith("audit.") && !s.startsWith("update.")));
     audit = parseAuditLimits(settings.filter((s) => s.startsWith("audit.")));
+    updateLimits = parseUpdateLimits(settings.filter((s) => s.startsWith("update.")));
   } catch (err) {
     throw new UsageError(`--limit ${(err as Error).message.replace(/^invalid: limit /, "")}`);
   }
+  const bootDir = str(p, "boot-dir");
+  const releasePub = str(p, "release-pub");
+  if (bootDir === undefined && (releasePub !== undefined || Object.keys(updateLimits).length > 0)) throw new UsageError("--release-pub and --limit update.* go with --boot-dir DIR");
+  if (bootDir !== undefined && releasePub === undefined) throw new UsageError("--boot-dir needs --release-pub FILE: the release public key update bundles must be signed with");
   // Handle SIGTERM/SIGINT before READY is printed: a supervisor may signal
   // the moment it reads READY, and without a listener Node would die of it.
   const stop = new AbortController();
@@ -123,6 +132,7 @@ export async function serve(p: Parsed, io: Io, hooks: { onReady?: (dialString: s
       ...(maxWorkers !== undefined ? { maxWorkers } : {}),
       limits,
       ...(Object.keys(audit).length > 0 ? { audit } : {}),
+      ...(bootDir !== undefined ? { bootDir, releasePub: releasePub!, ...(Object.keys(updateLimits).length > 0 ? { updateLimits } : {}) } : {}),
       ...(gpuDial !== undefined
         ? { gpuBridge: { dial: gpuDial, key: gpuKey ?? join(configDir(env), "bridge.key"), ...(gpuPin !== undefined ? { pin: gpuPin } : {}) } }
         : {}),

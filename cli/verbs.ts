@@ -96,9 +96,11 @@ export const VERBS: readonly Verb[] = [
       "gpu-bridge": GPU_BRIDGE_OPTIONS["gpu-bridge"]!,
       "gpu-bridge-key": GPU_BRIDGE_OPTIONS["gpu-bridge-key"]!,
       "gpu-bridge-pin": GPU_BRIDGE_OPTIONS["gpu-bridge-pin"]!,
-      limit: { type: "string", multiple: true, value: "NAME=N", help: "a limit from docs/security.md: NineDoor's, e.g. max_conns_per_peer=64 (/proc/sessions shows those in force), or the audit's, e.g. audit.reserve_bytes=2097152 (repeatable)" },
+      "boot-dir": { type: "string", value: "DIR", help: "a folder laid out as an A/B boot partition (state.env, a/, b/): publish /update/ writing into its inactive slot, running the state's active slot" },
+      "release-pub": { type: "string", value: "FILE", help: "with --boot-dir: the release public key update bundles must be signed with" },
+      limit: { type: "string", multiple: true, value: "NAME=N", help: "a limit from docs/security.md: NineDoor's, e.g. max_conns_per_peer=64 (/proc/sessions shows those in force), the audit's, e.g. audit.reserve_bytes=2097152, or the update service's, e.g. update.max_bundle_bytes=536870912 (repeatable)" },
     },
-    examples: ["cohesix serve --listen 127.0.0.1:5640 --state .cohesix/state", "cohesix serve --listen 0.0.0.0:5640 --state .cohesix/state --tls auto", "cohesix serve --listen 127.0.0.1:0 --state /tmp/st --policy signed-ctl"],
+    examples: ["cohesix serve --listen 127.0.0.1:5640 --state .cohesix/state", "cohesix serve --listen 0.0.0.0:5640 --state .cohesix/state --tls auto", "cohesix serve --listen 127.0.0.1:0 --state /tmp/st --policy signed-ctl", "cohesix serve --listen 127.0.0.1:0 --state /tmp/st --boot-dir /tmp/boot --release-pub ~/.config/cohesix/release.pub"],
     run: async (p, io) => (await import("./local.ts")).serve(p, io),
   },
   {

@@ -41,6 +41,7 @@ import { Supervisor } from "./supervisor.ts";
 import { Authority } from "./authority.ts";
 import { loadDeviceCert, type DeviceCert } from "./device-cert.ts";
 import { WorkerPool } from "./worker-pool.ts";
+import { UpdateService, updateDirectory, type UpdateServiceOptions } from "../update/index.ts";
 
 /** The package version, reported in /proc/boot. */
 export const VERSION = "0.1.0";
@@ -131,6 +132,14 @@ export interface ApplianceOptions {
    * A signed envelope addressed with `to` must name it.
    */
   readonly fleetId?: string;
+  /**
+   * The `/update/` service (queen only, docs/updates.md), published when the
+   * appliance runs from an A/B boot partition: where it is mounted, the
+   * running slot and version, the release key bundles must be signed with,
+   * the limits, and the guest's remount and reboot. The state directory,
+   * board and audit are the appliance's own.
+   */
+  readonly update?: Omit<UpdateServiceOptions, "stateDir" | "board" | "audit">;
 }
 
 /**
@@ -220,6 +229,7 @@ export class Appliance {
   readonly #viewTokens: { tokens: number; at: number };
   readonly #device: DeviceCert | undefined;
   readonly #authority: Authority;
+  #updates: UpdateService | undefined;
 
   private constructor(init: {
     options: ApplianceOptions;
@@ -345,7 +355,25 @@ export class Appliance {
     if (reaped.length > 0) app.audit(`stopped ${reaped.length} worker process(es) left by the previous boot: pids ${reaped.join(" ")}`);
     if (created) await app.commit({ kind: "key", body: { event: "boot key created", key_id: keyId(app.bootPublicKey) } });
     if (device) app.audit(`device certificate ${device.created ? "made" : "loaded"}: ${device.fingerprint}`);
+    if (options.update) await app.#publishUpdates(options.update);
     return app;
+  }
+
+  /**
+   * Opens the update service and publishes `/update/` (queen only: the
+   * policy shows workers nothing there). Its ctl takes the same signed
+   * envelopes as `/queen/ctl`, and its commands run outside the control
+   * queue, so writing a slot holds up no other command.
+   */
+  async #publishUpdates(update: NonNullable<ApplianceOptions["update"]>): Promise<void> {
+    const service = await UpdateService.open({ ...update, stateDir: this.options.stateDir, board: this.options.board, audit: (l) => this.audit(l) });
+    this.#updates = service;
+    this.root.add(
+      updateDirectory(service, {
+        ctl: (text, ctx) => this.#control().outside(text, ctx.caller, "update ctl", (command) => service.command(command, ctx.caller)),
+      }),
+    );
+    this.audit(`update service on ${update.bootDir}: running slot ${update.runningSlot} version ${update.runningVersion}`);
   }
 
   /**
@@ -561,6 +589,7 @@ export class Appliance {
     this.#offline = true;
     this.audit(`lifecycle OFFLINE reason=${reason}`);
     this.#gpuMount?.close();
+    await this.#updates?.close();
     await this.#pool?.shutdown();
     this.server.close();
     this.#authority.close();

@@ -10,7 +10,7 @@
  * @module
  */
 import { toNineError, type Caller, type NineError } from "../nine-door/index.ts";
-import { runLifecycleCommand, runQueenCommand, runWorkerCommand, type ControlHost } from "./control.ts";
+import { openSignedFileCommand, runLifecycleCommand, runQueenCommand, runWorkerCommand, type ControlHost } from "./control.ts";
 
 /** What the pipeline needs besides the control host. */
 export interface ControlPipelineOptions {
@@ -92,6 +92,30 @@ export class ControlPipeline {
     } catch (err) {
       throw this.#refused(err, `${id} ctl from ${caller.subject} refused`);
     }
+  }
+
+  /**
+   * A write to a ctl file whose command runs outside this queue
+   * (`/update/ctl`: a commit writes a whole slot and must not hold up
+   * `/queen/ctl`). Only the envelope is handled here, in order: checked
+   * and, under `signed-ctl`, its counter committed before `run` starts;
+   * under `open` an envelope's counter is committed after `run` succeeds.
+   *
+   * @example
+   * ```ts
+   * await pipeline.outside(text, caller, "update ctl", (command) => updates.command(command, caller)); // "ok offset=0"
+   * ```
+   */
+  async outside(text: string, caller: Caller, what: string, run: (command: string) => Promise<string>): Promise<string> {
+    let opened;
+    try {
+      opened = await this.#ordered(() => openSignedFileCommand(this.#host, text));
+    } catch (err) {
+      throw this.#refused(err, `${what} from ${caller.subject} refused`);
+    }
+    const reply = await run(opened.command);
+    await this.#ordered(() => opened.accepted());
+    return reply;
   }
 
   /** Runs `fn` after every command before it has been ordered; a refusal answers at once. */

@@ -320,13 +320,34 @@ export async function runWorkerCommand(host: ControlHost, id: string, text: stri
  * and plain text is accepted.
  */
 async function signedFileCommand(host: ControlHost, text: string, run: (command: string) => Promise<string>): Promise<string> {
-  if (host.policy !== "signed-ctl" && !isEnvelope(text)) return run(text);
+  const opened = await openSignedFileCommand(host, text);
+  const reply = await run(opened.command);
+  await opened.accepted();
+  return reply;
+}
+
+/** A ctl write as {@link openSignedFileCommand} opened it. */
+export interface OpenedFileCommand {
+  /** The command text (an envelope's `cmd`, or the write as it came). */
+  readonly command: string;
+  /** Call once the command succeeded: commits an envelope's counter under the `open` policy (under `signed-ctl` it was committed already). */
+  accepted(): Promise<void>;
+}
+
+/**
+ * The first half of {@link signedFileCommand}, for ctl files whose
+ * commands run outside the control queue (`/update/ctl`): checks an
+ * envelope and, under `signed-ctl`, commits its counter before returning.
+ */
+export async function openSignedFileCommand(host: ControlHost, text: string): Promise<OpenedFileCommand> {
+  if (host.policy !== "signed-ctl" && !isEnvelope(text)) return { command: text, accepted: () => Promise.resolve() };
   if (!isEnvelope(text)) throw new InvalidError('policy signed-ctl: wrap the command as {"cmd":{…},"nonce":…,"ctr":n,"sig":…} (cohesix write and cohesix ctl do this)');
   const opened = openEnvelope(text, host.queenPublicKey, { lastCtr: host.state.ctr, ...(host.applianceId !== undefined ? { applianceId: host.applianceId } : {}) });
-  if (host.policy === "signed-ctl") await host.commit({ kind: "ctr", body: { ctr: opened.ctr } });
-  const reply = await run(opened.command);
-  if (host.policy !== "signed-ctl") await host.commit({ kind: "ctr", body: { ctr: opened.ctr } });
-  return reply;
+  if (host.policy === "signed-ctl") {
+    await host.commit({ kind: "ctr", body: { ctr: opened.ctr } });
+    return { command: opened.command, accepted: () => Promise.resolve() };
+  }
+  return { command: opened.command, accepted: () => host.commit({ kind: "ctr", body: { ctr: opened.ctr } }) };
 }
 
 /** The value of `{"<key>":"<value>"}` when `text` is exactly that JSON object, else undefined. */

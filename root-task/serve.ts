@@ -11,6 +11,7 @@ import { Appliance, type ApplianceOptions } from "./appliance.ts";
 import type { GpuBridgeConfig } from "./gpu-mount.ts";
 import { readPrivateKey, readPublicKey } from "./keys.ts";
 import { chooseTls, type TlsSetting } from "./tls-mode.ts";
+import { readBootStateFiles, slotVersion, type UpdateLimits } from "../update/index.ts";
 
 /**
  * The GPU bridge to mount, as files: `cohesix serve --gpu-bridge DIAL
@@ -82,6 +83,34 @@ export interface ServeOptions extends Omit<ApplianceOptions, "queenPublicKey" | 
   readonly qemuUserNet?: boolean;
   /** TLS only: drops a peer whose handshake has not finished after this long. Default 10 000. */
   readonly tlsHandshakeTimeoutMs?: number;
+  /**
+   * A folder laid out as an A/B boot partition (`state.env`, `a/`, `b/`):
+   * the host board then publishes `/update/` writing into it, running the
+   * state's active slot (`cohesix serve --boot-dir DIR --release-pub FILE`).
+   */
+  readonly bootDir?: string;
+  /** With `bootDir`: the release public key file bundles must be signed with. */
+  readonly releasePub?: string;
+  /** With `bootDir`: the update service's limits (docs/security.md, "Updates"). */
+  readonly updateLimits?: Partial<UpdateLimits>;
+}
+
+/**
+ * The host board's `/update/` options from a boot folder: the running slot
+ * is the state's active one, its version the slot manifest's.
+ */
+async function hostUpdate(bootDir: string, releasePub: string | undefined, limits: Partial<UpdateLimits> | undefined): Promise<NonNullable<ApplianceOptions["update"]>> {
+  if (releasePub === undefined) throw new InvalidError(`--boot-dir ${bootDir} needs --release-pub FILE: the key update bundles must be signed with`);
+  const { state, refused } = await readBootStateFiles(bootDir);
+  if (!state) throw new InvalidError(`--boot-dir ${bootDir} holds no whole boot state (${refused.join("; ")}): make one with cohesix image --ab`);
+  const version = await slotVersion(bootDir, state.active);
+  return {
+    bootDir,
+    runningSlot: state.active,
+    runningVersion: version === "none" ? "0.0.0" : version,
+    releasePub: await readPublicKey(releasePub),
+    ...(limits ? { limits } : {}),
+  };
 }
 
 /** A running appliance and the address it serves on. */
@@ -112,9 +141,11 @@ export async function serveAppliance(options: ServeOptions): Promise<RunningAppl
   }
   const address = choice.tls && asked.kind === "tcp" ? { ...asked, kind: "tls" as const } : asked;
   const device = choice.tls && options.tls === undefined;
-  const { gpuBridge, tlsMode: _mode, qemuUserNet: _qemu, tlsHandshakeTimeoutMs, ...rest } = options;
+  const { gpuBridge, tlsMode: _mode, qemuUserNet: _qemu, tlsHandshakeTimeoutMs, bootDir, releasePub, updateLimits, ...rest } = options;
+  const update = bootDir !== undefined ? await hostUpdate(bootDir, releasePub, updateLimits) : undefined;
   const app = await Appliance.boot({
     ...rest,
+    ...(update ? { update } : {}),
     queenPublicKey,
     network: { tls: choice.tls, reason: choice.reason, device },
     ...(gpuBridge ? { gpuBridge: await bridgeConfig(gpuBridge) } : {}),

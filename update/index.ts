@@ -1,8 +1,9 @@
 /**
  * update: A/B slots — the boot state U-Boot and the root task share, the
- * boot script that counts tries before the kernel starts, and the signed
- * update bundle that carries a slot's next build (see docs/updates.md).
- * This entry only documents and re-exports.
+ * boot script that counts tries before the kernel starts, the signed
+ * update bundle that carries a slot's next build, and the appliance's
+ * `/update/` service that streams a bundle into the inactive slot (see
+ * docs/updates.md). This entry only documents and re-exports.
  *
  * - `boot-state.ts` — {@link BootState}: the `state.env`/`state.bak` record,
  *   its one parser and one serialiser, and {@link bootStep}, the script's
@@ -15,6 +16,10 @@
  *   {@link compareVersions}.
  * - `bundle-file.ts` — {@link writeBundle}, {@link verifyBundleFile},
  *   {@link checkBundleManifest}: bundle files on disk.
+ * - `update-service.ts` — {@link UpdateService}: `/update/ctl` commands, `data`
+ *   writes and `status`; `staging.ts` stages a transfer on the state disk,
+ *   `payloads.ts` checks it whole, `slot-writer.ts` writes the inactive slot
+ *   and then the state; `update-files.ts` — {@link updateDirectory}, the 9P files.
  *
  * @example
  * ```ts
@@ -74,3 +79,9 @@ export {
   type CheckBundleHeaderOptions,
 } from "./bundle.ts";
 export { checkBundleManifest, slotManifestOf, verifyBundleFile, writeBundle, type VerifiedBundle, type WriteBundleOptions } from "./bundle-file.ts";
+export { DEFAULT_STAGING_LIMITS, Staging, stagingDir, type HeaderCheck, type StagingLimits, type TransferId, type TransferState } from "./staging.ts";
+export { checkStagedBundle } from "./payloads.ts";
+export { writeSlot, type WriteSlotOptions } from "./slot-writer.ts";
+export { DEFAULT_UPDATE_LIMITS, UpdateService, parseUpdateCommand, slotVersion, type UpdateCommand, type UpdateLimits, type UpdateServiceOptions } from "./update-service.ts";
+export { updateDirectory } from "./update-files.ts";
+export { UPDATE_LIMIT_NAMES, parseUpdateLimits } from "./update-limits.ts";
