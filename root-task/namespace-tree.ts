@@ -4,6 +4,8 @@
  * (`ctl`, `ctr`, `lifecycle/ctl`), `/log`, `/worker` and `/gpu`. The tree
  * only shows: each file reads its text from the sources it is given once,
  * at boot, and each ctl file hands its writes to the control pipeline.
+ * `/update/` (queen only) is added by the appliance when it runs from an A/B
+ * boot partition (see `update/update-files.ts`).
  * @module
  */
 import { CtlFile, Directory, GeneratedFile, type CtlHandler, type NineServer, type Node } from "../nine-door/index.ts";

@@ -5,17 +5,16 @@
  * lines). The service does the work; these nodes only carry bytes.
  * @module
  */
-import { BaseNode, BusyError, CtlFile, Directory, GeneratedFile, PermissionError, type CtlHandler, type OpenFile, type OpenFlags, type RequestContext } from "../nine-door/index.ts";
+import { BaseNode, CtlFile, Directory, GeneratedFile, PermissionError, type CtlHandler, type OpenFile, type OpenFlags, type RequestContext } from "../nine-door/index.ts";
 import type { UpdateService } from "./update-service.ts";
 
 /**
  * `/update/data`: write-only (perm 0220), open for writing by one fid at a
- * time (`busy:` for a second), each write handed to the service at its
- * offset.
+ * time (the service answers `busy:` for a second), each write handed to the
+ * service at its offset.
  */
 class UpdateDataFile extends BaseNode {
   readonly #service: UpdateService;
-  #writer: string | undefined;
 
   constructor(service: UpdateService) {
     super("data", { mode: 0o220 });
@@ -24,10 +23,7 @@ class UpdateDataFile extends BaseNode {
 
   override open(flags: OpenFlags, ctx: RequestContext): OpenFile {
     this.checkAccess(flags, { read: false, write: true, ignoreTruncate: true });
-    if (this.#writer !== undefined) throw new BusyError(`/update/data is open by ${this.#writer}: one transfer at a time`);
-    const who = `${ctx.caller.subject}`;
-    this.#writer = who;
-    let closed = false;
+    const release = this.#service.openData(ctx.caller.subject);
     return {
       read: () => {
         throw new PermissionError("read: /update/data is write-only; read /update/status");
@@ -37,11 +33,7 @@ class UpdateDataFile extends BaseNode {
         this.markWritten(wctx.caller.subject);
         return n;
       },
-      close: () => {
-        if (closed) return;
-        closed = true;
-        this.#writer = undefined;
-      },
+      close: release,
     };
   }
 }

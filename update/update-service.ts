@@ -134,6 +134,8 @@ export class UpdateService {
   readonly #limits: UpdateLimits;
   readonly #staging: Staging;
   #queue: Promise<unknown> = Promise.resolve();
+  /** Who has `/update/data` open for writing, if anyone. */
+  #writer: string | undefined;
 
   private constructor(options: UpdateServiceOptions, limits: UpdateLimits, staging: Staging) {
     this.#o = options;
@@ -177,6 +179,21 @@ export class UpdateService {
         throw e;
       }
     });
+  }
+
+  /**
+   * Takes `/update/data` for `who` (one writer at a time: `busy:` for a
+   * second); returns the release to call on close.
+   */
+  openData(who: string): () => void {
+    if (this.#writer !== undefined) throw new BusyError(`/update/data is open by ${this.#writer}: one transfer at a time`);
+    this.#writer = who;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#writer = undefined;
+    };
   }
 
   /** A write to `/update/data` at `offset`; resolves with the bytes taken. */
@@ -232,6 +249,10 @@ export class UpdateService {
     switch (cmd.kind) {
       case "begin": {
         await this.#refuseWhileTrying();
+        const staged = this.#staging.transfer;
+        if (staged !== undefined && staged.sha256 !== cmd.sha256 && this.#writer !== undefined) {
+          throw new BusyError(`a transfer of another bundle is under way (/update/data is open by ${this.#writer}): finish it, or {"abort":true} once its writer has closed`);
+        }
         const offset = await this.#staging.begin({ size: cmd.size, sha256: cmd.sha256, allowDowngrade: cmd.allowDowngrade });
         this.#audit(`update begin from ${caller.subject}: ${cmd.size} bytes sha256=${cmd.sha256} offset=${offset}`);
         return `ok offset=${offset}`;

@@ -96,6 +96,9 @@ describe("/update/ over 9P", () => {
     await one.open("w");
     const two = await root.walk("update/data");
     await expect(two.open("w")).rejects.toThrow(/^busy: \/update\/data is open by queen: one transfer at a time/);
+    // Another bundle cannot replace the one being written.
+    expect(await run(ctl, JSON.stringify({ begin: { size: 5000, sha256: "e".repeat(64) } }))).toMatch(/^Error: busy: a transfer of another bundle is under way/);
+    expect(await run(ctl, JSON.stringify({ begin: { size: bundle.bytes.length, sha256: bundle.sha256 } }))).toBe("ok offset=0");
     const reader = await root.walk("update/data");
     await expect(reader.open("r")).rejects.toThrow(/^permission: open for reading: data is write-only/);
   });
