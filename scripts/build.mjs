@@ -4,7 +4,7 @@
 // are installed beside the package); guest images bundle everything
 // themselves (see rootfs/).
 //
-//   node scripts/build.mjs            CLI, worker API and worker programs
+//   node scripts/build.mjs            CLI, worker API, worker programs and the dashboard's page
 //   node scripts/build.mjs --workers  worker programs only
 //   node scripts/build.mjs --types    also the worker API's type declarations
 //                                     (dist/types, for `cohesix/worker`; run by prepack)
@@ -67,6 +67,23 @@ if (!workersOnly) {
   const entry = await build({ ...common, entryPoints: { cohesix: "./cli/index.ts" }, plugins: [verbBundles("./cli/")] });
   const verbs = await build({ ...common, entryPoints: Object.fromEntries(verbModules.map((n) => [`cli/${n}`, `./cli/${n}.ts`])), plugins: [treeShakeBarrels, verbBundles("./")] });
   writeFileSync("dist/cli-meta.json", JSON.stringify({ outputs: { ...entry.metafile.outputs, ...verbs.metafile.outputs } }));
+}
+
+// The dashboard's page (dashboard/page/): one browser bundle, dist/dashboard/app.js
+// and app.css (Preact, htm, uPlot and its CSS inside), which `cohesix dashboard` serves.
+if (!workersOnly && existsSync("dashboard/page/main.ts")) {
+  await build({
+    absWorkingDir: root,
+    entryPoints: { app: "./dashboard/page/main.ts" },
+    outdir: "dist/dashboard",
+    bundle: true,
+    platform: "browser",
+    target: ["chrome110", "firefox115", "safari16"],
+    format: "esm",
+    minify: true,
+    sourcemap: true,
+    logLevel: "warning",
+  });
 }
 
 await build({
