@@ -131,6 +131,25 @@ export class SimFleet {
     this.#cmd?.publish(channelTopic(this.#prefix, a.id, { channel: "reply", name: reply }), Buffer.from(body), { qos: 1 });
   }
 
+  /** Appliances whose link is online. */
+  get online(): number {
+    let n = 0;
+    for (const a of this.appliances.values()) if (a.link.state === "online") n += 1;
+    return n;
+  }
+
+  /** Stops making telemetry and waits until every outbox delivered everything (or `timeoutMs`). */
+  async drain(timeoutMs = 60_000): Promise<boolean> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if ([...this.appliances.values()].every((a) => a.outbox.pending === 0)) return true;
+      if (Date.now() > deadline) return false;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
