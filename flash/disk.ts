@@ -13,7 +13,7 @@
 import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, open, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { BOOT_MANIFEST_FORMAT, BOOT_MANIFEST_PATH, hashFile, signDocument, type BootArtefact, type BootManifest } from "../root-task/index.ts";
+import { BOOT_MANIFEST_FORMAT, BOOT_MANIFEST_PATH, hashFile, signDocument, VERSION_PATTERN, type BootArtefact, type BootManifest } from "../root-task/index.ts";
 import { InvalidError } from "../nine-door/index.ts";
 import { FAT32_MIN_BYTES, makeFat } from "./fat.ts";
 import { IMAGE_MANIFEST_FORMAT, manifestPathOf, sha256OfFile, type ImageManifest } from "./manifest.ts";
@@ -48,6 +48,8 @@ export interface WriteDiskImageOptions {
   readonly dataBytes?: number;
   /** Seconds since 1970 for every timestamp; default SOURCE_DATE_EPOCH or 0. */
   readonly epoch?: number;
+  /** The release version, written into both manifests; none by default (the appliance reads 0.0.0). */
+  readonly version?: string;
   /** Progress lines. */
   readonly say?: (line: string) => void;
 }
@@ -138,6 +140,8 @@ async function copyInto(image: string, offset: number, src: string): Promise<voi
 export async function writeDiskImage(out: string, options: WriteDiskImageOptions): Promise<WrittenDiskImage> {
   const say = options.say ?? (() => {});
   const epoch = Math.max(options.epoch ?? buildEpoch(), FAT_EPOCH);
+  if (options.version !== undefined && !VERSION_PATTERN.test(options.version)) throw new InvalidError(`disk image: version ${JSON.stringify(options.version)} must be dotted whole numbers such as 1.2.0 (one to four parts)`);
+  const version = options.version !== undefined ? { version: options.version } : {};
   const paths = new Set<string>();
   for (const f of [...options.bootFiles, ...(options.stateFiles ?? [])]) {
     if (!/^\/[A-Za-z0-9._/-]+$/.test(f.path) || f.path.split("/").includes("..")) throw new InvalidError(`disk image: boot file path ${JSON.stringify(f.path)} must be absolute, letters, digits, . _ - /`);
@@ -156,7 +160,7 @@ export async function writeDiskImage(out: string, options: WriteDiskImageOptions
       artefacts.push({ path: f.path, size: h.size, sha256: h.sha256 });
     }
     artefacts.sort((a, b) => (a.path < b.path ? -1 : 1));
-    const bootManifest = signDocument({ format: BOOT_MANIFEST_FORMAT, board: options.board, artefacts }, options.releaseKey) as BootManifest;
+    const bootManifest = signDocument({ format: BOOT_MANIFEST_FORMAT, board: options.board, ...version, artefacts }, options.releaseKey) as BootManifest;
     const bootManifestText = `${JSON.stringify(bootManifest, null, 2)}\n`;
     const bootManifestSrc = join(work, "boot-manifest.json");
     await writeFile(bootManifestSrc, bootManifestText);
@@ -200,6 +204,7 @@ export async function writeDiskImage(out: string, options: WriteDiskImageOptions
       {
         format: IMAGE_MANIFEST_FORMAT,
         board: options.board,
+        ...version,
         created: new Date(epoch * 1000).toISOString(),
         image: { file: basename(out), size: whole.size, sha256: whole.sha256 },
         partitions: table.partitions.map((p) => ({ ...p })),

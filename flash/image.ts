@@ -15,7 +15,7 @@ import { mkdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Board } from "../boards/index.ts";
 import { InvalidError, NotFoundError } from "../nine-door/index.ts";
-import { BOOT_MANIFEST_FORMAT, formatPublicKey, hashFile, publicKeyOf, readPrivateKey, signDocument } from "../root-task/index.ts";
+import { BOOT_MANIFEST_FORMAT, formatPublicKey, hashFile, publicKeyOf, readPrivateKey, signDocument, VERSION_PATTERN } from "../root-task/index.ts";
 import { SLOT_FILES, SLOTS, STATE_FILES, bootScript, formatBootState, initialBootState } from "../update/index.ts";
 import { buildImage, type ExtraFile, type ImageArtefacts, type ImageProgram } from "../rootfs/index.ts";
 import { buildEpoch, writeDiskImage, type BootFile, type WrittenDiskImage } from "./disk.ts";
@@ -150,6 +150,8 @@ export interface BuildBoardImageOptions {
   readonly ab?: boolean;
   /** Seconds since 1970 for every timestamp; default SOURCE_DATE_EPOCH. */
   readonly epoch?: number;
+  /** The release version written into the boot manifests (each slot's and the image's); none by default (read as 0.0.0). */
+  readonly version?: string;
   /** The arm64 strip program, or false to keep Node as fetched (see `buildImage`). */
   readonly strip?: string | false;
   readonly say?: (line: string) => void;
@@ -162,17 +164,33 @@ export interface BuiltBoardImage extends WrittenDiskImage {
   readonly disk: DiskSpec;
 }
 
+/** Options of {@link buildSlot}: what an image's boot slot and a bundle share. */
+export type BuildSlotOptions = Omit<BuildBoardImageOptions, "dataMb" | "ab" | "epoch" | "version">;
+
+/** A slot's build: the disk initramfs and kernel, and the kernel command line a disk boot passes. */
+export interface BuiltSlot {
+  readonly kernel: string;
+  readonly initrd: string;
+  /** The initramfs manifest's digest (`sha256:…`). */
+  readonly initramfsDigest: string;
+  readonly cmdline: string;
+  readonly disk: DiskSpec;
+  readonly releaseKey: Uint8Array;
+}
+
 /**
- * Builds the board's disk image at `out` (and `out.manifest.json`).
+ * Builds what one boot slot holds: the initramfs for a disk boot (the
+ * board's modules plus the boot partition's, and the release public key
+ * for the boot-time check) and the kernel. `cohesix image` writes it into
+ * a disk image, `cohesix bundle` into an update bundle.
  *
  * @example
  * ```ts
- * const artefacts = await fetchArtefacts(board);
- * const built = await buildBoardImage("cohesix.img", { board, artefacts, queenPub, releaseKey: "~/.config/cohesix/release.key", root: packageRoot(), workDir: ".cohesix/disk/aarch64-virt" });
- * built.manifest.bootManifest; // "sha256:…"
+ * const slot = await buildSlot({ board, artefacts, queenPub, releaseKey: "release.key", root: packageRoot(), workDir: ".cohesix/disk/aarch64-virt" });
+ * slot.initrd; // ".cohesix/disk/aarch64-virt/initramfs/initramfs.cpio.gz"
  * ```
  */
-export async function buildBoardImage(out: string, options: BuildBoardImageOptions): Promise<BuiltBoardImage> {
+export async function buildSlot(options: BuildSlotOptions): Promise<BuiltSlot> {
   const { board } = options;
   const say = options.say ?? (() => {});
   const disk = loadDiskSpec(board);
@@ -204,10 +222,29 @@ export async function buildBoardImage(out: string, options: BuildBoardImageOptio
     `cohesix.state=${partitionDevice(disk.device, 2)}`,
     ...(options.append ? [options.append] : []),
   ].join(" ");
+  return { kernel: built.kernel, initrd: built.initrd, initramfsDigest: built.manifest.digest, cmdline, disk, releaseKey };
+}
+
+/**
+ * Builds the board's disk image at `out` (and `out.manifest.json`).
+ *
+ * @example
+ * ```ts
+ * const artefacts = await fetchArtefacts(board);
+ * const built = await buildBoardImage("cohesix.img", { board, artefacts, queenPub, releaseKey: "~/.config/cohesix/release.key", root: packageRoot(), workDir: ".cohesix/disk/aarch64-virt" });
+ * built.manifest.bootManifest; // "sha256:…"
+ * ```
+ */
+export async function buildBoardImage(out: string, options: BuildBoardImageOptions): Promise<BuiltBoardImage> {
+  const { board } = options;
+  const say = options.say ?? (() => {});
+  if (options.version !== undefined && !VERSION_PATTERN.test(options.version)) throw new InvalidError(`disk image: version ${JSON.stringify(options.version)} must be dotted whole numbers such as 1.2.0 (one to four parts)`);
+  const built = await buildSlot(options);
+  const { cmdline, disk, releaseKey } = built;
   const bootFiles: BootFile[] = [];
   const stateFiles: BootFile[] = [];
   if (options.ab) {
-    bootFiles.push(...(await abBootFiles({ workDir: options.workDir, board: board.name, kernel: built.kernel, initrd: built.initrd, releaseKey, cmdline, ...(disk.dtb ? { fdt: "/board.dtb" } : {}), epoch: options.epoch })));
+    bootFiles.push(...(await abBootFiles({ workDir: options.workDir, board: board.name, kernel: built.kernel, initrd: built.initrd, releaseKey, cmdline, ...(disk.dtb ? { fdt: "/board.dtb" } : {}), epoch: options.epoch, version: options.version })));
     const state = join(options.workDir, "state.env");
     await writeFile(state, formatBootState(initialBootState({ active: "a", other: "good" })));
     stateFiles.push(...STATE_FILES.map((name) => ({ path: `/${name}`, src: state })));
@@ -227,7 +264,8 @@ export async function buildBoardImage(out: string, options: BuildBoardImageOptio
     // A/B: room for a slot's next build to be up to half as large again.
     ...(stateFiles.length > 0 ? { stateFiles, bootHeadroomBytes: Math.ceil(((await stat(built.kernel)).size + (await stat(built.initrd)).size) / 2) } : {}),
     releaseKey,
-    initramfsDigest: built.manifest.digest,
+    initramfsDigest: built.initramfsDigest,
+    ...(options.version !== undefined ? { version: options.version } : {}),
     dataBytes: (options.dataMb ?? disk.dataMb) * (1 << 20),
     ...(options.epoch !== undefined ? { epoch: options.epoch } : {}),
     say,
@@ -242,7 +280,7 @@ export async function buildBoardImage(out: string, options: BuildBoardImageOptio
  * `/boot.scr` compiled by mkimage. No `extlinux.conf`: distro boot would
  * take it before `boot.scr`.
  */
-async function abBootFiles(o: { workDir: string; board: string; kernel: string; initrd: string; releaseKey: Uint8Array; cmdline: string; fdt?: string; epoch: number | undefined }): Promise<BootFile[]> {
+async function abBootFiles(o: { workDir: string; board: string; kernel: string; initrd: string; releaseKey: Uint8Array; cmdline: string; fdt?: string; epoch: number | undefined; version: string | undefined }): Promise<BootFile[]> {
   const files: BootFile[] = [];
   for (const slot of SLOTS) {
     const kernel = { path: `/${slot}/${SLOT_FILES.kernel}`, src: o.kernel };
@@ -250,7 +288,7 @@ async function abBootFiles(o: { workDir: string; board: string; kernel: string; 
     const artefacts = [];
     for (const f of [kernel, initrd]) artefacts.push({ path: f.path, ...(await hashFile(f.src)) });
     const manifest = join(o.workDir, `slot-${slot}.manifest.json`);
-    await writeFile(manifest, `${JSON.stringify(signDocument({ format: BOOT_MANIFEST_FORMAT, board: o.board, artefacts }, o.releaseKey), null, 2)}\n`);
+    await writeFile(manifest, `${JSON.stringify(signDocument({ format: BOOT_MANIFEST_FORMAT, board: o.board, ...(o.version !== undefined ? { version: o.version } : {}), artefacts }, o.releaseKey), null, 2)}\n`);
     files.push(kernel, initrd, { path: `/${slot}/${SLOT_FILES.manifest}`, src: manifest });
   }
   const text = join(o.workDir, "boot.txt");

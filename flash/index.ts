@@ -9,6 +9,8 @@
  * - `fat.ts` — the FAT boot partition through dosfstools and mtools.
  * - `image.ts` — {@link buildBoardImage}: a board's image (initramfs for the
  *   disk, kernel, extlinux.conf; `boards/<name>/disk.json`).
+ * - `bundle.ts` — {@link buildBoardBundle}: the same slot build as an
+ *   update bundle (`cohesix bundle`).
  * - `disk.ts` — {@link writeDiskImage}: boot files → signed boot manifest,
  *   FAT boot partition, ext4 data partition, MBR, detached manifest.
  * - `devices.ts` — block-device discovery through a {@link SystemView}
@@ -50,4 +52,17 @@ export { flashImage, runCommand, type FlashOptions, type Flashed, type Runner } 
 export { progressBar, type ProgressBar, type ProgressOptions } from "./progress.ts";
 export { ConsoleError, ESCAPE_BYTE, StreamMatcher, runConsole, type ConsoleInput, type ConsoleOptions, type ConsoleResult } from "./console.ts";
 export { buildEpoch, writeDiskImage, type BootFile, type WriteDiskImageOptions, type WrittenDiskImage } from "./disk.ts";
-export { GUEST_BOOT_DIR, GUEST_RELEASE_PUB, buildBoardImage, extlinuxConf, loadDiskSpec, type BuildBoardImageOptions, type BuiltBoardImage, type DiskSpec } from "./image.ts";
+export {
+  GUEST_BOOT_DIR,
+  GUEST_RELEASE_PUB,
+  buildBoardImage,
+  buildSlot,
+  extlinuxConf,
+  loadDiskSpec,
+  type BuildBoardImageOptions,
+  type BuildSlotOptions,
+  type BuiltBoardImage,
+  type BuiltSlot,
+  type DiskSpec,
+} from "./image.ts";
+export { buildBoardBundle, type BuildBoardBundleOptions, type BuiltBoardBundle } from "./bundle.ts";

@@ -14,7 +14,7 @@ import { createReadStream } from "node:fs";
 import { open, readFile, stat } from "node:fs/promises";
 import { basename } from "node:path";
 import { PermissionError } from "../nine-door/index.ts";
-import { checkDocumentSignature, parseArtefact, readPublicKey, type BootArtefact } from "../root-task/index.ts";
+import { checkDocumentSignature, parseArtefact, readPublicKey, VERSION_PATTERN, type BootArtefact } from "../root-task/index.ts";
 import { listFat, readFat } from "./fat.ts";
 import { PARTITION_TYPES, SECTOR, readMbr, type Partition } from "./partition.ts";
 
@@ -43,6 +43,8 @@ export type ManifestPartition = Partition;
 export interface ImageManifest {
   readonly format: typeof IMAGE_MANIFEST_FORMAT;
   readonly board: string;
+  /** The release version of the build (`cohesix image --version`); absent when none was given. */
+  readonly version?: string;
   /** SOURCE_DATE_EPOCH of the build, ISO 8601. */
   readonly created: string;
   readonly image: { readonly file: string; readonly size: number; readonly sha256: string };
@@ -109,8 +111,9 @@ export function parseImageManifest(text: string, source: string): ImageManifest 
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return fail("not a JSON object");
   const o = raw as Record<string, unknown>;
   const known = ["format", "board", "created", "image", "partitions", "bootManifest", "initramfs", "artefacts", "keyId", "publicKey", "signature"];
-  for (const k of Object.keys(o)) if (!known.includes(k)) fail(`${k} is not a known field`);
+  for (const k of Object.keys(o)) if (!known.includes(k) && k !== "version") fail(`${k} is not a known field`);
   for (const k of known) if (o[k] === undefined) fail(`${k} is missing`);
+  if (o.version !== undefined && (typeof o.version !== "string" || !VERSION_PATTERN.test(o.version))) fail("version must be dotted whole numbers such as 1.2.0");
   if (o.format !== IMAGE_MANIFEST_FORMAT) fail(`format ${JSON.stringify(o.format)} is not ${IMAGE_MANIFEST_FORMAT}`);
   for (const k of ["board", "created", "keyId", "publicKey", "signature"]) if (typeof o[k] !== "string" || o[k] === "") fail(`${k} must be a non-empty string`);
   for (const k of ["bootManifest", "initramfs"]) if (typeof o[k] !== "string" || !DIGEST.test(o[k] as string)) fail(`${k} must be sha256:<64 hex digits>`);
