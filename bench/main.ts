@@ -53,6 +53,10 @@ const benches: Record<string, Bench> = {
     summary: "fleet link → mosquitto → QoS 1 subscriber: records/s live and draining a backlog, vs mosquitto_pub/sub",
     run: async (argv) => (await import("./fleet.ts")).run(argv),
   },
+  update: {
+    summary: "/update/ on the host board: bundle transfer MB/s over 9P vs a local fdatasync'd write, commit time, restart re-hash",
+    run: async (argv) => (await import("./update.ts")).run(argv),
+  },
   "ctl-log": {
     summary: "commit log durable appends/s and latency with group commit",
     run: async (argv) => {

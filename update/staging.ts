@@ -10,8 +10,8 @@
  * progress record is rebuilt at start by hashing the staged chunks again.
  * @module
  */
-import { createHash } from "node:crypto";
-import { mkdir, open, readFile, rename, rm, stat, statfs, type FileHandle } from "node:fs/promises";
+import { createHash, type Hash } from "node:crypto";
+import { constants, mkdir, open, readFile, rename, rm, stat, statfs, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { InvalidError, TooBigError } from "../nine-door/index.ts";
 import { bundleHeaderLength, chunkRange, parseBundleHeader, verifyChunk, type BundleHeader } from "./bundle.ts";
@@ -76,6 +76,11 @@ export class Staging {
   /** The next chunk to check. */
   #chunk = 0;
   #file: FileHandle | undefined;
+  /** `progress.json`, rewritten in place (one fixed-size record) as the verified offset moves. */
+  #progress: FileHandle | undefined;
+  /** The running sha256 of the chunk being received, and the file offset fed to it so far. */
+  #hash: Hash | undefined;
+  #hashed = 0;
 
   private constructor(dir: string, check: HeaderCheck, limits: StagingLimits) {
     this.#dir = dir;
@@ -177,24 +182,25 @@ export class Staging {
     const file = await this.#handle();
     await file.write(data, 0, data.length, offset);
     this.#received += data.length;
-    await this.#advance();
+    await this.#advance({ offset, data });
     return data.length;
   }
 
   /** Drops the staged transfer (files and state). */
   async drop(): Promise<void> {
-    await this.#file?.close().catch(() => undefined);
-    this.#file = undefined;
+    await this.close();
     this.#transfer = undefined;
     this.#header = undefined;
-    this.#verified = this.#received = this.#chunk = 0;
+    this.#hash = undefined;
+    this.#verified = this.#received = this.#chunk = this.#hashed = 0;
     for (const name of ["transfer.json", "progress.json", "staging.bundle"]) await rm(join(this.#dir, name), { force: true });
   }
 
   /** Closes the staging file (the staged transfer stays on disk). */
   async close(): Promise<void> {
     await this.#file?.close().catch(() => undefined);
-    this.#file = undefined;
+    await this.#progress?.close().catch(() => undefined);
+    this.#file = this.#progress = undefined;
   }
 
   async #handle(): Promise<FileHandle> {
@@ -202,8 +208,14 @@ export class Staging {
     return this.#file;
   }
 
-  /** Checks whatever became whole since the last call; moves the verified offset. */
-  async #advance(): Promise<void> {
+  /**
+   * Checks whatever became whole since the last call and moves the
+   * verified offset: the header once, then every complete chunk, hashed as
+   * its bytes arrive (`recent`: the write just taken; earlier bytes not yet
+   * hashed are read back from the file). One fdatasync and one progress
+   * record per call, however many chunks it completed.
+   */
+  async #advance(recent?: { offset: number; data: Uint8Array }): Promise<void> {
     const t = this.#transfer!;
     if (this.#header === undefined) {
       if (this.#received < 20) return;
@@ -220,21 +232,45 @@ export class Staging {
         throw err;
       }
       this.#header = parsed;
+      this.#hashed = parsed.headerEnd;
       await this.#sync(parsed.headerEnd);
     }
     const { header } = this.#header;
-    while (this.#chunk < header.chunks.length) {
+    let good = this.#verified;
+    while (this.#chunk < header.chunks.length && this.#hashed < this.#received) {
       const { start, end } = chunkRange(header, this.#chunk);
-      if (this.#received < end) return;
-      const bytes = await readAt(await this.#handle(), start, end - start);
-      if (!verifyChunk(header, this.#chunk, bytes)) {
+      const upTo = Math.min(end, this.#received);
+      this.#hash ??= createHash("sha256");
+      await this.#feed(this.#hash, upTo, recent);
+      if (upTo < end) break;
+      const digest = this.#hash.digest("hex");
+      this.#hash = undefined;
+      if (digest !== header.chunks[this.#chunk]) {
         const at = this.#chunk;
+        if (good > this.#verified) await this.#sync(good);
         await this.#cut(this.#verified);
         throw new InvalidError(`chunk ${at} (bytes ${start}–${end}) does not match the bundle's signed hash: send again from offset ${this.#verified}`);
       }
       this.#chunk++;
-      await this.#sync(end);
+      good = end;
     }
+    if (good > this.#verified) await this.#sync(good);
+  }
+
+  /** Feeds `hash` the received bytes from `#hashed` up to `upTo`, from `recent` where it holds them, else from the file. */
+  async #feed(hash: Hash, upTo: number, recent: { offset: number; data: Uint8Array } | undefined): Promise<void> {
+    if (recent !== undefined && this.#hashed < recent.offset) {
+      const until = Math.min(upTo, recent.offset);
+      hash.update(await readAt(await this.#handle(), this.#hashed, until - this.#hashed));
+      this.#hashed = until;
+    }
+    if (this.#hashed >= upTo) return;
+    if (recent !== undefined && this.#hashed >= recent.offset && upTo <= recent.offset + recent.data.length) {
+      hash.update(recent.data.subarray(this.#hashed - recent.offset, upTo - recent.offset));
+    } else {
+      hash.update(await readAt(await this.#handle(), this.#hashed, upTo - this.#hashed));
+    }
+    this.#hashed = upTo;
   }
 
   /** Sizes and names the header must agree with before any payload byte counts. */
@@ -252,7 +288,9 @@ export class Staging {
   /** Makes bytes up to `offset` durable, then records `offset` as verified. */
   async #sync(offset: number): Promise<void> {
     await (await this.#handle()).datasync();
-    await writeRecord(join(this.#dir, "progress.json"), { sha256: this.#transfer!.sha256, verified: offset });
+    this.#progress ??= await open(join(this.#dir, "progress.json"), constants.O_RDWR | constants.O_CREAT, 0o600);
+    await this.#progress.write(progressRecord({ sha256: this.#transfer!.sha256, verified: offset }), 0, PROGRESS_BYTES, 0);
+    await this.#progress.datasync();
     this.#verified = offset;
   }
 
@@ -261,6 +299,9 @@ export class Staging {
     const file = await this.#handle();
     await file.truncate(offset);
     this.#received = offset;
+    // The chunk in progress starts again from its first byte.
+    this.#hash = undefined;
+    if (this.#header !== undefined) this.#hashed = this.#chunk < this.#header.header.chunks.length ? chunkRange(this.#header.header, this.#chunk).start : offset;
   }
 
   async #recover(): Promise<void> {
@@ -311,7 +352,7 @@ export class Staging {
       }
     }
     await this.#cut(this.#verified);
-    if (this.#header !== undefined) await writeRecord(join(this.#dir, "progress.json"), { sha256: this.#transfer!.sha256, verified: this.#verified });
+    if (this.#header !== undefined) await this.#sync(this.#verified);
   }
 }
 
@@ -346,7 +387,17 @@ async function writeRecord(path: string, value: Record<string, unknown>): Promis
   }
 }
 
-/** A record {@link writeRecord} wrote, or undefined when missing, torn or altered. */
+/** Size of the progress record: rewritten in place, within one sector. */
+const PROGRESS_BYTES = 256;
+
+/** The progress record's bytes: the JSON {@link writeRecord} would write, padded with spaces to {@link PROGRESS_BYTES}. */
+function progressRecord(value: { sha256: string; verified: number }): Uint8Array {
+  const body = JSON.stringify(value);
+  const text = JSON.stringify({ ...value, check: createHash("sha256").update(body).digest("hex") });
+  return Buffer.from(text.padEnd(PROGRESS_BYTES - 1, " ") + "\n");
+}
+
+/** A record {@link writeRecord} or {@link progressRecord} wrote, or undefined when missing, torn or altered. */
 async function readRecord(path: string): Promise<Record<string, unknown> | undefined> {
   try {
     const value = JSON.parse(await readFile(path, "utf8")) as Record<string, unknown>;

@@ -3,7 +3,7 @@
  * the inactive slot, resume, recovery after a crash, every refusal leaving
  * the boot folder byte-identical, and the state machine's commands.
  */
-import { mkdtemp, readFile, rm, truncate, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -142,6 +142,22 @@ describe("refusals leave the boot folder byte-identical", () => {
     });
   }
 
+  test("one write spanning several chunks keeps the good chunks before a bad one and cuts the rest", async () => {
+    const { service, base, bootDir } = await setup();
+    const before = await digestTree(bootDir);
+    const bundle = await makeBundle(join(base, "u.bundle"), { key: keys.privateKey, chunkSize: 16_384 });
+    const headerEnd = bundle.bytes.length - 110_000 - bundle.manifest.length;
+    const bytes = Buffer.from(bundle.bytes);
+    bytes[headerEnd + 2 * 16_384 + 5]! ^= 0x80;
+    const begin = JSON.stringify({ begin: { size: bytes.length, sha256: bundle.sha256 } });
+    await service.command(begin, queen);
+    await expect(service.write(0, bytes, queen)).rejects.toThrow(`invalid: chunk 2 (bytes ${headerEnd + 2 * 16_384}–${headerEnd + 3 * 16_384}) does not match the bundle's signed hash: send again from offset ${headerEnd + 2 * 16_384}`);
+    expect(await service.command(begin, queen)).toBe(`ok offset=${headerEnd + 2 * 16_384}`);
+    expect(await digestTree(bootDir)).toBe(before);
+    await send(service, bundle.bytes, headerEnd + 2 * 16_384);
+    expect(await service.command('{"commit":{}}', queen)).toBe("ok slot=b version=1.1.0 tries=3");
+  });
+
   test("a write at the wrong offset is refused with the offset expected", async () => {
     const { service, base, bootDir } = await setup();
     const before = await digestTree(bootDir);
@@ -184,6 +200,41 @@ describe("refusals leave the boot folder byte-identical", () => {
     await send(service, bundle.bytes);
     await expect(service.command('{"commit":{}}', queen)).rejects.toThrow(/older than running 1.0.0; pass --allow-downgrade/);
     expect(await service.command('{"commit":{"allowDowngrade":true}}', queen)).toBe("ok slot=b version=0.9.0 tries=3");
+  });
+});
+
+describe("failures while the slot is written", () => {
+  test("a commit that fails while writing leaves slot b empty, never trying, and slot a and its state confirmed", async () => {
+    const calls: string[] = [];
+    const { service, base, bootDir, audit } = await setup({ remount: async (mode) => void calls.push(mode) });
+    const bundle = await makeBundle(join(base, "u.bundle"), { key: keys.privateKey });
+    await service.command(JSON.stringify({ begin: { size: bundle.bytes.length, sha256: bundle.sha256 } }), queen);
+    await send(service, bundle.bytes);
+    const slotA = await digestTree(join(bootDir, "a"));
+    // A directory where the kernel goes: the write fails after the slot was marked empty.
+    await rm(join(bootDir, "b", "Image"));
+    await mkdir(join(bootDir, "b", "Image", "x"), { recursive: true });
+    await expect(service.command('{"commit":{}}', queen)).rejects.toThrow();
+    expect((await readBootStateFiles(bootDir)).state).toMatchObject({ active: "a", try: null, tries: 0, slots: { a: "good", b: "empty" } });
+    expect(await digestTree(join(bootDir, "a"))).toBe(slotA);
+    expect(calls).toEqual(["rw", "ro"]);
+    expect(audit.some((l) => /failed while writing: .*slot b is left empty, slot a untouched/.test(l))).toBe(true);
+    // The staged bundle stays: once the fault is cleared the same commit succeeds.
+    await rm(join(bootDir, "b", "Image"), { recursive: true });
+    expect(await service.command('{"commit":{}}', queen)).toBe("ok slot=b version=1.1.0 tries=3");
+    await expect(service.command('{"rollback":true}', queen)).resolves.toBe("ok next=a");
+  });
+
+  test("a staged transfer whose header no longer passes at start (another release key) is dropped", async () => {
+    const { service, base, options } = await setup();
+    const bundle = await makeBundle(join(base, "u.bundle"), { key: keys.privateKey });
+    const begin = JSON.stringify({ begin: { size: bundle.bytes.length, sha256: bundle.sha256 } });
+    await service.command(begin, queen);
+    await send(service, bundle.bytes, 0, 8000, 60_000);
+    await service.close();
+    const rekeyed = await UpdateService.open({ ...options, releasePub: (await releaseKeys(join(base, "new"), "new")).publicKey });
+    expect(statusOf(await rekeyed.status())).toMatchObject({ transfer: "idle", received: "0" });
+    expect(await rekeyed.command(begin, queen)).toBe("ok offset=0");
   });
 });
 
