@@ -22,3 +22,4 @@ export * from "./fleet-view.ts";
 export * from "./host.ts";
 export * from "./commands.ts";
 export * from "./fan-out.ts";
+export * from "./agent.ts";

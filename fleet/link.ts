@@ -25,7 +25,7 @@
  * ```
  * @module
  */
-import { InvalidError } from "../nine-door/index.ts";
+import { ClosedError, InvalidError } from "../nine-door/index.ts";
 import { type MqttClientLike, type MqttConnect, mqttJsConnect } from "./mqtt.ts";
 import type { Outbox, OutboxEntry } from "./outbox.ts";
 import {
@@ -36,6 +36,7 @@ import {
   DEFAULT_PREFIX,
   checkName,
   checkPrefix,
+  channelTopic,
   checkRecord,
   encodeRecord,
   topicFor,
@@ -47,8 +48,8 @@ export type StreamBody = Extract<RecordBody, { kind: "lifecycle" | "telemetry" |
 /** Named states of a link (STYLE 15). */
 export type LinkState = "idle" | "connecting" | "online" | "backoff" | "closed";
 
-/** What the birth record says about the appliance. */
-export type BirthFacts = Pick<BirthRecord, "version" | "boot" | "lifecycle">;
+/** What the birth record says about the appliance (`ctr`: the last accepted signed-ctl counter, docs/fleet.md "Commands"). */
+export type BirthFacts = Pick<BirthRecord, "version" | "boot" | "lifecycle"> & { readonly ctr?: number };
 
 /** Options of {@link FleetLink}. */
 export interface FleetLinkOptions {
@@ -80,6 +81,12 @@ export interface FleetLinkOptions {
   onState?: (from: LinkState, to: LinkState, why: string) => void;
   /** Lines worth auditing: records that could not be sent, connection errors. */
   onAudit?: (line: string) => void;
+  /**
+   * Commands from the fleet: when set, each connection subscribes to
+   * `<prefix>/<id>/cmd` at QoS 1 and hands every message's payload here
+   * (hostile bytes: the caller checks them, see `commands.ts`).
+   */
+  onCommand?: (payload: Buffer) => void;
 }
 
 /** Counters of a link. */
@@ -117,6 +124,8 @@ export class FleetLink {
   #session: number | undefined;
   #again = false;
   #stats = { connects: 0, published: 0, acked: 0 };
+  #lastError: Error | undefined;
+  #birthSeq = 0;
 
   constructor(options: FleetLinkOptions) {
     checkName(options.id, "appliance id");
@@ -134,6 +143,56 @@ export class FleetLink {
   /** Current state. */
   get state(): LinkState {
     return this.#state;
+  }
+
+  /** The last error of the connection (cleared once connected), for a user-facing line. */
+  get lastError(): Error | undefined {
+    return this.#lastError;
+  }
+
+  /** The topic prefix in force. */
+  get prefix(): string {
+    return this.#prefix;
+  }
+
+  /**
+   * Publishes one reply to a command on `<prefix>/<id>/reply/<name>`, QoS 1,
+   * not retained; resolves on PUBACK. Refused with `closed:` when not online
+   * (a reply is not kept: the command came over this connection).
+   *
+   * @example
+   * ```ts
+   * await link.reply("h-1", encodeReply(reply));
+   * ```
+   */
+  reply(name: string, payload: Uint8Array): Promise<void> {
+    const client = this.#client;
+    if (this.#state !== "online" || !client) return Promise.reject(new ClosedError(`fleet link: not online (${this.#state}): reply ${name} not sent`));
+    const topic = channelTopic(this.#prefix, this.#o.id, { channel: "reply", name });
+    return new Promise((resolve, reject) => {
+      client.publish(topic, Buffer.from(payload), { qos: 1, retain: false }, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  /**
+   * Publishes the birth record again (retained, same session) with fresh
+   * facts, e.g. after a command moved the counter. Nothing when not online.
+   *
+   * @example
+   * ```ts
+   * link.rebirth();
+   * ```
+   */
+  rebirth(): void {
+    const client = this.#client;
+    if (this.#state !== "online" || !client || this.#session === undefined) return;
+    this.#publishBirth(client, this.#session, this.#birthSeq);
+  }
+
+  #publishBirth(client: MqttClientLike, session: number, seq: number): void {
+    const facts = this.#o.birth();
+    const birth: BirthRecord = { v: 1, kind: "birth", id: this.#o.id, seq, ts_ms: this.#clock(), historical: false, session, backlog: this.#o.outbox.pending, ...facts };
+    client.publish(topicFor(this.#prefix, birth), Buffer.from(encodeRecord(birth)), { qos: 1, retain: true }, () => {});
   }
 
   /** Counters. */
@@ -233,6 +292,7 @@ export class FleetLink {
         ...pick(this.#o, ["username", "password", "ca", "cert", "key"]),
       });
     } catch (err) {
+      if (err instanceof Error) this.#lastError = err;
       this.#lost(generation, `could not start a connection: ${message(err)}`);
       return;
     }
@@ -242,21 +302,34 @@ export class FleetLink {
     }
     this.#client = client;
     client.on("error", (err) => {
-      if (generation === this.#generation) this.#o.onAudit?.(`fleet link: ${this.#o.url}: ${err.message}`);
+      if (generation !== this.#generation) return;
+      this.#lastError = err;
+      this.#o.onAudit?.(`fleet link: ${this.#o.url}: ${err.message}`);
     });
     client.on("close", () => this.#lost(generation, "connection closed"));
+    const cmdTopic = channelTopic(this.#prefix, this.#o.id, { channel: "cmd" });
+    const onCommand = this.#o.onCommand;
+    if (onCommand) {
+      client.on("message", (topic, payload) => {
+        if (generation === this.#generation && topic === cmdTopic) onCommand(payload);
+      });
+    }
     client.on("connect", () => {
       if (generation !== this.#generation) return;
       this.#attempts = 0;
+      this.#lastError = undefined;
       this.#stats.connects += 1;
       this.#inflight.clear();
       this.#done.clear();
       this.#sentUpTo = this.#o.outbox.acked;
-      const facts = this.#o.birth();
-      const backlog = this.#o.outbox.pending;
-      const birth: BirthRecord = { v: 1, kind: "birth", id: this.#o.id, seq: death.seq, ts_ms: this.#clock(), historical: false, session, ...facts, backlog };
-      client.publish(topicFor(this.#prefix, birth), Buffer.from(encodeRecord(birth)), { qos: 1, retain: true }, () => {});
+      this.#birthSeq = death.seq;
+      this.#publishBirth(client, session, death.seq);
       this.#session = session;
+      if (onCommand && client.subscribe) {
+        client.subscribe(cmdTopic, { qos: 1 }, (err) => {
+          if (err && generation === this.#generation) this.#o.onAudit?.(`fleet link: subscribing to ${cmdTopic} failed: ${err.message}`);
+        });
+      }
       this.#setState("online", `session ${session}`);
       this.#pump();
     });

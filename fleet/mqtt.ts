@@ -41,10 +41,13 @@ export interface MqttConnectOptions {
   readonly keepaliveS: number;
 }
 
-/** One connection attempt's client: emits `connect`, `close`, `error`. */
+/** One connection attempt's client: emits `connect`, `close`, `error`, and `message` once it subscribed. */
 export interface MqttClientLike {
   on(event: "connect" | "close", listener: () => void): unknown;
   on(event: "error", listener: (err: Error) => void): unknown;
+  on(event: "message", listener: (topic: string, payload: Buffer) => void): unknown;
+  /** Subscribes at QoS 1 (only the links that take commands call it). */
+  subscribe?(topic: string, options: { qos: 1 }, callback: (err: Error | null) => void): unknown;
   publish(topic: string, payload: Buffer, options: { qos: 1; retain: boolean }, callback: (err?: Error) => void): unknown;
   end(force: boolean, callback?: () => void): unknown;
   removeAllListeners(): unknown;

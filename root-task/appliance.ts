@@ -230,6 +230,7 @@ export class Appliance {
   readonly #device: DeviceCert | undefined;
   readonly #authority: Authority;
   #updates: UpdateService | undefined;
+  readonly #bootLines: (() => string[])[] = [];
 
   private constructor(init: {
     options: ApplianceOptions;
@@ -418,6 +419,19 @@ export class Appliance {
   /** The fleet id: the configured one, else `cx-<boot key id>`. */
   get fleetId(): string {
     return this.options.fleetId ?? `cx-${keyId(this.bootPublicKey)}`;
+  }
+
+  /**
+   * Adds lines to `/proc/boot` (before `started=`), read each time the file
+   * is, e.g. the fleet link's `fleet=` and `fleet_problem=`.
+   *
+   * @example
+   * ```ts
+   * app.addBootLines(() => ["fleet=mqtt://10.0.2.2:1883 id=app-1"]);
+   * ```
+   */
+  addBootLines(lines: () => string[]): void {
+    this.#bootLines.push(lines);
   }
 
   /** The boot signing key's private half, for minting worker tickets. */
@@ -734,6 +748,7 @@ export class Appliance {
       `policy=${this.options.policy ?? "open"}`,
       `workers=${ids.join(",")}`,
       `log_head=${this.#log.lastSeq}`,
+      ...this.#bootLines.flatMap((f) => f()),
       `started=${new Date(this.#startedMs).toISOString()}`,
       ...this.#stages.map((s) => `stage.${s.name}_ms=${s.ms.toFixed(1)}`),
       "",

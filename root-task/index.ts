@@ -70,6 +70,8 @@ export { AUDIT_LIMIT_NAMES, parseAuditLimits } from "./audit-limits.ts";
 export { DEFAULT_REFUSAL_LIMITS, RefusalAudit, peerSource, type Refusal, type RefusalLimits } from "./refusal-audit.ts";
 export { MAX_TIMER_MS, SessionExpiry, type SessionExpiryOptions, type WatchedSession } from "./session-expiry.ts";
 export { defaultBridgeKeyPath, serveAppliance, type GpuBridgeFiles, type RunningAppliance, type ServeOptions } from "./serve.ts";
+export { startFleet, FLEET_SUBJECT, type FleetSettings, type RunningFleet } from "./fleet-link.ts";
+export { FLEET_ROLE } from "./control.ts";
 export { FW_CFG_BY_NAME, FW_CFG_GPU_BRIDGE, formatGuestBridge, guestGpuBridge, parseGuestBridge, type GuestBridge } from "./guest-bridge.ts";
 export {
   CLOCK_WATCH_MS,

@@ -12,6 +12,7 @@ import type { GpuBridgeConfig } from "./gpu-mount.ts";
 import { readPrivateKey, readPublicKey } from "./keys.ts";
 import { chooseTls, type TlsSetting } from "./tls-mode.ts";
 import { readBootStateFiles, slotVersion, type UpdateLimits } from "../update/index.ts";
+import { startFleet, type FleetSettings, type RunningFleet } from "./fleet-link.ts";
 
 /**
  * The GPU bridge to mount, as files: `cohesix serve --gpu-bridge DIAL
@@ -93,6 +94,8 @@ export interface ServeOptions extends Omit<ApplianceOptions, "queenPublicKey" | 
   readonly releasePub?: string;
   /** With `bootDir`: the update service's limits (docs/security.md, "Updates"). */
   readonly updateLimits?: Partial<UpdateLimits>;
+  /** The fleet link (docs/fleet.md): started once the appliance serves. */
+  readonly fleet?: FleetSettings;
 }
 
 /**
@@ -119,6 +122,8 @@ export interface RunningAppliance {
   readonly listener: Listener;
   /** `tcp!HOST!PORT` (`tls!…` when serving TLS) with the real port. */
   readonly dialString: string;
+  /** The fleet link, when one is configured. */
+  readonly fleet: RunningFleet | undefined;
   /** Stops accepting, drops sessions, marks the lifecycle OFFLINE. */
   stop(reason?: string): Promise<void>;
 }
@@ -141,11 +146,13 @@ export async function serveAppliance(options: ServeOptions): Promise<RunningAppl
   }
   const address = choice.tls && asked.kind === "tcp" ? { ...asked, kind: "tls" as const } : asked;
   const device = choice.tls && options.tls === undefined;
-  const { gpuBridge, tlsMode: _mode, qemuUserNet: _qemu, tlsHandshakeTimeoutMs, bootDir, releasePub, updateLimits, ...rest } = options;
+  const { gpuBridge, tlsMode: _mode, qemuUserNet: _qemu, tlsHandshakeTimeoutMs, bootDir, releasePub, updateLimits, fleet: fleetSettings, ...rest } = options;
   const update = bootDir !== undefined ? await hostUpdate(bootDir, releasePub, updateLimits) : undefined;
+  const fleetId = fleetSettings?.id ?? rest.fleetId;
   const app = await Appliance.boot({
     ...rest,
     ...(update ? { update } : {}),
+    ...(fleetId !== undefined ? { fleetId } : {}),
     queenPublicKey,
     network: { tls: choice.tls, reason: choice.reason, device },
     ...(gpuBridge ? { gpuBridge: await bridgeConfig(gpuBridge) } : {}),
@@ -153,6 +160,7 @@ export async function serveAppliance(options: ServeOptions): Promise<RunningAppl
   const tlsKeys = options.tls ?? app.deviceCert;
   let listener: Listener | undefined;
   let local: Listener | undefined;
+  let fleet: RunningFleet | undefined;
   try {
     listener = await listen(formatDialString(address), (conn, peer) => app.server.accept(conn, peer.remote), choice.tls && tlsKeys
         ? {
@@ -164,7 +172,9 @@ export async function serveAppliance(options: ServeOptions): Promise<RunningAppl
     local = await listen(`unix!${app.socketPath}`, (conn, peer) => app.server.accept(conn, peer.remote), { mode: 0o600 });
     app.audit(`listening on ${listener.dialString} and ${local.dialString}`);
     await app.start({ workerAddr: local.dialString });
+    if (fleetSettings) fleet = await startFleet(app, fleetSettings);
   } catch (err) {
+    await fleet?.close();
     await listener?.close();
     await local?.close();
     await app.shutdown("boot failed");
@@ -176,7 +186,9 @@ export async function serveAppliance(options: ServeOptions): Promise<RunningAppl
     app,
     listener: tcp,
     dialString: tcp.dialString,
+    fleet,
     async stop(reason = "stopped") {
+      await fleet?.close();
       await tcp.close();
       await app.shutdown(reason);
       await unix.close();
