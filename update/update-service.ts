@@ -58,6 +58,13 @@ export interface UpdateServiceOptions {
   readonly reboot?: () => void | Promise<void>;
   /** Appends a line to `/log/queen.log`. */
   readonly audit?: (line: string) => void;
+  /**
+   * Why `slot` was rolled back, when something other than this service
+   * knows (the root task's record of an unconfirmed try); one word or
+   * `snake_case`. Without it, or when it answers undefined, a rollback this
+   * service did not make reads `tries_ran_out`.
+   */
+  readonly rollbackReason?: (slot: Slot) => string | undefined | Promise<string | undefined>;
 }
 
 /** A parsed `/update/ctl` command. */
@@ -360,9 +367,10 @@ export class UpdateService {
       const record = JSON.parse(await readFile(join(stagingDir(this.#o.stateDir), "rollback.json"), "utf8")) as { slot?: unknown; reason?: unknown };
       if (record.slot === slot && typeof record.reason === "string") return record.reason.replace(/\s+/g, "_");
     } catch {
-      // no record: U-Boot rolled it back
+      // no record of ours: U-Boot rolled it back, or the root task did not confirm the try
     }
-    return "tries_ran_out";
+    const known = await this.#o.rollbackReason?.(slot);
+    return known ? known.replace(/\s+/g, "_") : "tries_ran_out";
   }
 }
 

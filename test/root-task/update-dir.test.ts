@@ -9,7 +9,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { beforeAll, describe, expect, test } from "vitest";
 import type { Fid } from "../../nine-door/index.ts";
-import { mintTicket, signEnvelope, type RunningAppliance } from "../../root-task/index.ts";
+import { ACCESS_OPS, isAuthorized, mintTicket, signEnvelope, type RunningAppliance } from "../../root-task/index.ts";
 import { readBootStateFiles } from "../../update/index.ts";
 import { digestTree, makeBootDir, makeBundle, releaseKeys, type ReleaseKeys } from "../update/ab-fixture.ts";
 import { run, useAppliances } from "./fixture.ts";
@@ -128,6 +128,22 @@ describe("/update/ over 9P", () => {
       await expect(worker.walk(path), path).rejects.toThrow(/^permission: /);
     }
   });
+});
+
+test("policy: only the queen may do anything under /update; every other role nothing", () => {
+  const others = [
+    { role: "worker-heartbeat", subject: "worker-1" },
+    { role: "worker-gpu", subject: "worker-2", mounts: ["/gpu/GPU-0"] },
+    { role: "worker-camera", subject: "worker-3" },
+    { role: "fleet", subject: "fleet" },
+    { role: "bridge", subject: "bridge" },
+  ];
+  for (const path of ["/update", "/update/ctl", "/update/data", "/update/status"]) {
+    for (const op of ACCESS_OPS) {
+      for (const caller of others) expect(isAuthorized(caller, path, op), `${caller.role} ${op} ${path}`).toBe(false);
+    }
+    for (const op of ["walk", "read", "write", "stat"] as const) expect(isAuthorized({ role: "queen", subject: "queen" }, path, op), `queen ${op} ${path}`).toBe(true);
+  }
 });
 
 describe("/update/ctl under --policy signed-ctl", () => {

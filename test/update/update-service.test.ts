@@ -256,6 +256,16 @@ describe("the slot state machine", () => {
     expect(await service.command(begin, queen)).toBe("ok offset=0");
   });
 
+  test("a slot rolled back by U-Boot shows the reason the root task knows, else tries_ran_out", async () => {
+    const rolled = { ...initialBootState({ active: "a", other: "rolled_back" }), seq: 7 };
+    const { service, bootDir } = await setup();
+    await writeBootStateFiles(bootDir, rolled);
+    expect(statusOf(await service.status())).toMatchObject({ rolled_back: "b", reason: "tries_ran_out" });
+    const { service: told, bootDir: toldBoot } = await setup({ rollbackReason: (slot) => (slot === "b" ? "health check failed" : undefined) });
+    await writeBootStateFiles(toldBoot, rolled);
+    expect(statusOf(await told.status())).toMatchObject({ rolled_back: "b", reason: "health_check_failed" });
+  });
+
   test("rollback to a good other slot makes it the confirmed one; to a slot that is not good it is refused", async () => {
     const { service, bootDir } = await setup();
     expect(await service.command('{"rollback":true}', queen)).toBe("ok next=b");
