@@ -16,7 +16,7 @@ import { EMPTY, ago, fold, numericFields, type PageState } from "./store.ts";
 
 const html = htm.bind(h);
 
-type Result = { readonly label: string; readonly response: CtlResponse } | undefined;
+type Result = { readonly label: string; readonly response: CtlResponse; readonly seq: number; readonly pending: boolean } | undefined;
 
 function useHash(): string {
   const [hash, setHash] = useState(location.hash);
@@ -38,9 +38,9 @@ function useNow(ms: number): number {
 }
 
 function ResultLine({ result }: { result: Result }) {
-  if (!result) return html`<div id="result" class="result"></div>`;
+  if (!result) return html`<div id="result" class="result" data-seq="0" data-pending="false"></div>`;
   const r = result.response;
-  return html`<div id="result" class=${`result ${r.ok ? "ok" : "error"}`} role="status">${result.label}: ${r.ok ? r.result : r.error}</div>`;
+  return html`<div id="result" class=${`result ${result.pending ? "pending" : r.ok ? "ok" : "error"}`} role="status" data-seq=${result.seq} data-pending=${String(result.pending)}>${result.label}: ${result.pending ? "…" : r.ok ? r.result : r.error}</div>`;
 }
 
 function FleetList({ state, now }: { state: PageState; now: number }) {
@@ -207,6 +207,9 @@ function AppliancePage({ app, state, act, now }: { app: ApplianceView; state: Pa
   </section>`;
 }
 
+/** Actions posted so far: each result line carries its number (`data-seq`). */
+let actions = 0;
+
 function App() {
   const [state, setState] = useState<PageState>(EMPTY);
   const [result, setResult] = useState<Result>(undefined);
@@ -224,8 +227,9 @@ function App() {
   const app = id === undefined ? undefined : state.appliances.get(id);
   const act = (label: string, cmd: Record<string, unknown>): void => {
     if (!id) return;
-    setResult({ label, response: { ok: true, result: "…" } });
-    void postCtl(id, cmd).then((response) => setResult({ label, response }));
+    const seq = ++actions;
+    setResult({ label, response: { ok: true, result: "" }, seq, pending: true });
+    void postCtl(id, cmd).then((response) => setResult((now) => (now && now.seq > seq ? now : { label, response, seq, pending: false })));
   };
   return html`<header><h1><a href="#/">Cohesix</a></h1><span id="stream" class=${`badge ${state.stream}`}>${state.stream === "open" ? "live" : state.stream}</span></header>
     <${ResultLine} result=${result} />
