@@ -5,10 +5,11 @@
  * writes before a begin, and signed like `/queen/ctl` under `signed-ctl`.
  */
 import { existsSync } from "node:fs";
+import net from "node:net";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { beforeAll, describe, expect, test } from "vitest";
-import type { Fid } from "../../nine-door/index.ts";
+import { decodeMessage, encodeMessage, type Fid, type Message } from "../../nine-door/index.ts";
 import { ACCESS_OPS, isAuthorized, mintTicket, signEnvelope, type RunningAppliance } from "../../root-task/index.ts";
 import { readBootStateFiles } from "../../update/index.ts";
 import { digestTree, makeBootDir, makeBundle, releaseKeys, type ReleaseKeys } from "../update/ab-fixture.ts";
@@ -117,6 +118,57 @@ describe("/update/ over 9P", () => {
     expect(existsSync(join(stateDir, "update", "staging.bundle"))).toBe(false);
     expect(await digestTree(bootDir)).toBe(before);
     expect(await root.readText("update/status")).toContain("transfer=idle\nreceived=0\nsize=0\n");
+  });
+
+  test("raw 9P frames writing to data before a begin are each refused and the session lives on", async () => {
+    const { app, bootDir, stateDir } = await start();
+    const before = await digestTree(bootDir);
+    const port = Number(app.dialString.split("!")[2]);
+    const sock = net.connect({ host: "127.0.0.1", port });
+    const replies = new Map<number, Message>();
+    const waiters = new Map<number, (m: Message) => void>();
+    let buf = Buffer.alloc(0);
+    sock.on("data", (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      while (buf.length >= 4 && buf.length >= buf.readUInt32LE(0)) {
+        const size = buf.readUInt32LE(0);
+        const decoded = decodeMessage(buf.subarray(0, size));
+        buf = buf.subarray(size);
+        if (!decoded.ok) continue;
+        const m = decoded.message;
+        replies.set(m.tag, m);
+        waiters.get(m.tag)?.(m);
+      }
+    });
+    await new Promise<void>((resolve, reject) => sock.once("connect", resolve).once("error", reject));
+    const ask = (msg: Message): Promise<Message> =>
+      new Promise((resolve) => {
+        waiters.set(msg.tag, resolve);
+        sock.write(encodeMessage(msg));
+      });
+    try {
+      expect((await ask({ type: "Tversion", tag: 0xffff, msize: 65_536, version: "9P2000" })).type).toBe("Rversion");
+      const aname = mintTicket({ role: "queen", sub: "queen" }, appliances.queenKey);
+      expect((await ask({ type: "Tattach", tag: 1, fid: 0, afid: 0xffffffff, uname: "queen", aname })).type).toBe("Rattach");
+      expect((await ask({ type: "Twalk", tag: 2, fid: 0, newfid: 1, names: ["update", "data"] })).type).toBe("Rwalk");
+      expect((await ask({ type: "Topen", tag: 3, fid: 1, mode: 1 })).type).toBe("Ropen");
+      // Pipelined, at hostile offsets: each answered on its own.
+      const writes = [
+        { type: "Twrite", tag: 10, fid: 1, offset: 0, data: Buffer.from("COHESIX-BUNDLE1\n\u0000\u0000\u0010\u0000{}") },
+        { type: "Twrite", tag: 11, fid: 1, offset: 2 ** 40, data: Buffer.alloc(100, 7) },
+        { type: "Twrite", tag: 12, fid: 1, offset: 0, data: Buffer.alloc(60_000, 0xff) },
+      ] as const;
+      const answers = await Promise.all(writes.map((w) => ask(w as unknown as Message)));
+      for (const a of answers) expect(a).toMatchObject({ type: "Rerror", ename: expect.stringMatching(/^invalid: no transfer begun/) });
+      expect((await ask({ type: "Twalk", tag: 20, fid: 0, newfid: 2, names: ["update", "status"] })).type).toBe("Rwalk");
+      expect((await ask({ type: "Topen", tag: 21, fid: 2, mode: 0 })).type).toBe("Ropen");
+      const status = (await ask({ type: "Tread", tag: 22, fid: 2, offset: 0, count: 4096 })) as Extract<Message, { type: "Rread" }>;
+      expect(Buffer.from(status.data).toString("utf8")).toContain("transfer=idle\nreceived=0\nsize=0\n");
+    } finally {
+      sock.destroy();
+    }
+    expect(existsSync(join(stateDir, "update", "staging.bundle"))).toBe(false);
+    expect(await digestTree(bootDir)).toBe(before);
   });
 
   test("other roles see no /update/ and may not reach its files", async () => {

@@ -158,6 +158,21 @@ describe("refusals leave the boot folder byte-identical", () => {
     expect(await service.command('{"commit":{}}', queen)).toBe("ok slot=b version=1.1.0 tries=3");
   });
 
+  test("a preamble that is not a bundle, or declares a header over 64 KiB, drops the transfer at its 20th byte", async () => {
+    const { service, bootDir } = await setup();
+    const before = await digestTree(bootDir);
+    const begin = JSON.stringify({ begin: { size: 1 << 20, sha256: "a".repeat(64) } });
+    await service.command(begin, queen);
+    await expect(service.write(0, Buffer.alloc(20, 0x41), queen)).rejects.toThrow(/^invalid: not a cohesix bundle/);
+    expect(statusOf(await service.status())).toMatchObject({ transfer: "idle" });
+    await service.command(begin, queen);
+    const huge = Buffer.concat([Buffer.from("COHESIX-BUNDLE1\n", "latin1"), Buffer.from([0, 0x10, 0, 0])]);
+    await service.write(0, huge.subarray(0, 10), queen);
+    await expect(service.write(10, huge.subarray(10), queen)).rejects.toThrow(/^too big: bundle header of 1048576 bytes is over the 65536-byte limit/);
+    expect(statusOf(await service.status())).toMatchObject({ transfer: "idle" });
+    expect(await digestTree(bootDir)).toBe(before);
+  });
+
   test("a write at the wrong offset is refused with the offset expected", async () => {
     const { service, base, bootDir } = await setup();
     const before = await digestTree(bootDir);
