@@ -14,7 +14,7 @@ import { readBootStateFiles } from "../../update/index.ts";
 import { digestTree, makeBootDir, makeBundle, releaseKeys } from "../update/ab-fixture.ts";
 import { attachQueen } from "../crash.ts";
 import { pidAlive, signalPid } from "./appliance-helpers.ts";
-import { makeScratch, serve, type Scratch, type Served } from "./helpers.ts";
+import { cohesix, makeScratch, serve, type Scratch, type Served } from "./helpers.ts";
 
 let scratch: Scratch;
 let served: Served | undefined;
@@ -86,4 +86,23 @@ test("kill -9 of serve mid-transfer: the restart resumes at the verified offset 
   expect(await readFile(join(bootDir, "b", "initrd.gz"))).toEqual(bundle.initrd);
   expect((await readBootStateFiles(bootDir)).state).toMatchObject({ active: "a", try: "b", tries: 2, slots: { a: "good", b: "trying" } });
   expect(await digestTree(join(bootDir, "a"))).toBe(slotA);
+});
+
+test("serve's update options are checked before anything starts: usage errors exit 2", async () => {
+  const base = ["serve", "--board", "host", "--listen", "127.0.0.1:0", "--state", join(scratch.dir, "state-usage"), "--queen-pub", scratch.queenPub];
+  const cases: [string[], RegExp][] = [
+    [["--boot-dir", scratch.dir], /--boot-dir needs --release-pub FILE/],
+    [["--release-pub", scratch.queenPub], /--release-pub and --limit update\.\* go with --boot-dir DIR/],
+    [["--boot-dir", scratch.dir, "--release-pub", scratch.queenPub, "--limit", "update.max_bundle_bytes=5"], /--limit update\.max_bundle_bytes must be 1024\.\./],
+    [["--boot-dir", scratch.dir, "--release-pub", scratch.queenPub, "--limit", "update.colour=5"], /expected update\.NAME=N with NAME one of max_bundle_bytes, reserve_bytes, max_chunk_bytes, default_tries/],
+  ];
+  for (const [extra, message] of cases) {
+    const r = await cohesix([...base, ...extra], { env: scratch.env });
+    expect(r.exitCode, extra.join(" ")).toBe(2);
+    expect(r.stderr).toMatch(message);
+  }
+  // A folder that is not an A/B boot partition: one line that says so, exit 1.
+  const r = await cohesix([...base, "--boot-dir", join(scratch.dir, "state-usage"), "--release-pub", scratch.queenPub], { env: scratch.env });
+  expect(r.exitCode).toBe(1);
+  expect(r.stderr).toMatch(/invalid: --boot-dir .* holds no whole boot state .*: make one with cohesix image --ab/);
 });
