@@ -317,11 +317,12 @@ export function tail(parsed: Parsed, { env, out, signal }: Io): Promise<void> {
  * The JSON command a signed envelope carries for a write to a ctl file
  * that changes state, or undefined for any other file: `/queen/ctl` takes
  * JSON as written, `/queen/lifecycle/ctl` takes `cordon` as
- * `{"lifecycle":"cordon"}`, `/worker/<id>/ctl` takes `kill` as `{"kill":"<id>"}`.
+ * `{"lifecycle":"cordon"}`, `/worker/<id>/ctl` takes `kill` as `{"kill":"<id>"}`,
+ * `/update/ctl` takes JSON as written.
  */
 export function signableCommand(path: string, text: string): string | undefined {
   const json = text.trimStart().startsWith("{");
-  if (path === "/queen/ctl") return text;
+  if (path === "/queen/ctl" || path === "/update/ctl") return text;
   if (path === "/queen/lifecycle/ctl") return json ? text : JSON.stringify({ lifecycle: text.trim() });
   const worker = /^\/worker\/([^/]+)\/ctl$/.exec(path);
   if (worker) return json ? text : text.trim() === "kill" ? JSON.stringify({ kill: worker[1] }) : text;

@@ -251,6 +251,25 @@ export const VERBS: readonly Verb[] = [
     run: async (p, io) => (await import("./bundle.ts")).bundle(p, io),
   },
   {
+    name: "update",
+    summary: "send an update bundle to an appliance, or show or roll back its slots",
+    description:
+      "streams a bundle (`cohesix bundle`) into the appliance's inactive slot through its queen-only `/update/` directory: `begin` (the appliance answers the offset it has verified, so an interrupted transfer resumes there), the bytes into `/update/data` chunk by chunk (a progress bar on a terminal), `commit` (the appliance checks the signature against its release key, the board, the version and every byte, writes the slot, then marks it `trying` with `--tries` boots, default the appliance's 3), then `reboot` unless `--no-reboot`. A dropped connection is dialled again with backoff and resumes from the verified offset. `--status` shows both slots' state and version and the transfer; `--rollback` cancels a pending try, or makes the other good slot the one that boots (and reboots into it unless `--no-reboot`). Commands are signed like `/queen/ctl` under `--policy signed-ctl`. See [docs/updates.md](docs/updates.md)",
+    synopsis: "update FILE [OPTIONS] | update --status | update --rollback",
+    args: [{ name: "FILE", help: "the bundle (made by cohesix bundle)", optional: true }],
+    options: {
+      ...REMOTE_OPTIONS,
+      status: { type: "boolean", help: "show both slots (state, version), the running one and the transfer" },
+      rollback: { type: "boolean", help: "cancel a pending try, or boot the other good slot next" },
+      "no-reboot": { type: "boolean", help: "do not reboot the appliance after writing the slot (or rolling back)" },
+      "allow-downgrade": { type: "boolean", help: "accept a bundle older than the running version" },
+      tries: { type: "string", value: "N", help: "try boots of the new slot before U-Boot rolls back (1-9)", defaultNote: "the appliance's, 3" },
+      json: { type: "boolean", help: "the outcome as one JSON object" },
+    },
+    examples: ["cohesix update cohesix-1.2.0.bundle", "cohesix update my-1.0.1.bundle --addr tls!10.0.0.7!5640 --tries 2", "cohesix update --status", "cohesix update --rollback"],
+    run: async (p, io) => (await import("./update.ts")).update(p, io),
+  },
+  {
     name: "flash",
     summary: "write a signed image to an SD card or USB stick",
     description:
