@@ -8,7 +8,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseDialString, parseLimits, parseListenAddress } from "../nine-door/index.ts";
 import { bundleForHost, placeForHost } from "../project/index.ts";
-import { BUILTIN_WORKERS, parseAuditLimits, serveAppliance, mintTicket, readPrivateKey, writeKeyPair } from "../root-task/index.ts";
+import { BUILTIN_WORKERS, parseAuditLimits, serveAppliance, mintTicket, readPrivateKey, writeKeyPair, type FleetSettings } from "../root-task/index.ts";
 import { required, str, UsageError, type Parsed } from "./args.ts";
 import { inUse, readQueenKey } from "./hints.ts";
 import { configDir, defaultQueenKey, defaultQueenPub } from "./paths.ts";
@@ -120,9 +120,11 @@ export async function serve(p: Parsed, io: Io, hooks: { onReady?: (dialString: s
     const programs = project ? { ...BUILTIN_WORKERS, ...(await bundleForHost(project)) } : undefined;
     const root = project && project.files.length > 0 ? await placeForHost(project) : undefined;
     if (project) io.err(`serving project ${project.dir}: workers ${Object.keys(programs ?? {}).sort().join(", ")}${root ? `; files under ${root}` : ""}\n`);
+    const fleet = fleetSettingsOf(p, project);
     const running = await serveAppliance({
       board,
       listen,
+      ...(fleet ? { fleet } : {}),
       stateDir: required(p, "state", undefined, "a directory for the appliance's state, e.g. --state .cohesix/state"),
       queenPub: str(p, "queen-pub") ?? project?.queenPub ?? (await ensureDefaultQueenKey(env, io.err)),
       ...(programs ? { programs } : {}),
@@ -152,6 +154,29 @@ export async function serve(p: Parsed, io: Io, hooks: { onReady?: (dialString: s
     process.off("SIGTERM", onSignal);
     process.off("SIGINT", onSignal);
   }
+}
+
+/**
+ * The fleet link's settings of `serve`: the project's `fleet` block, with
+ * `--fleet URL` and `--fleet-id ID` over its `url` and `id`; undefined
+ * without either.
+ *
+ * @example
+ * ```ts
+ * fleetSettingsOf(parsed, project); // { url: "mqtt://127.0.0.1:1883", id: "app-1" }
+ * ```
+ */
+export function fleetSettingsOf(p: Parsed, project: { readonly fleet?: FleetSettings } | undefined): FleetSettings | undefined {
+  const url = str(p, "fleet");
+  const id = str(p, "fleet-id");
+  if (url !== undefined && !/^mqtts?:\/\/[^\s]+$/.test(url)) throw new UsageError(`--fleet ${url}: the broker must be mqtt://HOST:PORT or mqtts://HOST:PORT`);
+  if (id !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(id)) throw new UsageError(`--fleet-id ${JSON.stringify(id)}: must be 1-64 of A-Z a-z 0-9 . _ -`);
+  const block = project?.fleet;
+  if (url === undefined && block === undefined) {
+    if (id !== undefined) throw new UsageError("--fleet-id goes with --fleet URL (or a fleet block in cohesix.config.json)");
+    return undefined;
+  }
+  return { ...block, url: url ?? block!.url, ...(id !== undefined ? { id } : {}) };
 }
 
 /**

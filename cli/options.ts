@@ -25,6 +25,12 @@ export const GPU_BRIDGE_OPTIONS: Options = {
   "gpu-bridge-ttl": { type: "string", value: "S", help: "lifetime of the guest's bridge ticket in seconds", defaultNote: "86400" },
 };
 
+/** `serve`, `boot` and `up`: the appliance's fleet link (docs/fleet.md). */
+export const FLEET_OPTIONS: Options = {
+  fleet: { type: "string", value: "URL", help: "publish to this MQTT broker and take signed commands from it, mqtt://HOST:PORT or mqtts://HOST:PORT (a 127.0.0.1 address becomes 10.0.2.2 for a guest)", defaultNote: "the project's fleet block" },
+  "fleet-id": { type: "string", value: "ID", help: "the appliance id on the broker", defaultNote: "the fleet block's, else cx-<boot key id>" },
+};
+
 /** `build` (and `boot`, `up`, which build first). */
 export const BUILD_OPTIONS: Options = {
   board: { type: "string", value: "BOARD", help: "the board to build for", defaultNote: "the project's board, else aarch64-virt" },
@@ -53,6 +59,7 @@ export const BOOT_OPTIONS: Options = {
   listen: { type: "string", value: "HOST:PORT", help: "with --board host: where to serve", defaultNote: "the project's, else 127.0.0.1:5640" },
   state: { type: "string", value: "DIR", help: "with --board host: the appliance's state folder", defaultNote: "DIR/state" },
   ...GPU_BRIDGE_OPTIONS,
+  ...FLEET_OPTIONS,
 };
 
 /** `fleet` verbs: the broker and how to log in to it. */

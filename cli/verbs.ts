@@ -15,7 +15,7 @@
  * @module
  */
 import { UsageError } from "./args.ts";
-import { BOOT_OPTIONS, BROKER_OPTIONS, BUILD_OPTIONS, GPU_BRIDGE_OPTIONS, REMOTE_OPTIONS, SELECT_OPTIONS } from "./options.ts";
+import { BOOT_OPTIONS, BROKER_OPTIONS, BUILD_OPTIONS, FLEET_OPTIONS, GPU_BRIDGE_OPTIONS, REMOTE_OPTIONS, SELECT_OPTIONS } from "./options.ts";
 import type { Verb } from "./verb.ts";
 
 /**
@@ -96,11 +96,12 @@ export const VERBS: readonly Verb[] = [
       "gpu-bridge": GPU_BRIDGE_OPTIONS["gpu-bridge"]!,
       "gpu-bridge-key": GPU_BRIDGE_OPTIONS["gpu-bridge-key"]!,
       "gpu-bridge-pin": GPU_BRIDGE_OPTIONS["gpu-bridge-pin"]!,
+      ...FLEET_OPTIONS,
       "boot-dir": { type: "string", value: "DIR", help: "a folder laid out as an A/B boot partition (state.env, a/, b/): publish /update/ writing into its inactive slot, running the state's active slot" },
       "release-pub": { type: "string", value: "FILE", help: "with --boot-dir: the release public key update bundles must be signed with" },
       limit: { type: "string", multiple: true, value: "NAME=N", help: "a limit from docs/security.md: NineDoor's, e.g. max_conns_per_peer=64 (/proc/sessions shows those in force), the audit's, e.g. audit.reserve_bytes=2097152, or the update service's, e.g. update.max_bundle_bytes=536870912 (repeatable)" },
     },
-    examples: ["cohesix serve --listen 127.0.0.1:5640 --state .cohesix/state", "cohesix serve --listen 0.0.0.0:5640 --state .cohesix/state --tls auto", "cohesix serve --listen 127.0.0.1:0 --state /tmp/st --policy signed-ctl", "cohesix serve --listen 127.0.0.1:0 --state /tmp/st --boot-dir /tmp/boot --release-pub ~/.config/cohesix/release.pub"],
+    examples: ["cohesix serve --listen 127.0.0.1:5640 --state .cohesix/state", "cohesix serve --listen 0.0.0.0:5640 --state .cohesix/state --tls auto", "cohesix serve --listen 127.0.0.1:0 --state /tmp/st --policy signed-ctl", "cohesix serve --listen 127.0.0.1:0 --state /tmp/st --boot-dir /tmp/boot --release-pub ~/.config/cohesix/release.pub", "cohesix serve --listen 127.0.0.1:0 --state /tmp/st --fleet mqtt://127.0.0.1:1883 --fleet-id app-1"],
     run: async (p, io) => (await import("./local.ts")).serve(p, io),
   },
   {

@@ -22,6 +22,7 @@ import { serve } from "./local.ts";
 import { isNote, progressOf, type Progress } from "./progress.ts";
 import { imageInputsOf, projectOf } from "./project.ts";
 import { prepareGuestBridge } from "./vm-gpu.ts";
+import { guestFleetCmdline } from "./vm-fleet.ts";
 
 type Out = (text: string | Uint8Array) => void;
 interface Io {
@@ -209,7 +210,7 @@ async function upHost(p: Parsed, io: Io): Promise<void> {
   if (pub !== undefined) values["queen-pub"] = resolve(pub);
   const policy = policyOf(p);
   if (policy) values.policy = policy;
-  for (const name of ["gpu-bridge", "gpu-bridge-key", "gpu-bridge-pin"]) {
+  for (const name of ["gpu-bridge", "gpu-bridge-key", "gpu-bridge-pin", "fleet", "fleet-id"]) {
     const value = str(p, name);
     if (value !== undefined) values[name] = value;
   }
@@ -242,6 +243,7 @@ async function bootWith(p: Parsed, io: Io): Promise<void> {
   const diskFile = str(p, "disk");
   if (diskFile !== undefined && restore !== undefined) throw new UsageError("--restore and --disk exclude each other: snapshots live in a kernel boot's qcow2 state disk");
   const disk = diskFile === undefined ? undefined : diskBoot(board, resolve(diskFile));
+  const fleetWords = guestFleetCmdline(p, projectOf(p), board.network.gateway, (line) => io.err(`${line}\n`));
   const bridge = await prepareGuestBridge({ parsed: p, gateway: board.network.gateway, modules: board.kernel.modules, runDir: paths.runDir, env: io.env, err: io.err });
   const built = disk
     ? undefined
@@ -249,7 +251,7 @@ async function bootWith(p: Parsed, io: Io): Promise<void> {
         await bridge?.remove();
         throw err;
       });
-  const append = ((p.values.append as string[] | undefined) ?? []).join(" ");
+  const append = [...((p.values.append as string[] | undefined) ?? []), ...(fleetWords ? [fleetWords] : [])].join(" ");
   if (disk && append) throw new UsageError("--append does not reach a disk image boot: the command line is in its extlinux.conf (cohesix image --append)");
   io.err(`boot: starting ${board.name}${restore ? ` from snapshot ${restore}` : ""}${bridge ? ` with the gpu bridge at ${bridge.dial}` : ""} (console: ${paths.consoleLog})\n`);
   const vm = await bootVm({

@@ -72,6 +72,27 @@ export interface ProjectConfig {
   /** The release private key (absolute), when the config names one. */
   readonly releaseKey?: string;
   readonly nineDoor: { readonly host: string; readonly port: number; readonly policy: "open" | "signed-ctl" };
+  /** The fleet block (docs/fleet.md), its files made absolute; absent without one. */
+  readonly fleet?: ProjectFleet;
+}
+
+/** The `fleet` block of cohesix.config.json (the root task's `FleetSettings`). */
+export interface ProjectFleet {
+  readonly url: string;
+  readonly id?: string;
+  readonly prefix?: string;
+  readonly username?: string;
+  readonly password?: string;
+  /** Absolute paths. */
+  readonly ca?: string;
+  readonly cert?: string;
+  readonly key?: string;
+  readonly audit?: boolean;
+  readonly maxBytes?: number;
+  readonly maxCommandBytes?: number;
+  readonly commandRate?: number;
+  readonly commandBurst?: number;
+  readonly commandQueue?: number;
 }
 
 let cachedSchema: SchemaNode | undefined;
@@ -182,6 +203,16 @@ export function parseProject(value: unknown, options: LoadProjectOptions & { rea
     ...(c.queenPub !== undefined ? { queenPub: file("queenPub", c.queenPub, "key file") } : {}),
     ...(c.releaseKey !== undefined ? { releaseKey: file("releaseKey", c.releaseKey, "key file") } : {}),
     nineDoor: { host: c.nineDoor?.host ?? "127.0.0.1", port: c.nineDoor?.port ?? 5640, policy: c.nineDoor?.policy ?? "open" },
+    ...(c.fleet !== undefined
+      ? {
+          fleet: {
+            ...c.fleet,
+            ...(c.fleet.ca !== undefined ? { ca: file("fleet.ca", c.fleet.ca, "CA file") } : {}),
+            ...(c.fleet.cert !== undefined ? { cert: file("fleet.cert", c.fleet.cert, "certificate file") } : {}),
+            ...(c.fleet.key !== undefined ? { key: file("fleet.key", c.fleet.key, "key file") } : {}),
+          },
+        }
+      : {}),
   };
 }
 
@@ -193,4 +224,5 @@ interface RawConfig {
   queenPub?: string;
   releaseKey?: string;
   nineDoor?: { host?: string; port?: number; policy?: "open" | "signed-ctl" };
+  fleet?: ProjectFleet;
 }

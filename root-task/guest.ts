@@ -243,6 +243,10 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
     queenPub: config.queenPub,
     policy: config.policy,
     imageDigest: params.image ?? "unknown",
+    // `cohesix boot --fleet URL --fleet-id ID` puts the fleet link on the command line.
+    ...(params.fleet !== undefined
+      ? { fleet: { url: params.fleet, ...(params.fleet_id !== undefined ? { id: params.fleet_id } : {}), ...(params.fleet_prefix !== undefined ? { prefix: params.fleet_prefix } : {}) } }
+      : {}),
     limits: guestLimits(config.limits, params.limits, say),
   });
   audit = (line) => running.app.audit(line);

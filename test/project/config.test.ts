@@ -51,7 +51,7 @@ describe("cohesix.config.json", () => {
   });
 
   const bad: Array<[string, (c: ReturnType<typeof good>) => unknown, RegExp]> = [
-    ["an unknown top-level field", (c) => ({ ...c, colour: "red" }), /^invalid: cohesix\.config\.json: colour: unknown field \(known: \$schema, board, files, nineDoor, queenPub, releaseKey, workers\)$/],
+    ["an unknown top-level field", (c) => ({ ...c, colour: "red" }), /^invalid: cohesix\.config\.json: colour: unknown field \(known: \$schema, board, files, fleet, nineDoor, queenPub, releaseKey, workers\)$/],
     ["an unknown worker field", (c) => ((c.workers[1] as Record<string, unknown>).colour = 1, c), /^invalid: cohesix\.config\.json: workers\[1\]\.colour: unknown field \(known: budget, entry, name, restart, role\)$/],
     ["a missing entry file", (c) => ((c.workers[1]!.entry = "workers/nope.ts"), c), /^not found: cohesix\.config\.json: workers\[1\]\.entry: no file workers\/nope\.ts in /],
     ["a missing extra file", (c) => ((c.files[0]!.src = "nope.json"), c), /^not found: cohesix\.config\.json: files\[0\]\.src: no file nope\.json in /],
