@@ -17,11 +17,14 @@ import { str, UsageError, type Parsed } from "./args.ts";
 import { connectQueen, SESSION_TICKET_TTL_S, sendCtl } from "./remote.ts";
 import type { Io } from "./verb.ts";
 
-/** The appliances to dial: every `--addr`, else COHESIX_ADDR, else those this folder runs. */
+/**
+ * The appliances to dial: every `--addr`, else COHESIX_ADDR, else (without
+ * `--broker`) those this folder runs.
+ */
 function sourcesOf(p: Parsed, io: Io, dir: string): ApplianceSource[] {
   const given = (p.values.addr as string[] | undefined) ?? [];
   const running = runningAppliances(dir);
-  const addrs = given.length > 0 ? given : io.env.COHESIX_ADDR ? [io.env.COHESIX_ADDR] : running.map((r) => r.dialString);
+  const addrs = given.length > 0 ? given : io.env.COHESIX_ADDR ? [io.env.COHESIX_ADDR] : str(p, "broker") === undefined ? running.map((r) => r.dialString) : [];
   return [...new Set(addrs)].map((dial) => {
     const vm = running.find((r) => r.dialString === dial && r.kind === "vm");
     const parsed: Parsed = { values: { ...p.values, addr: dial }, positionals: [] };

@@ -325,7 +325,7 @@ export const VERBS: readonly Verb[] = [
     description:
       "serves the operator web app: the fleet list, each appliance's boot facts, lifecycle, memory, sessions, workers with live telemetry sparklines, GPU leases and the audit log, and actions (spawn, kill, cordon, drain, resume; pause, resume, snapshot, restore for a VM this folder runs) that go through `POST /api/ctl`, signed with the queen key on the server and audited. Holds a 9P session to each `--addr` (default: the appliances this folder runs) and reads the fleet from `--broker`. Prints `READY http://HOST:PORT/`, then a one-time login URL (port 0 picks a free port); serves until SIGTERM/SIGINT. Loopback only unless `--tls-key`, `--tls-cert` and `--token-file` are set. See [docs/dashboard.md](docs/dashboard.md)",
     options: {
-      addr: { type: "string", multiple: true, value: "DIAL", help: "an appliance to show and drive (repeatable)", env: "COHESIX_ADDR", defaultNote: "the VMs and host boards this folder runs" },
+      addr: { type: "string", multiple: true, value: "DIAL", help: "an appliance to show and drive (repeatable)", env: "COHESIX_ADDR", defaultNote: "without --broker: the VMs and host boards this folder runs" },
       broker: { type: "string", value: "URL", help: "the fleet's MQTT broker, e.g. mqtt://127.0.0.1:1883" },
       prefix: { type: "string", value: "PREFIX", help: "the fleet's topic prefix", default: "cohesix" },
       listen: { type: "string", value: "HOST:PORT", help: "where to serve (port 0 picks a free port)", default: "127.0.0.1:8080" },
