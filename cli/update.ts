@@ -128,6 +128,21 @@ async function withReconnects<T>(p: Parsed, io: Io, fn: (s: QueenSession) => Pro
   }
 }
 
+/** A chunk the appliance refused: the local file differs from its own signed header. */
+const DAMAGED_CHUNK = /^chunk \d+ \(bytes .*\) does not match the bundle's signed hash/;
+
+/** {@link withReconnects} for the transfer: a refused chunk names the cure, since sending again sends the same bytes. */
+async function sendAll<T>(p: Parsed, io: Io, fn: (s: QueenSession) => Promise<T>, onRetry: (err: unknown, delayMs: number) => void, progress: () => number, file: string): Promise<T> {
+  try {
+    return await withReconnects(p, io, fn, onRetry, progress);
+  } catch (err) {
+    if (err instanceof NineError && err.errorClass === "invalid" && DAMAGED_CHUNK.test(err.detail)) {
+      throw new InvalidError(`${err.detail.replace(/: send again from offset \d+$/, "")}: ${file} is damaged (check it with cohesix image verify ${file}, or build it again)`);
+    }
+    throw err;
+  }
+}
+
 /** Streams `bundle` from `from` into an open `data` fid, a chunk (at most an iounit) per write; `onSent` after each. */
 async function stream(data: Fid, bundle: LocalBundle, from: number, onSent: (at: number) => void): Promise<void> {
   const piece = Math.max(1, Math.min(bundle.header.chunkSize, data.client.iounit));
@@ -159,12 +174,12 @@ async function sendBundle(p: Parsed, io: Io, file: string, plan: Plan): Promise<
     if (bar) io.err("\n");
     io.err(`update: ${line}\n`);
   };
-  const retry = (err: unknown, delayMs: number) => note(`connection lost at ${at} bytes (${err instanceof Error ? err.message : String(err)}); dialling again in ${(delayMs / 1000).toFixed(1)} s`);
+  const retry = (err: unknown, delayMs: number) => note(`connection lost at ${at} bytes (${err instanceof Error ? err.message : String(err)}); dialling again in ${delayMs} ms`);
   const label = `sending ${bundle.header.version}`;
   const begin = JSON.stringify({ begin: { size: bundle.size, sha256: bundle.sha256, ...(plan.allowDowngrade ? { allowDowngrade: true } : {}) } });
 
   // Begin and stream; each new session begins again and resumes where the appliance's verified bytes end.
-  await withReconnects(
+  await sendAll(
     p,
     io,
     async ({ root, key }) => {
@@ -188,6 +203,7 @@ async function sendBundle(p: Parsed, io: Io, file: string, plan: Plan): Promise<
     retry,
     // Progress is what the appliance verified: a link that drops before any chunk completes still gives up.
     () => Math.max(0, ...begins),
+    bundle.path,
   );
   bar?.finish(label, bundle.size);
 

@@ -99,7 +99,7 @@ describe("cohesix update FILE", () => {
     await writeFile(flipped.path, bytes);
     const r = await update([flipped.path, ...remote, "--no-reboot"]);
     expect(r.exitCode).toBe(1);
-    expect(r.stderr).toMatch(/^invalid: .*chunk \d+.*$/);
+    expect(r.stderr).toMatch(/^invalid: chunk \d+ \(bytes \d+–\d+\) does not match the bundle's signed hash: .*f\.bundle is damaged \(check it with cohesix image verify .*f\.bundle, or build it again\)$/);
     expect(await digestTree(bootDir)).toBe(before);
     expect((await readBootStateFiles(bootDir)).state).toMatchObject({ active: "a", try: null, slots: { a: "good", b: "good" } });
     // An older version goes in when asked to.
@@ -117,10 +117,11 @@ describe("cohesix update FILE", () => {
       expect(r.exitCode, r.stderr).toBe(0);
       const out = JSON.parse(r.stdout) as { begins: number[]; sent: number; slot: string };
       expect(proxy.cuts).toBe(1);
-      expect(r.stderr).toMatch(/^update: connection lost at \d+ bytes \(closed: .*\); dialling again in 0\.3 s$/m);
-      expect(out.begins.length).toBe(2);
+      expect(r.stderr).toMatch(/^update: connection lost at \d+ bytes \(closed: .*\); dialling again in 250 ms$/m);
+      // Two begins; a third only if the appliance still held the dropped session's data when the client dialled again.
+      expect(out.begins.length).toBeGreaterThanOrEqual(2);
       expect(out.begins[0]).toBe(0);
-      expect(out.begins[1]).toBeGreaterThan(0);
+      for (const offset of out.begins.slice(1)) expect(offset).toBeGreaterThan(0);
       expect(out.sent).toBeLessThan(2 * bundle.bytes.length);
       expect(out.sent).toBeGreaterThanOrEqual(bundle.bytes.length);
       expect(out.slot).toBe("b");
@@ -173,6 +174,11 @@ describe("cohesix update FILE", () => {
       const r = await update(args);
       expect(r.exitCode, args.join(" ")).toBe(2);
     }
+    const garbage = join(scratch.dir, "garbage.bundle");
+    await writeFile(garbage, "this is not a bundle at all, just text\n");
+    const notBundle = await update([garbage, "--addr", "tcp!127.0.0.1!1"]);
+    expect(notBundle.exitCode).toBe(1);
+    expect(notBundle.stderr).toMatch(/^invalid: .*garbage\.bundle: not a cohesix bundle: the file does not start with COHESIX-BUNDLE1 \(build one with cohesix bundle\)$/);
     const missing = await update([join(scratch.dir, "nowhere.bundle"), "--addr", "tcp!127.0.0.1!1"]);
     expect(missing.exitCode).toBe(1);
     expect(missing.stderr).toMatch(/^not found: bundle .*nowhere\.bundle: no such file \(build one with cohesix bundle\)$/);
