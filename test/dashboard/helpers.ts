@@ -23,7 +23,7 @@ export interface DashboardChild {
 }
 
 /** Starts `cohesix dashboard ARGS… --listen 127.0.0.1:0` and waits for its READY and login lines. */
-export async function startDashboardChild(scratch: Scratch, args: readonly string[], options: { env?: Record<string, string> } = {}): Promise<DashboardChild> {
+export async function startDashboardChild(scratch: Pick<Scratch, "queenKey" | "env">, args: readonly string[], options: { env?: Record<string, string> } = {}): Promise<DashboardChild> {
   const base = { ...process.env };
   delete base.COHESIX_ADDR;
   delete base.COHESIX_KEY;
