@@ -57,6 +57,10 @@ const benches: Record<string, Bench> = {
     summary: "/update/ on the host board: bundle transfer MB/s over 9P vs a local fdatasync'd write, commit time, restart re-hash",
     run: async (argv) => (await import("./update.ts")).run(argv),
   },
+  "update-ab": {
+    summary: "A/B field update under QEMU and U-Boot: bundle vs image size, 9P transfer MB/s vs raw TCP into the guest, update → confirmed, broken v3 → back on v2",
+    run: async (argv) => (await import("./update-ab.ts")).run(argv),
+  },
   "ctl-log": {
     summary: "commit log durable appends/s and latency with group commit",
     run: async (argv) => {

@@ -10,8 +10,12 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
-/** The repository root and the CLI entry (built by test/global-setup.ts). */
-export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+/**
+ * The repository root and the CLI entry (built by test/global-setup.ts).
+ * A bench that imports these helpers runs bundled under
+ * `node_modules/.cache/` (scripts/run-ts.mjs), from the root as its working folder.
+ */
+export const ROOT = /[\\/]node_modules[\\/]\.cache[\\/]/.test(fileURLToPath(import.meta.url)) ? process.cwd() : fileURLToPath(new URL("../..", import.meta.url));
 export const BIN = join(ROOT, "bin", "cohesix.js");
 
 /** A scratch directory: XDG_CONFIG_HOME, keys and the appliance state live here. */

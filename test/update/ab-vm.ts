@@ -68,6 +68,8 @@ export interface FlashOptions {
   readonly append?: readonly string[];
   /** An appliance project folder to build from (`--project`). */
   readonly project?: string;
+  /** Extra files for the image, `SRC:DEST` (`--extra`). */
+  readonly extra?: readonly string[];
 }
 
 /** One A/B appliance: a flashed disk image and the QEMU that boots it. */
@@ -80,6 +82,8 @@ export class AbVm {
   /** The release private and public keys (`e2e.keys/release.{key,pub}`). */
   readonly releaseKey: string;
   readonly releasePub: string;
+  /** The host port of the second forward of the last {@link boot} (its `forward`), else 0. */
+  forwardPort = 0;
   #qemu: ResultPromise | undefined;
   #log = "";
   #boots = 0;
@@ -104,6 +108,7 @@ export class AbVm {
     const image = join(e2e.dir, `v${o.version}.img`);
     const args = ["image", "--ab", "--version", o.version, "--board", "aarch64-virt", "--out", image, "--key", join(e2e.keys, "release.key"), "--queen-pub", e2e.queenPub, "--dir", join(e2e.dir, ".cohesix")];
     for (const word of o.append ?? []) args.push("--append", word);
+    for (const file of o.extra ?? []) args.push("--extra", file);
     if (o.project) args.push("--project", o.project);
     const built = await e2e.cohesix(args, { timeoutMs: BUILD_MS });
     if (built.exitCode !== 0) throw new Error(`cohesix ${args.join(" ")}: ${built.stderr}`);
@@ -122,12 +127,12 @@ export class AbVm {
     return new AbVm(e2e, target, manifest.partitions.find((p) => p.role === "boot")!.start);
   }
 
-  /** Builds an update bundle of `version` (`cohesix bundle`), optionally from a project; returns its path. */
-  async bundle(version: string, o: { project?: string; name?: string } = {}): Promise<string> {
-    const out = join(this.e2e.dir, `${o.name ?? `v${version}`}.bundle`);
-    const args = ["bundle", "--version", version, "--board", "aarch64-virt", "--out", out, "--key", this.releaseKey, "--queen-pub", this.e2e.queenPub, "--dir", join(this.e2e.dir, ".cohesix")];
+  /** Builds an update bundle of `version` (`cohesix bundle`, signed with `e2e.keys/release.key`), optionally from a project; returns its path. */
+  static async bundle(e2e: E2e, version: string, o: { project?: string; name?: string } = {}): Promise<string> {
+    const out = join(e2e.dir, `${o.name ?? `v${version}`}.bundle`);
+    const args = ["bundle", "--version", version, "--board", "aarch64-virt", "--out", out, "--key", join(e2e.keys, "release.key"), "--queen-pub", e2e.queenPub, "--dir", join(e2e.dir, ".cohesix")];
     if (o.project) args.push("--project", o.project);
-    const r = await this.e2e.cohesix(args, { timeoutMs: BUILD_MS });
+    const r = await e2e.cohesix(args, { timeoutMs: BUILD_MS });
     if (r.exitCode !== 0) throw new Error(`cohesix ${args.join(" ")}: ${r.stderr}`);
     return out;
   }
@@ -151,9 +156,10 @@ export class AbVm {
   /**
    * Starts QEMU on the card (one process across guest reboots) with a new
    * host forward; `e2e.dial` points at it. Nothing is awaited: use
-   * {@link waitConsole}.
+   * {@link waitConsole}. `forward` adds a second host forward on the same
+   * user network to that guest port ({@link forwardPort} on the host).
    */
-  async boot(name: string): Promise<void> {
+  async boot(name: string, o: { forward?: number } = {}): Promise<void> {
     if (this.pid !== undefined) throw new Error(`boot ${name}: QEMU ${this.pid} still runs`);
     this.#log = join(this.e2e.dir, `${++this.#boots}-${name}.console.log`);
     await rm(this.#log, { force: true });
@@ -162,7 +168,12 @@ export class AbVm {
     // `ab` (the launcher's A/B disk boot: no -no-reboot, a watchdog device);
     // -no-reboot is filtered too, so a guest reboot goes back through U-Boot.
     const diskBoot = { firmware: disk.firmware!.path, image: this.card, ab: true, ...(disk.qemuDevice ? { device: disk.qemuDevice } : {}), ...(disk.qemuMachineOptions ? { machineOptions: disk.qemuMachineOptions } : {}) };
-    const args = qemuArgs({ board, disk: diskBoot, hostPort, qmpSocket: join(this.e2e.dir, `${this.#boots}.qmp`), consoleLog: this.#log }).filter((a) => a !== "-no-reboot");
+    let args = qemuArgs({ board, disk: diskBoot, hostPort, qmpSocket: join(this.e2e.dir, `${this.#boots}.qmp`), consoleLog: this.#log }).filter((a) => a !== "-no-reboot");
+    if (o.forward !== undefined) {
+      this.forwardPort = await freePort();
+      const rule = `,hostfwd=tcp:127.0.0.1:${this.forwardPort}-:${o.forward}`;
+      args = args.map((a) => (a.startsWith("user,id=n0,") ? `${a}${rule}` : a));
+    }
     this.#qemu = execa(board.qemu.binary, args, { stdin: "ignore", reject: false, cleanup: true });
   }
 
