@@ -97,6 +97,7 @@ export class FleetHost {
       keepalive: 30,
       resubscribe: true,
       queueQoSZero: false,
+      writeCache: false,
       ...(options.username !== undefined ? { username: options.username } : {}),
       ...(options.password !== undefined ? { password: options.password } : {}),
       ...(options.ca !== undefined ? { ca: pem(options.ca), rejectUnauthorized: true } : {}),

@@ -75,6 +75,8 @@ export const mqttJsConnect: MqttConnect = async (url, options) => {
     reconnectPeriod: 0,
     queueQoSZero: false,
     resubscribe: false,
+    // mqtt-packet's cache of 65,536 two-byte Buffers costs ~12 MB of resident set; a link writes a few packets a second.
+    writeCache: false,
     connectTimeout: options.connectTimeoutMs,
     keepalive: options.keepaliveS,
     will: { topic: options.will.topic, payload: Buffer.from(options.will.payload), qos: options.will.qos, retain: options.will.retain },

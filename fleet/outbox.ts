@@ -112,6 +112,8 @@ interface Pending {
 const SEGMENT_NAME = /^seg-(\d{16})\.log$/;
 const segmentName = (first: number): string => `seg-${String(first).padStart(16, "0")}.log`;
 const READ_CHUNK = 256 * 1024;
+/** Bodies of the newest durable entries kept in memory for readers that keep up (256 KiB). */
+export const RECENT_BYTES = 256 * 1024;
 /** Room kept for the `dropped` record a batch may carry. */
 const DROPPED_ROOM = 512;
 
@@ -145,6 +147,8 @@ export class Outbox {
   #ackWriting: Promise<void> = Promise.resolve();
   #drop: DropInfo | undefined;
   #cursor: { first: number; offset: number; nextSeq: number } | undefined;
+  #recent: OutboxEntry[] = [];
+  #recentBytes = 0;
   #stats = { appended: 0, dropped: 0, syncs: 0 };
 
   private constructor(init: { dir: string; options: OutboxOptions; segments: Segment[]; file: FileHandle; acked: number }) {
@@ -296,6 +300,16 @@ export class Outbox {
     const out: OutboxEntry[] = [];
     let from = Math.max(after + 1, this.#segments[0]!.first);
     let taken = 0;
+    const first = this.#recent[0]?.seq;
+    if (first !== undefined && from >= first) {
+      // The newest records, kept in memory since their batch was durable: the same entries a read of the file gives.
+      for (let i = from - first; i < this.#recent.length && out.length < limit && taken < maxBytes; i++) {
+        const e = this.#recent[i]!;
+        out.push(e);
+        taken += e.body.length;
+      }
+      return out;
+    }
     while (out.length < limit && taken < maxBytes && from <= this.#durableSeq) {
       const seg = this.#segments.find((s) => s.last >= from);
       if (!seg) break;
@@ -383,15 +397,18 @@ export class Outbox {
     if (active.bytes >= this.#segmentBytes) await this.#roll();
     const frames: Buffer[] = [];
     const entries: OutboxEntry[] = [];
+    const written: OutboxEntry[] = [];
     const drop = this.#drop;
     if (drop) {
       // Historical like the append that made room for it: both were made while the broker was away, or neither.
       const e = { seq: this.#nextSeq++, ts_ms: this.#clock(), historical: batch[0]?.historical ?? false, dropped: true, body: droppedBody(drop) };
       frames.push(encodeEntry(e));
+      written.push(e);
     }
     for (const p of batch) {
       const e: OutboxEntry = { seq: this.#nextSeq++, ts_ms: p.ts_ms, historical: p.historical, body: p.body };
       entries.push(e);
+      written.push(e);
       frames.push(encodeEntry(e));
     }
     const data = Buffer.concat(frames);
@@ -423,7 +440,19 @@ export class Outbox {
     seg.bytes += data.length;
     seg.last = this.#nextSeq - 1;
     this.#durableSeq = seg.last;
+    this.#remember(written);
     for (const [i, p] of batch.entries()) p.resolve(entries[i]!);
+  }
+
+  /** Keeps the newest durable entries (seqs contiguous, at most {@link RECENT_BYTES} of bodies) so that a reader keeping up reads them without I/O. */
+  #remember(written: readonly OutboxEntry[]): void {
+    for (const e of written) {
+      this.#recent.push(e);
+      this.#recentBytes += e.body.length;
+    }
+    let drop = 0;
+    while (drop < this.#recent.length - 1 && this.#recentBytes > RECENT_BYTES) this.#recentBytes -= this.#recent[drop++]!.body.length;
+    if (drop > 0) this.#recent.splice(0, drop);
   }
 
   /**

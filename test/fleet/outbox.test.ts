@@ -149,6 +149,23 @@ describe("Outbox", () => {
     await box.close();
   });
 
+  test("the newest records are read from memory and equal what the files hold, also past the memory's bound and across a dropped record", async () => {
+    const box = await Outbox.open(dir, { maxBytes: 64 * 1024, segmentBytes: 4096 });
+    const appended: OutboxEntry[] = [];
+    // ~400 KiB of bodies: more than the memory keeps (RECENT_BYTES) and more than the bound, so segments are dropped.
+    for (let i = 0; i < 40; i++) appended.push(...(await Promise.all(Array.from({ length: 10 }, (_, k) => box.append(body(i * 10 + k, 1000))))));
+    const start = appended.at(-5)!.seq;
+    const fromMemory = await readAll(box, start - 1);
+    expect(fromMemory.filter((e) => !e.dropped).map((e) => e.seq)).toEqual(appended.slice(-5).map((e) => e.seq));
+    const whole = await readAll(box);
+    expect(whole.some((e) => e.dropped)).toBe(true);
+    await box.close();
+    const fromFiles = await readAll(await Outbox.open(dir, { maxBytes: 64 * 1024, segmentBytes: 4096 }));
+    const shape = (e: OutboxEntry) => [e.seq, e.ts_ms, e.historical, e.dropped === true, text(e)];
+    expect(whole.map(shape)).toEqual(fromFiles.map(shape));
+    expect(fromMemory.map(shape)).toEqual(fromFiles.filter((e) => e.seq >= start).map(shape));
+  });
+
   test("a segment size or bound out of range is refused", async () => {
     await expect(Outbox.open(dir, { maxBytes: 1000 })).rejects.toThrow("invalid: fleet outbox: maxBytes must be an integer of at least 65536, got 1000");
     await expect(Outbox.open(dir, { maxBytes: 65536, segmentBytes: 65536 })).rejects.toThrow(/segmentBytes must be an integer from 1024 to maxBytes\/4/);

@@ -3,6 +3,9 @@
 // prints `online N` whenever the number of online links changes, and on
 // SIGTERM stops making telemetry, waits for every outbox to drain, prints
 // `made {"<id>":<last seq>,…}` and `ran {"<id>":<commands>,…}`, and exits 0.
+// A line `burst N` on stdin makes every appliance publish N records as fast
+// as it can, then prints `burst-done`.
+import { createInterface } from "node:readline";
 import { readPublicKey } from "../../root-task/index.ts";
 import { SimFleet } from "./sim-fleet.ts";
 
@@ -17,6 +20,10 @@ const watch = setInterval(() => {
   const n = sim.online;
   if (n !== shown) process.stdout.write(`online ${(shown = n)}\n`);
 }, 100);
+createInterface({ input: process.stdin }).on("line", (line) => {
+  const m = /^burst (\d+)$/.exec(line);
+  if (m) void sim.burst(Number(m[1])).then(() => process.stdout.write("burst-done\n"));
+});
 process.once("SIGTERM", () => {
   void (async () => {
     const drained = await sim.drain();

@@ -131,6 +131,18 @@ export class SimFleet {
     this.#cmd?.publish(channelTopic(this.#prefix, a.id, { channel: "reply", name: reply }), Buffer.from(body), { qos: 1 });
   }
 
+  /** Every appliance publishes `n` telemetry records as fast as its outbox takes them; resolves once all are durable. */
+  async burst(n: number): Promise<void> {
+    await Promise.all(
+      [...this.appliances.values()].map(async (a) => {
+        for (let i = 0; i < n; i += 16) {
+          const seqs = await Promise.all(Array.from({ length: Math.min(16, n - i) }, (_, k) => a.link.publish({ kind: "telemetry", worker: "worker-1", data: { burst: i + k } })));
+          a.made.push(...seqs);
+        }
+      }),
+    );
+  }
+
   /** Appliances whose link is online. */
   get online(): number {
     let n = 0;
