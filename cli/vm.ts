@@ -8,10 +8,10 @@
  * pinned artefacts come from the per-user cache that `cohesix fetch` fills.
  * @module
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { loadBoard, packageRoot, type Board } from "../boards/index.ts";
-import { loadDiskSpec } from "../flash/index.ts";
+import { loadDiskSpec, manifestPathOf } from "../flash/index.ts";
 import { BusyError, NotFoundError } from "../nine-door/index.ts";
 import { bootVm, checkName, listSnapshots, runningBoards, rtcArg, stopVm, vmControl, vmPaths, type DiskBoot, type RtcOptions, type VmOp } from "../qemu/index.ts";
 import { DEFAULT_IMAGE_WORKERS, buildImage, fetchArtefacts, fetchNatives, type BuiltImage } from "../rootfs/index.ts";
@@ -326,7 +326,22 @@ function diskBoot(board: Board, image: string): DiskBoot {
     image,
     ...(spec.qemuDevice ? { device: spec.qemuDevice } : {}),
     ...(spec.qemuMachineOptions ? { machineOptions: spec.qemuMachineOptions } : {}),
+    ...(isAbImage(image) ? { ab: true } : {}),
   };
+}
+
+/**
+ * Whether `image` is an A/B image (`cohesix image --ab`): its manifest
+ * beside it lists `/boot.scr`. Such a guest reboots into U-Boot (an
+ * update, a failed try, a rollback) and keeps its VM and host port.
+ */
+function isAbImage(image: string): boolean {
+  try {
+    const manifest = JSON.parse(readFileSync(manifestPathOf(image), "utf8")) as { artefacts?: { path?: unknown }[] };
+    return (manifest.artefacts ?? []).some((a) => a.path === "/boot.scr");
+  } catch {
+    return false;
+  }
 }
 
 /**

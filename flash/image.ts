@@ -38,6 +38,13 @@ export interface DiskSpec {
   readonly qemuMachineOptions?: string;
   /** A device tree (relative to the board folder) copied to `/board.dtb` and named by `fdt` in extlinux.conf. */
   readonly dtb?: string;
+  /**
+   * The hardware watchdog's kernel module an A/B image loads (after
+   * `modules`), e.g. `i6300esb` for QEMU's `-device i6300esb`: the driver
+   * binds when the device exists, and the root task feeds `/dev/watchdog`
+   * so a hung kernel or root task reboots into U-Boot, which counts the try.
+   */
+  readonly watchdogModule?: string;
 }
 
 /** Where the guest mounts the boot partition (read-only) for the boot-time check. */
@@ -68,7 +75,7 @@ export function loadDiskSpec(board: Pick<Board, "name" | "dir">): DiskSpec {
   }
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return fail("must be a JSON object");
   const o = raw as Record<string, unknown>;
-  const known = ["description", "device", "dataMb", "modules", "firmware", "qemuDevice", "qemuMachineOptions", "dtb"];
+  const known = ["description", "device", "dataMb", "modules", "firmware", "qemuDevice", "qemuMachineOptions", "dtb", "watchdogModule"];
   for (const k of Object.keys(o)) if (!known.includes(k)) fail(`${k} is not a known field (known: ${known.join(", ")})`);
   if (typeof o.device !== "string" || !/^\/dev\/[A-Za-z0-9]+$/.test(o.device)) fail("device must be a device path such as /dev/vda or /dev/mmcblk0");
   if (typeof o.dataMb !== "number" || !Number.isSafeInteger(o.dataMb) || o.dataMb < 8 || o.dataMb > 1 << 20) fail("dataMb must be an integer from 8 to 1048576");
@@ -82,6 +89,7 @@ export function loadDiskSpec(board: Pick<Board, "name" | "dir">): DiskSpec {
   if (o.qemuDevice !== undefined && typeof o.qemuDevice !== "string") fail("qemuDevice must be a string");
   if (o.qemuMachineOptions !== undefined && (typeof o.qemuMachineOptions !== "string" || !/^[a-z0-9_-]+=[A-Za-z0-9_-]+(,[a-z0-9_-]+=[A-Za-z0-9_-]+)*$/.test(o.qemuMachineOptions))) fail("qemuMachineOptions must be KEY=VALUE[,KEY=VALUE…]");
   if (o.dtb !== undefined && (typeof o.dtb !== "string" || o.dtb.includes(".."))) fail("dtb must be a file in the board folder");
+  if (o.watchdogModule !== undefined && (typeof o.watchdogModule !== "string" || !/^[A-Za-z0-9_-]+$/.test(o.watchdogModule))) fail("watchdogModule must be a module name");
   return {
     device: o.device as string,
     dataMb: o.dataMb as number,
@@ -90,6 +98,7 @@ export function loadDiskSpec(board: Pick<Board, "name" | "dir">): DiskSpec {
     ...(typeof o.qemuDevice === "string" ? { qemuDevice: o.qemuDevice } : {}),
     ...(typeof o.qemuMachineOptions === "string" ? { qemuMachineOptions: o.qemuMachineOptions } : {}),
     ...(typeof o.dtb === "string" ? { dtb: o.dtb } : {}),
+    ...(typeof o.watchdogModule === "string" ? { watchdogModule: o.watchdogModule } : {}),
   };
 }
 
@@ -201,7 +210,9 @@ export async function buildSlot(options: BuildSlotOptions): Promise<BuiltSlot> {
 
   // The disk's initramfs loads the board's modules, then the boot partition's.
   const known = new Set(board.kernel.modules.map((m) => m.replaceAll("-", "_")));
-  const modules = [...board.kernel.modules, ...disk.modules.filter((m) => !known.has(m.replaceAll("-", "_")))];
+  // An A/B image also loads the watchdog's driver: a try that hangs must reboot.
+  const wanted = [...disk.modules, ...(options.ab && disk.watchdogModule ? [disk.watchdogModule] : [])];
+  const modules = [...board.kernel.modules, ...wanted.filter((m) => !known.has(m.replaceAll("-", "_")))];
   const built = await buildImage({
     board: { ...board, kernel: { ...board.kernel, modules } },
     artefacts: options.artefacts,

@@ -27,6 +27,7 @@ export {
   packageOf,
   qemuArgs,
   rtcArg,
+  WATCHDOG_DEVICE,
   type DiskBoot,
   type LaunchOptions,
   type LaunchedQemu,

@@ -46,7 +46,18 @@ export interface DiskBoot {
    * the GPIO key the guest watches.
    */
   readonly machineOptions?: string;
+  /**
+   * An A/B image (`cohesix image --ab`): the guest reboots into the
+   * firmware instead of ending QEMU (no `-no-reboot`), as a board does for
+   * an update, a failed try or a rollback, so the VM and its host forward
+   * outlive a guest reboot; and the board gets a hardware watchdog
+   * ({@link WATCHDOG_DEVICE}) that the root task feeds.
+   */
+  readonly ab?: boolean;
 }
+
+/** The watchdog QEMU gives an A/B disk boot: Intel 6300ESB on `virt`'s PCI bus (Debian's `i6300esb.ko`). */
+export const WATCHDOG_DEVICE = "i6300esb";
 
 /**
  * The guest's real-time clock (QEMU `-rtc`; the PL031 of `virt`). The
@@ -155,7 +166,9 @@ export function qemuArgs(options: QemuArgsOptions): string[] {
     "-smp", String(q.smp ?? 1),
     "-display", "none",
     "-monitor", "none",
-    "-no-reboot",
+    // A kernel or initramfs boot ends QEMU when the guest panics or reboots;
+    // an A/B disk boot reboots into U-Boot, which counts the try.
+    ...(options.disk?.ab ? [] : ["-no-reboot"]),
     "-rtc", rtcArg(options.rtc),
     ...bootArgs(options),
     "-netdev", `user,id=n0,hostfwd=tcp:127.0.0.1:${options.hostPort}-:${board.network.nineDoorPort}`,
@@ -183,7 +196,13 @@ function bootArgs(options: QemuArgsOptions): string[] {
 
 /** The flashed disk image (raw), or the qcow2 state disk. */
 function diskArgs(options: QemuArgsOptions): string[] {
-  if (options.disk) return ["-drive", `if=none,id=disk,file=${options.disk.image},format=raw`, "-device", `${options.disk.device ?? "virtio-blk-device"},drive=disk`];
+  if (options.disk) {
+    return [
+      "-drive", `if=none,id=disk,file=${options.disk.image},format=raw`,
+      "-device", `${options.disk.device ?? "virtio-blk-device"},drive=disk`,
+      ...(options.disk.ab ? ["-device", WATCHDOG_DEVICE] : []),
+    ];
+  }
   if (options.stateDisk === undefined) return [];
   return ["-drive", `if=none,id=state,file=${options.stateDisk},format=qcow2`, "-device", "virtio-blk-pci,drive=state"];
 }

@@ -71,6 +71,12 @@ export interface ApplianceOptions {
    * `manifest_check=` `pending`, `ok` or `FAILED: …`. Absent: `manifest=none`.
    */
   readonly bootManifest?: () => { readonly digest: string; readonly status: string };
+  /**
+   * The A/B slot lines of /proc/boot (`slot=`, `slot_version=`,
+   * `slot_state=`, `tries_left=`, `rolled_back from=… reason=…`, see
+   * `slotLines`), read each time /proc/boot is. Absent (no A/B image): none.
+   */
+  readonly bootSlot?: () => readonly string[];
   /** Retention of /log/queen.log in bytes (default 1 MiB). */
   readonly logRetainBytes?: number;
   /**
@@ -496,6 +502,22 @@ export class Appliance {
     this.audit(`lifecycle ${l.state} reason=${l.reason}`);
   }
 
+  /**
+   * Spawns a worker of `kind` as the root task itself (the required and
+   * health workers of a try boot): the same spawn as a queen's, in the
+   * same control queue, committed before the process starts, but no
+   * envelope is asked for. Resolves with the worker's id.
+   *
+   * @example
+   * ```ts
+   * await app.spawnWorker("camera"); // "worker-3"
+   * ```
+   */
+  async spawnWorker(kind: string): Promise<string> {
+    const reply = JSON.parse(await this.#control().own(JSON.stringify({ spawn: kind }))) as { worker: string };
+    return reply.worker;
+  }
+
   /** Appends one human line to /log/queen.log. */
   audit(line: string): void {
     const text = `${new Date().toISOString()} ${line.replace(/\n/g, " ")}\n`;
@@ -740,6 +762,7 @@ export class Appliance {
       `kernel_uptime_at_start_s=${this.#uptimeAtStart.toFixed(1)}`,
       `image=${this.options.imageDigest ?? "none"}`,
       ...this.#manifestLines(),
+      ...(this.options.bootSlot?.() ?? []),
       `boot_key=${keyId(this.bootPublicKey)}`,
       `tls=${this.options.network?.tls === true ? "on" : "off"}`,
       `tls_reason=${this.options.network?.reason ?? "not configured"}`,

@@ -63,6 +63,27 @@ export class ControlPipeline {
   }
 
   /**
+   * A command of the root task itself (e.g. spawning a required worker at
+   * boot): run as a queen command under the `open` policy, since no queen
+   * signed it and none needs to; audited as from `root-task`.
+   *
+   * @example
+   * ```ts
+   * await pipeline.own('{"spawn":"camera"}'); // '{"ok":true,"worker":"worker-1"}'
+   * ```
+   */
+  async own(text: string): Promise<string> {
+    const host = Object.create(this.#host, { policy: { value: "open" } }) as ControlHost;
+    const caller: Caller = { role: "queen", subject: "root-task" };
+    try {
+      const finish = await this.#ordered(() => runQueenCommand(host, text, caller));
+      return await finish();
+    } catch (err) {
+      throw this.#refused(err, "root-task command refused", `: ${text.slice(0, 200)}`);
+    }
+  }
+
+  /**
    * A write to `/queen/lifecycle/ctl` (`cordon`, `drain`, …), run whole in the queue.
    *
    * @example

@@ -13,6 +13,7 @@
  * children are the workers.
  * @module
  */
+import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { open, readdir, readFile, mkdir, writeFile } from "node:fs/promises";
 import module from "node:module";
@@ -20,6 +21,9 @@ import { join } from "node:path";
 import { parseLimits, type ServerLimits } from "../nine-door/index.ts";
 import { BUILTIN_WORKERS } from "./programs.ts";
 import { checkBootManifest } from "./boot-manifest.ts";
+import { GuestSlot } from "./guest-slot.ts";
+import { checkSlotManifest, slotBootOf } from "./slot.ts";
+import { Watchdog } from "./watchdog.ts";
 import { guestGpuBridge } from "./guest-bridge.ts";
 import { GuestClock, HWCLOCK_PID_ENV, signalStep } from "./guest-clock.ts";
 import { serveAppliance } from "./serve.ts";
@@ -46,7 +50,15 @@ export interface GuestConfig {
    * The project's own workers (cohesix.config.json): entry relative to the
    * package folder, ticket role, default budget and restart policy.
    */
-  readonly programs?: Readonly<Record<string, { readonly entry: string; readonly role: string; readonly budget?: Budget; readonly restart?: boolean }>>;
+  readonly programs?: Readonly<Record<string, { readonly entry: string; readonly role: string; readonly budget?: Budget; readonly restart?: boolean; readonly required?: boolean }>>;
+  /**
+   * How a try boot of an A/B slot proves itself (docs/updates.md, "Confirm
+   * and roll back"): workers marked `required` must run `windowS` seconds
+   * (default 10; `cohesix.health_window=` on the kernel command line wins),
+   * the `worker` (a program name) must exit 0, all within `deadlineS`
+   * (default 120; `cohesix.health_deadline=`).
+   */
+  readonly health?: { readonly windowS?: number; readonly deadlineS?: number; readonly worker?: string };
   /**
    * NineDoor's TLS (`auto|on|off`, default `auto`: TLS unless loopback or
    * QEMU user networking). The kernel command line's `cohesix.tls=` wins.
@@ -99,6 +111,8 @@ export interface RunGuestOptions {
   readonly bootDir?: string;
   /** The release public key baked into the image; default `/etc/cohesix/release.pub`. */
   readonly releasePub?: string;
+  /** The hardware watchdog the root task feeds; default `/dev/watchdog` (none: not fed). */
+  readonly watchdogDevice?: string;
   /** Console writer; default stdout. */
   readonly say?: (line: string) => void;
   /** Where the kernel shows QEMU's firmware config items (the GPU bridge, see `guest-bridge.ts`); default `/sys/firmware/qemu_fw_cfg/by_name`. */
@@ -129,6 +143,13 @@ export function cmdlineParams(cmdline: string): Record<string, string> {
     if (m) out[m[1]!] = m[2]!;
   }
   return out;
+}
+
+/** Runs a busybox applet (mount, sync, reboot): Node cannot do these itself. */
+function busybox(args: readonly string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile("/bin/busybox", args, { timeout: 30_000 }, (err, _stdout, stderr) => (err ? reject(new Error(`busybox ${args.join(" ")}: ${stderr.trim() || err.message}`)) : resolve()));
+  });
 }
 
 /** Linux input event: on 64-bit, timeval (16 bytes), type u16, code u16, value s32. */
@@ -224,16 +245,28 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
   // delay READY; /proc/boot shows `pending` until it is done.
   let manifest = { digest: "pending", status: "pending" };
   const checkStarted = Date.now();
+  // An A/B image (`cohesix.slot=` from its boot script) checks the running
+  // slot's manifest and files: an update rewrites a slot, so the image-wide
+  // manifest no longer matches.
+  const bootDir = options.bootDir ?? "/boot";
+  const releasePub = options.releasePub ?? "/etc/cohesix/release.pub";
+  const slotBoot = params.boot === undefined ? undefined : slotBootOf(params);
   const manifestCheck =
     params.boot === undefined
       ? undefined
-      : checkBootManifest({ bootDir: options.bootDir ?? "/boot", releasePub: options.releasePub ?? "/etc/cohesix/release.pub" });
+      : slotBoot
+        ? checkSlotManifest({ bootDir, releasePub, slot: slotBoot.slot })
+        : checkBootManifest({ bootDir, releasePub });
+  const slot = slotBoot ? await GuestSlot.open({ boot: slotBoot, bootDir, stateDir: config.stateDir }) : undefined;
+  // Fed from this event loop: a hung root task or kernel reboots the machine.
+  const watchdog = await Watchdog.open({ ...(options.watchdogDevice !== undefined ? { device: options.watchdogDevice } : {}), onError: say });
   // cohesix.tls= on the kernel command line wins over the baked config.
   const tlsMode = params.tls !== undefined ? parseTlsSetting(params.tls, { source: "cohesix.tls" }) : (config.tls ?? "auto");
   const running = await serveAppliance({
     tlsMode,
     qemuUserNet: existsSync(options.qemuDir ?? "/sys/firmware/qemu_fw_cfg"),
     ...(manifestCheck ? { bootManifest: () => manifest } : {}),
+    ...(slot ? { bootSlot: () => slot.lines() } : {}),
     ...(gpuBridge ? { gpuBridge } : {}),
     ...(programs ? { programs } : {}),
     ...(clock ? { clock } : {}),
@@ -267,8 +300,37 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
     say(`cohesix: boot manifest ${check.digest} ${check.status} (checked in ${((Date.now() - checkStarted) / 1000).toFixed(1)} s)`);
     running.app.audit(`boot manifest ${check.digest} ${check.status}`);
   });
+  if (watchdog) running.app.audit("watchdog armed: /dev/watchdog fed by the root task");
+  if (slot) {
+    const health = config.health ?? {};
+    const seconds = (cmdline: string | undefined, configured: number | undefined): number | undefined => {
+      const n = cmdline !== undefined && /^\d{1,5}$/.test(cmdline) ? Number(cmdline) : configured;
+      return n === undefined ? undefined : n * 1000;
+    };
+    const windowMs = seconds(params.health_window, health.windowS);
+    const deadlineMs = seconds(params.health_deadline, health.deadlineS);
+    void slot.settle({
+      app: running.app,
+      required: Object.entries(config.programs ?? {}).filter(([, p]) => p.required === true).map(([kind]) => kind),
+      ...(health.worker !== undefined ? { healthWorker: health.worker } : {}),
+      ...(windowMs !== undefined ? { windowMs } : {}),
+      ...(deadlineMs !== undefined ? { deadlineMs } : {}),
+      remount: (mode) => busybox(["mount", "-o", `remount,${mode}`, bootDir]),
+      reboot: async () => {
+        await busybox(["sync"]).catch(() => undefined);
+        await busybox(["reboot", "-f"]).catch((err: unknown) => {
+          // Left to the watchdog: stop feeding it, without disarming it.
+          say(`cohesix: reboot failed (${(err as Error).message}); waiting for the watchdog`);
+          watchdog?.abandon();
+        });
+      },
+      say,
+      signal: stop.signal,
+    });
+  }
   if (!stop.signal.aborted) await new Promise((resolve) => stop.signal.addEventListener("abort", resolve, { once: true }));
   say(`cohesix: stopping (${reason})`);
   await running.stop(reason);
+  await watchdog?.close();
   return reason;
 }

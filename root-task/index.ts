@@ -146,3 +146,25 @@ export {
 } from "./boot-manifest.ts";
 export { BUILTIN_WORKERS, workerProgram, type WorkerProgram, type WorkerProgramOptions } from "./programs.ts";
 export { Supervisor, type SpawnOptions, type StopWorkerOptions, type SupervisorOptions, type WorkerExit } from "./supervisor.ts";
+export {
+  NO_VERSION,
+  SLOT_BOOT_KINDS,
+  TRY_FAILURE_FILE,
+  UNRECORDED_FAILURE,
+  checkSlotManifest,
+  clearTryFailure,
+  readTryFailure,
+  recordTryFailure,
+  slotBootOf,
+  slotLines,
+  slotReport,
+  slotVersion,
+  type CheckSlotManifestOptions,
+  type SlotBoot,
+  type SlotBootKind,
+  type SlotReport,
+  type TryFailure,
+} from "./slot.ts";
+export { DEFAULT_HEALTH_DEADLINE_MS, DEFAULT_HEALTH_WINDOW_MS, awaitHealth, markSlotGood, type HealthOptions, type HealthVerdict, type MarkSlotGoodOptions, type WatchedWorker } from "./slot-health.ts";
+export { GuestSlot, type GuestSlotOptions, type SettleOptions, type SlotAppliance } from "./guest-slot.ts";
+export { DEFAULT_FEED_MS, Watchdog, type WatchdogOptions } from "./watchdog.ts";

@@ -23,7 +23,7 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const board = loadBoard("aarch64-virt");
 const disk = loadDiskSpec(board);
-const artefacts = standInArtefacts(join(work, "artefacts"), board, { moduleFolder: () => "fs", extraModules: disk.modules });
+const artefacts = standInArtefacts(join(work, "artefacts"), board, { moduleFolder: () => "fs", extraModules: [...disk.modules, ...(disk.watchdogModule ? [disk.watchdogModule] : [])] });
 let keys: { release: string; releasePub: Uint8Array; releasePubFile: string; queenPub: string };
 let built: BuiltBoardImage;
 

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadBoard } from "../../boards/index.ts";
-import { checkName, launchQemu, qemuArgs, rtcArg } from "../../qemu/index.ts";
+import { WATCHDOG_DEVICE, checkName, launchQemu, qemuArgs, rtcArg } from "../../qemu/index.ts";
 
 const board = loadBoard("aarch64-virt");
 const dir = mkdtempSync(join(tmpdir(), "cohesix-qemu-"));
@@ -44,6 +44,20 @@ describe("qemuArgs", () => {
     expect(rtc(qemuArgs(base))).toBe("base=utc,clock=host");
     expect(rtc(qemuArgs({ ...base, restore: "snap-1" }))).toBe("base=utc,clock=host");
     expect(rtc(qemuArgs({ ...base, rtc: { base: "1970-01-01T00:00:00", clock: "vm" } }))).toBe("base=1970-01-01T00:00:00,clock=vm");
+  });
+
+  it("boots a flashed disk through its firmware and ends QEMU when the guest reboots, with no watchdog", () => {
+    const args = qemuArgs({ board, hostPort: 15640, qmpSocket: base.qmpSocket, consoleLog: base.consoleLog, disk: { firmware: "u-boot.bin", image: "card.img" } });
+    expect(args.slice(args.indexOf("-bios"), args.indexOf("-bios") + 2)).toEqual(["-bios", "u-boot.bin"]);
+    expect(args).toContain("-no-reboot");
+    expect(args).not.toContain(WATCHDOG_DEVICE);
+  });
+
+  it("lets an A/B disk's guest reboot into its firmware (same VM, same host port) and gives it the i6300esb watchdog", () => {
+    const args = qemuArgs({ board, hostPort: 15640, qmpSocket: base.qmpSocket, consoleLog: base.consoleLog, disk: { firmware: "u-boot.bin", image: "ab.img", ab: true } });
+    expect(args).not.toContain("-no-reboot");
+    expect(args.slice(args.indexOf(WATCHDOG_DEVICE) - 1, args.indexOf(WATCHDOG_DEVICE) + 1)).toEqual(["-device", "i6300esb"]);
+    expect(args).toContain(`user,id=n0,hostfwd=tcp:127.0.0.1:15640-:${board.network.nineDoorPort}`);
   });
 
   it("boots from a snapshot with -loadvm", () => {

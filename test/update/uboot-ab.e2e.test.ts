@@ -1,8 +1,9 @@
 /**
  * The A/B boot script under Debian's real qemu_arm64 U-Boot, with the real
  * board image (`cohesix image --ab`): QEMU boots the disk with U-Boot as
- * `-bios` and *without* `-no-reboot`, so a kernel panic (`panic=-1` on the
- * command line) reboots into U-Boot again, as a board's would.
+ * `-bios`, and the launcher leaves out `-no-reboot` for an A/B disk, so a
+ * kernel panic (`panic=-1` on the command line) reboots into U-Boot again,
+ * as a board's would.
  *
  * (a) A normal boot of slot A reaches READY, the appliance's boot-time
  *     manifest check passes, and both state copies are byte-identical
@@ -77,11 +78,11 @@ async function bootUntil(name: string, until: RegExp, during?: () => Promise<voi
   e2e.dial = `tcp!127.0.0.1!${hostPort}`;
   const args = qemuArgs({
     board,
-    disk: { firmware: disk.firmware!.path, image, ...(disk.qemuDevice ? { device: disk.qemuDevice } : {}), ...(disk.qemuMachineOptions ? { machineOptions: disk.qemuMachineOptions } : {}) },
+    disk: { firmware: disk.firmware!.path, image, ab: true, ...(disk.qemuDevice ? { device: disk.qemuDevice } : {}), ...(disk.qemuMachineOptions ? { machineOptions: disk.qemuMachineOptions } : {}) },
     hostPort,
     qmpSocket: join(dir, `${name}.qmp`),
     consoleLog: log,
-  }).filter((a) => a !== "-no-reboot");
+  });
   qemu = execa(board.qemu.binary, args, { stdin: "ignore", reject: false, cleanup: true });
   const deadline = Date.now() + BOOT_MS;
   let text = "";
