@@ -83,6 +83,7 @@ export async function slotInputsOf(p: Parsed, io: Io, progress: Progress): Promi
       cacheDir: join(dir, "cache"),
       extra: [...(fromProject?.extra ?? []), ...extraFiles(p)],
       ...(fromProject ? { programs: fromProject.programs } : {}),
+      ...(fromProject?.health ? { health: fromProject.health } : {}),
       ...(policy ? { policy } : {}),
       ...(append ? { append } : {}),
     },

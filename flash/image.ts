@@ -17,7 +17,7 @@ import type { Board } from "../boards/index.ts";
 import { InvalidError, NotFoundError } from "../nine-door/index.ts";
 import { BOOT_MANIFEST_FORMAT, formatPublicKey, hashFile, publicKeyOf, readPrivateKey, signDocument, VERSION_PATTERN } from "../root-task/index.ts";
 import { SLOT_FILES, SLOTS, STATE_FILES, bootScript, formatBootState, initialBootState } from "../update/index.ts";
-import { buildImage, type ExtraFile, type ImageArtefacts, type ImageProgram } from "../rootfs/index.ts";
+import { buildImage, type ExtraFile, type ImageArtefacts, type ImageHealth, type ImageProgram } from "../rootfs/index.ts";
 import { buildEpoch, writeDiskImage, type BootFile, type WrittenDiskImage } from "./disk.ts";
 import { partitionDevice } from "./partition.ts";
 import { runTool } from "./tools.ts";
@@ -146,6 +146,8 @@ export interface BuildBoardImageOptions {
   readonly extra?: readonly ExtraFile[];
   /** An appliance project's own workers, carried besides the built-in ones (see `buildImage`). */
   readonly programs?: Readonly<Record<string, ImageProgram>>;
+  /** A try boot's health check (the project's `health`). */
+  readonly health?: ImageHealth;
   readonly policy?: "open" | "signed-ctl";
   /** Data partition size in MiB; default the board's. */
   readonly dataMb?: number;
@@ -223,6 +225,7 @@ export async function buildSlot(options: BuildSlotOptions): Promise<BuiltSlot> {
     extra: [...(options.extra ?? []), { src: releasePub, dest: GUEST_RELEASE_PUB, mode: 0o644 }],
     ...(options.policy ? { policy: options.policy } : {}),
     ...(options.programs ? { programs: options.programs } : {}),
+    ...(options.health ? { health: options.health } : {}),
     ...(options.strip !== undefined ? { strip: options.strip } : {}),
     say: (line) => say(`initramfs: ${line}`),
   });

@@ -46,6 +46,18 @@ export interface ProjectWorker {
   readonly budget: ProjectBudget;
   /** Restart when it exits or goes stale. */
   readonly restart: boolean;
+  /** Started at boot; a try boot is confirmed only once it ran through the health window (absent: not required). */
+  readonly required?: boolean;
+}
+
+/** How a try boot of an A/B update proves itself (see `root-task/slot-health.ts`). */
+export interface ProjectHealth {
+  /** Seconds required workers must run; default 10. */
+  readonly windowS?: number;
+  /** Seconds to a verdict; default 120. */
+  readonly deadlineS?: number;
+  /** A project worker that must exit 0. */
+  readonly worker?: string;
 }
 
 /** An extra file for the image. */
@@ -74,6 +86,8 @@ export interface ProjectConfig {
   readonly nineDoor: { readonly host: string; readonly port: number; readonly policy: "open" | "signed-ctl" };
   /** The fleet block (docs/fleet.md), its files made absolute; absent without one. */
   readonly fleet?: ProjectFleet;
+  /** The try boot's health check, when the config has one. */
+  readonly health?: ProjectHealth;
 }
 
 /** The `fleet` block of cohesix.config.json (the root task's `FleetSettings`). */
@@ -183,8 +197,12 @@ export function parseProject(value: unknown, options: LoadProjectOptions & { rea
       ticketRole: role === "gpu" ? "worker-gpu" : `worker-${w.name}`,
       budget: { ...w.budget },
       restart: (w.restart ?? "never") === "always",
+      ...(w.required === true ? { required: true } : {}),
     };
   });
+  if (c.health?.worker !== undefined && !seen.has(c.health.worker)) {
+    invalid("health.worker", `no worker ${JSON.stringify(c.health.worker)} in workers (known: ${[...seen.keys()].sort().join(", ") || "none"})`);
+  }
 
   const dests = new Map<string, number>();
   const files = (c.files ?? []).map((f, i): ProjectFile => {
@@ -213,13 +231,15 @@ export function parseProject(value: unknown, options: LoadProjectOptions & { rea
           },
         }
       : {}),
+    ...(c.health !== undefined ? { health: { ...c.health } } : {}),
   };
 }
 
 /** The config as the schema shapes it. */
 interface RawConfig {
   board: string;
-  workers: { name: string; entry: string; role?: "worker" | "gpu"; budget?: ProjectBudget; restart?: "never" | "always" }[];
+  workers: { name: string; entry: string; role?: "worker" | "gpu"; budget?: ProjectBudget; restart?: "never" | "always"; required?: boolean }[];
+  health?: { windowS?: number; deadlineS?: number; worker?: string };
   files?: { src: string; dest: string; mode?: number }[];
   queenPub?: string;
   releaseKey?: string;

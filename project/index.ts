@@ -32,6 +32,7 @@ export {
   type ProjectBudget,
   type ProjectConfig,
   type ProjectFile,
+  type ProjectHealth,
   type ProjectWorker,
 } from "./config.ts";
 export { readSchema, validate, type SchemaNode } from "./schema.ts";

@@ -66,6 +66,15 @@ export interface ImageProgram {
   readonly budget?: { readonly ticks?: number; readonly ops?: number; readonly ttl_s?: number };
   /** Restart it when it exits. */
   readonly restart?: boolean;
+  /** Started at boot; a try boot of an A/B update waits for it (see `root-task/slot-health.ts`). */
+  readonly required?: boolean;
+}
+
+/** A try boot's health check, written to the guest config (`health`). */
+export interface ImageHealth {
+  readonly windowS?: number;
+  readonly deadlineS?: number;
+  readonly worker?: string;
 }
 
 /** Unpacked native packages for the guest, as `fetchNatives` returns them. */
@@ -117,6 +126,8 @@ export interface BuildImageOptions {
   readonly workers?: readonly string[];
   /** The project's own worker programs by name, carried besides the built-in ones. */
   readonly programs?: Readonly<Record<string, ImageProgram>>;
+  /** How a try boot of an A/B update proves itself (the project's `health`). */
+  readonly health?: ImageHealth;
   /**
    * Gets the board's pinned native packages that the bundled workers need
    * (e.g. `(names) => fetchNatives(board, { packages: names })`). Required
@@ -253,10 +264,10 @@ export async function runtimeEntries(options: { board: ImageBoard; artefacts: Im
 }
 
 /** A project's workers as the guest config lists them (`programs`): entry relative to `/opt/cohesix`. */
-type GuestPrograms = Readonly<Record<string, { readonly entry: string; readonly role: string; readonly budget?: ImageProgram["budget"]; readonly restart?: boolean }>>;
+type GuestPrograms = Readonly<Record<string, { readonly entry: string; readonly role: string; readonly budget?: ImageProgram["budget"]; readonly restart?: boolean; readonly required?: boolean }>>;
 
 /** The guest config baked in as `/etc/cohesix/config.json`. */
-function guestConfig(board: ImageBoard, policy: "open" | "signed-ctl", workers: readonly string[] | undefined, programs: GuestPrograms | undefined): string {
+function guestConfig(board: ImageBoard, policy: "open" | "signed-ctl", workers: readonly string[] | undefined, programs: GuestPrograms | undefined, health?: ImageHealth): string {
   const port = board.network.nineDoorPort;
   const ip = board.network.guest.split("/")[0]!;
   const config = {
@@ -268,6 +279,7 @@ function guestConfig(board: ImageBoard, policy: "open" | "signed-ctl", workers: 
     readyAddr: `tcp!${ip}!${port}`,
     ...(workers ? { workers } : {}),
     ...(programs && Object.keys(programs).length > 0 ? { programs } : {}),
+    ...(health ? { health } : {}),
   };
   return `${JSON.stringify(config, null, 2)}\n`;
 }
@@ -291,6 +303,7 @@ export async function applianceEntries(options: {
   workers?: readonly string[];
   /** The project's workers: entry relative to the package folder, role, defaults. */
   programs?: GuestPrograms;
+  health?: ImageHealth;
 }): Promise<CpioEntry<Uint8Array>[]> {
   const { board } = options;
   const init = { modules: options.modulePaths, address: board.network.guest, gateway: board.network.gateway, stateDir: GUEST.stateDir };
@@ -299,7 +312,7 @@ export async function applianceEntries(options: {
     { type: "file", path: "/etc/inittab", data: utf8(inittab()), mode: 0o644 },
     { type: "file", path: "/etc/cohesix/run", data: utf8(runScript(init)), mode: 0o755 },
     { type: "file", path: LOADER, data: utf8(loaderScript(init)), mode: 0o644 },
-    { type: "file", path: GUEST.config, data: utf8(guestConfig(board, options.policy ?? "open", options.workers, options.programs)), mode: 0o644 },
+    { type: "file", path: GUEST.config, data: utf8(guestConfig(board, options.policy ?? "open", options.workers, options.programs, options.health)), mode: 0o644 },
     { type: "file", path: GUEST.queenPub, data: options.queenPub, mode: 0o644 },
     { type: "file", path: "/etc/passwd", data: utf8("root:x:0:0:root:/root:/bin/sh\n"), mode: 0o644 },
     { type: "file", path: "/etc/group", data: utf8("root:x:0:\n"), mode: 0o644 },
@@ -433,7 +446,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
   for (const [name, p] of Object.entries(options.programs ?? {})) {
     if (Object.hasOwn(workers, name) || Object.hasOwn(available, name)) throw new InvalidError(`image: project worker ${JSON.stringify(name)} has the name of a built-in worker`);
     workers[name] = p.source;
-    programs[name] = { entry: `dist/workers/${name}.mjs`, role: p.role, ...(p.budget ? { budget: p.budget } : {}), ...(p.restart !== undefined ? { restart: p.restart } : {}) };
+    programs[name] = { entry: `dist/workers/${name}.mjs`, role: p.role, ...(p.budget ? { budget: p.budget } : {}), ...(p.restart !== undefined ? { restart: p.restart } : {}), ...(p.required ? { required: true } : {}) };
   }
   const carried = [...kinds, ...Object.keys(programs)].sort();
   say(`bundling the root task and workers (${carried.join(", ")}) for node${nodeMajor}`);
@@ -457,6 +470,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
     bundle: [...bundle.files, ...nativeBundle],
     workers: carried,
     programs,
+    ...(options.health ? { health: options.health } : {}),
     queenPub: await readFile(options.queenPub).catch((err: Error) => {
       throw new NotFoundError(`image: queen public key ${options.queenPub}: ${err.message} (make one with \`cohesix keygen\`)`);
     }),

@@ -86,6 +86,7 @@ export {
   type BuildImageOptions,
   type BuiltImage,
   type ExtraFile,
+  type ImageHealth,
   type ImageProgram,
   type ImageArtefacts,
   type ImageBoard,

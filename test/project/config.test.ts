@@ -46,13 +46,25 @@ describe("cohesix.config.json", () => {
     expect(parse(c).workers[1]!.ticketRole).toBe("worker-gpu");
   });
 
+  test("a worker marked required and the try boot's health check load; the health worker must be one of the project's", () => {
+    const c = { ...good(), health: { windowS: 5, deadlineS: 60, worker: "sensor" } };
+    (c.workers[0] as Record<string, unknown>).required = true;
+    const p = parse(c);
+    expect(p.workers[0]!.required).toBe(true);
+    expect(p.workers[1]!.required).toBeUndefined();
+    expect(p.health).toEqual({ windowS: 5, deadlineS: 60, worker: "sensor" });
+    expect(parse(good()).health).toBeUndefined();
+    expect(() => parse({ ...good(), health: { worker: "ghost" } })).toThrow(/^invalid: cohesix\.config\.json: health\.worker: no worker "ghost" in workers \(known: camera, sensor\)$/);
+    expect(() => parse({ ...good(), health: { deadlineS: 0 } })).toThrow(/^invalid: cohesix\.config\.json: health\.deadlineS: /);
+  });
+
   test("the host board needs no board folder", () => {
     expect(parse({ board: "host", workers: [] }).board).toBe("host");
   });
 
   const bad: Array<[string, (c: ReturnType<typeof good>) => unknown, RegExp]> = [
-    ["an unknown top-level field", (c) => ({ ...c, colour: "red" }), /^invalid: cohesix\.config\.json: colour: unknown field \(known: \$schema, board, files, fleet, nineDoor, queenPub, releaseKey, workers\)$/],
-    ["an unknown worker field", (c) => ((c.workers[1] as Record<string, unknown>).colour = 1, c), /^invalid: cohesix\.config\.json: workers\[1\]\.colour: unknown field \(known: budget, entry, name, restart, role\)$/],
+    ["an unknown top-level field", (c) => ({ ...c, colour: "red" }), /^invalid: cohesix\.config\.json: colour: unknown field \(known: \$schema, board, files, fleet, health, nineDoor, queenPub, releaseKey, workers\)$/],
+    ["an unknown worker field", (c) => ((c.workers[1] as Record<string, unknown>).colour = 1, c), /^invalid: cohesix\.config\.json: workers\[1\]\.colour: unknown field \(known: budget, entry, name, required, restart, role\)$/],
     ["a missing entry file", (c) => ((c.workers[1]!.entry = "workers/nope.ts"), c), /^not found: cohesix\.config\.json: workers\[1\]\.entry: no file workers\/nope\.ts in /],
     ["a missing extra file", (c) => ((c.files[0]!.src = "nope.json"), c), /^not found: cohesix\.config\.json: files\[0\]\.src: no file nope\.json in /],
     ["a missing queen key", (c) => ({ ...c, queenPub: "keys/queen.pub" }), /^not found: cohesix\.config\.json: queenPub: no key file keys\/queen\.pub in /],

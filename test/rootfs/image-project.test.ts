@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadBoard } from "../../boards/index.ts";
-import { buildImage, decompress, readCpio, type CpioEntry, type ImageProgram } from "../../rootfs/index.ts";
+import { buildImage, decompress, readCpio, type CpioEntry, type ImageHealth, type ImageProgram } from "../../rootfs/index.ts";
 import { put, standInArtefacts, standInQueenPub } from "./fixtures.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -29,7 +29,7 @@ put(join(project, "workers", "camera.ts"), 'import shout from "shout";\nimport {
 
 const camera: ImageProgram = { source: join(project, "workers", "camera.ts"), role: "worker-camera", budget: { ticks: 500 }, restart: true };
 
-function build(name: string, programs: Record<string, ImageProgram>) {
+function build(name: string, programs: Record<string, ImageProgram>, more: { health?: ImageHealth } = {}) {
   return buildImage({
     board,
     artefacts: standInArtefacts(join(work, "artefacts"), board),
@@ -39,6 +39,7 @@ function build(name: string, programs: Record<string, ImageProgram>) {
     cacheDir: join(work, name, "cache"),
     strip: false,
     programs,
+    ...more,
   });
 }
 
@@ -62,6 +63,13 @@ describe("buildImage with a project's workers", () => {
     const config = JSON.parse(text(byPath.get("etc/cohesix/config.json"))) as { workers: string[]; programs: Record<string, unknown> };
     expect(config.workers).toEqual(["camera", "gpu", "heartbeat"]);
     expect(config.programs).toEqual({ camera: { entry: "dist/workers/camera.mjs", role: "worker-camera", budget: { ticks: 500 }, restart: true } });
+  }, 120_000);
+
+  it("marks required workers and carries the try boot's health check in the guest config", async () => {
+    const built = await build("required", { camera: { ...camera, required: true } }, { health: { windowS: 3, deadlineS: 90, worker: "camera" } });
+    const config = JSON.parse(text(entriesOf(built.initrd).get("etc/cohesix/config.json"))) as { programs: Record<string, unknown>; health: unknown };
+    expect(config.programs).toEqual({ camera: { entry: "dist/workers/camera.mjs", role: "worker-camera", budget: { ticks: 500 }, restart: true, required: true } });
+    expect(config.health).toEqual({ windowS: 3, deadlineS: 90, worker: "camera" });
   }, 120_000);
 
   it("refuses a project worker named like a built-in one", async () => {
