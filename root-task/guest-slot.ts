@@ -5,9 +5,9 @@
  * disk, then a reboot into U-Boot, which takes the next try or rolls back).
  * @module
  */
-import { readBootStateFiles, type BootState } from "../update/index.ts";
+import { readBootStateFiles, slotVersion, type BootState } from "../update/index.ts";
 import { awaitHealth, markSlotGood, type HealthVerdict, type WatchedWorker } from "./slot-health.ts";
-import { clearTryFailure, readTryFailure, recordTryFailure, slotLines, slotReport, slotVersion, type SlotBoot, type SlotReport } from "./slot.ts";
+import { clearTryFailure, readTryFailure, recordTryFailure, slotLines, slotReport, type SlotBoot, type SlotReport } from "./slot.ts";
 
 /** Options of {@link GuestSlot.open}. */
 export interface GuestSlotOptions {

@@ -20,7 +20,8 @@ import module from "node:module";
 import { join } from "node:path";
 import { parseLimits, type ServerLimits } from "../nine-door/index.ts";
 import { BUILTIN_WORKERS } from "./programs.ts";
-import { checkBootManifest } from "./boot-manifest.ts";
+import { NO_VERSION, checkBootManifest } from "./boot-manifest.ts";
+import { readPublicKey } from "./keys.ts";
 import { GuestSlot } from "./guest-slot.ts";
 import { checkSlotManifest, slotBootOf } from "./slot.ts";
 import { Watchdog } from "./watchdog.ts";
@@ -262,7 +263,23 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
   const watchdog = await Watchdog.open({ ...(options.watchdogDevice !== undefined ? { device: options.watchdogDevice } : {}), onError: say });
   // cohesix.tls= on the kernel command line wins over the baked config.
   const tlsMode = params.tls !== undefined ? parseTlsSetting(params.tls, { source: "cohesix.tls" }) : (config.tls ?? "auto");
+  // Sync, then reboot into U-Boot (a failed try, or /update/ctl's reboot);
+  // if that fails, stop feeding the watchdog and let it reboot the machine.
+  const reboot = async (): Promise<void> => {
+    await busybox(["sync"]).catch(() => undefined);
+    await busybox(["reboot", "-f"]).catch((err: unknown) => {
+      say(`cohesix: reboot failed (${(err as Error).message}); waiting for the watchdog`);
+      watchdog?.abandon();
+    });
+  };
+  const remount = (mode: "rw" | "ro"): Promise<void> => busybox(["mount", "-o", `remount,${mode}`, bootDir]);
+  // The /update/ service, on an A/B image whose release key is baked in.
+  const releaseKey = slot ? await readPublicKey(releasePub).catch(() => undefined) : undefined;
+  if (slot && !releaseKey) say(`cohesix: no release key at ${releasePub}: /update/ is not published`);
   const running = await serveAppliance({
+    ...(slot && releaseKey
+      ? { update: { bootDir, runningSlot: slot.boot.slot, releasePub: releaseKey, runningVersion: /^\d/.test(slot.report.version) ? slot.report.version : NO_VERSION, remount, reboot } }
+      : {}),
     tlsMode,
     qemuUserNet: existsSync(options.qemuDir ?? "/sys/firmware/qemu_fw_cfg"),
     ...(manifestCheck ? { bootManifest: () => manifest } : {}),
@@ -315,15 +332,8 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
       ...(health.worker !== undefined ? { healthWorker: health.worker } : {}),
       ...(windowMs !== undefined ? { windowMs } : {}),
       ...(deadlineMs !== undefined ? { deadlineMs } : {}),
-      remount: (mode) => busybox(["mount", "-o", `remount,${mode}`, bootDir]),
-      reboot: async () => {
-        await busybox(["sync"]).catch(() => undefined);
-        await busybox(["reboot", "-f"]).catch((err: unknown) => {
-          // Left to the watchdog: stop feeding it, without disarming it.
-          say(`cohesix: reboot failed (${(err as Error).message}); waiting for the watchdog`);
-          watchdog?.abandon();
-        });
-      },
+      remount,
+      reboot,
       say,
       signal: stop.signal,
     });

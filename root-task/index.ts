@@ -147,7 +147,6 @@ export {
 export { BUILTIN_WORKERS, workerProgram, type WorkerProgram, type WorkerProgramOptions } from "./programs.ts";
 export { Supervisor, type SpawnOptions, type StopWorkerOptions, type SupervisorOptions, type WorkerExit } from "./supervisor.ts";
 export {
-  NO_VERSION,
   SLOT_BOOT_KINDS,
   TRY_FAILURE_FILE,
   UNRECORDED_FAILURE,
@@ -158,7 +157,6 @@ export {
   slotBootOf,
   slotLines,
   slotReport,
-  slotVersion,
   type CheckSlotManifestOptions,
   type SlotBoot,
   type SlotBootKind,

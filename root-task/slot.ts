@@ -11,7 +11,7 @@ import { createHash } from "node:crypto";
 import { mkdir, open, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { SLOTS, otherSlot, type BootState, type Slot, type SlotStatus } from "../update/index.ts";
-import { checkDocumentSignature, hashFile, parseBootManifest, type BootManifest, type BootManifestCheck } from "./boot-manifest.ts";
+import { NO_VERSION, checkDocumentSignature, hashFile, manifestVersion, parseBootManifest, type BootManifest, type BootManifestCheck } from "./boot-manifest.ts";
 import { readPublicKey } from "./keys.ts";
 
 /** How U-Boot's script chose the slot (`cohesix.slot_boot=`). */
@@ -28,9 +28,6 @@ export interface SlotBoot {
   /** Try boots left after this one (0 unless `kind` is `try`). */
   readonly triesLeft: number;
 }
-
-/** The version a slot's manifest without a `version` field reads as. */
-export const NO_VERSION = "0.0.0";
 
 /**
  * The slot record from the kernel command line's `cohesix.*` words (see
@@ -55,7 +52,7 @@ export function slotBootOf(params: Readonly<Record<string, string>>): SlotBoot |
 /** What `/proc/boot` shows of the running slot. */
 export interface SlotReport {
   readonly slot: Slot;
-  /** From the slot's manifest (`version`), {@link NO_VERSION} without one. */
+  /** From the slot's manifest (`version`; `0.0.0` without one, `none` without a readable manifest). */
   readonly version: string;
   /** The running slot's status in the boot state (`unknown` when no copy of the state is whole). */
   readonly state: SlotStatus | "unknown";
@@ -108,47 +105,6 @@ export function slotReport(boot: SlotBoot, state: BootState | null, options: { v
   };
 }
 
-const VERSION = /^\d{1,9}(\.\d{1,9}){0,3}$/;
-
-/**
- * A slot's manifest with its optional `version` set apart: the rest is
- * checked field by field, the signature over the whole document.
- */
-function splitVersion(text: string, source: string): { manifest: BootManifest; raw: Record<string, unknown>; version: string } {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    raw = undefined;
-  }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return { manifest: parseBootManifest(text, source), raw: {}, version: NO_VERSION };
-  const { version, ...rest } = raw as Record<string, unknown>;
-  const manifest = parseBootManifest(JSON.stringify(rest), source);
-  if (version !== undefined && (typeof version !== "string" || !VERSION.test(version))) {
-    return { manifest, raw: raw as Record<string, unknown>, version: NO_VERSION };
-  }
-  return { manifest, raw: raw as Record<string, unknown>, version: (version as string | undefined) ?? NO_VERSION };
-}
-
-/**
- * A slot's version from its manifest on the boot partition
- * (`<bootDir>/<slot>/manifest.json`), {@link NO_VERSION} when it has none
- * or cannot be read.
- *
- * @example
- * ```ts
- * await slotVersion("/boot", "b"); // "1.2.0"
- * ```
- */
-export async function slotVersion(bootDir: string, slot: Slot): Promise<string> {
-  const file = join(bootDir, slot, "manifest.json");
-  try {
-    return splitVersion(await readFile(file, "utf8"), file).version;
-  } catch {
-    return NO_VERSION;
-  }
-}
-
 /**
  * Where a slot's manifest entry lives on the boot partition: an entry
  * names the slot's file either under a slot folder (`/a/Image`, as
@@ -196,11 +152,11 @@ export async function checkSlotManifest(options: CheckSlotManifestOptions): Prom
   const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
   let version = NO_VERSION;
   try {
-    const split = splitVersion(bytes.toString("utf8"), file);
-    version = split.version;
-    const why = checkDocumentSignature(split.raw as BootManifest & Record<string, unknown>, await readPublicKey(options.releasePub));
+    const manifest = parseBootManifest(bytes.toString("utf8"), file);
+    version = manifestVersion(manifest);
+    const why = checkDocumentSignature(manifest as BootManifest & Record<string, unknown>, await readPublicKey(options.releasePub));
     if (why) return { digest, status: `FAILED: ${why}`, version };
-    for (const a of split.manifest.artefacts) {
+    for (const a of manifest.artefacts) {
       const path = slotPath(options.bootDir, options.slot, a.path);
       const shown = path.slice(options.bootDir.length) || a.path;
       const info = await stat(path).catch(() => undefined);

@@ -146,7 +146,7 @@ describe("GuestSlot.settle", () => {
     const boot = await bootDir(trying);
     const state = join(dir, `state-${++n}`);
     const slot = await GuestSlot.open({ boot: { slot: "b", kind: "try", triesLeft: 0 }, bootDir: boot, stateDir: state });
-    expect(slot.lines()).toEqual(["slot=b", "slot_version=0.0.0", "slot_state=trying", "tries_left=0"]);
+    expect(slot.lines()).toEqual(["slot=b", "slot_version=none", "slot_state=trying", "tries_left=0"]);
     const app = fakeApp({ "worker-1": { kind: "camera", status: "running" } });
     let reboots = 0;
     const verdict = await slot.settle({ app, required: ["camera"], windowMs: 50, pollMs: 5, reboot: async () => void reboots++, say: () => {} });
@@ -155,7 +155,7 @@ describe("GuestSlot.settle", () => {
     expect(reboots).toBe(0);
     expect((await readBootStateFiles(boot)).state).toEqual({ seq: 4, active: "b", try: null, tries: 0, slots: { a: "good", b: "good" } });
     expect(slot.lines()).toContain("slot_state=good");
-    expect(app.audits).toContain("slot b confirmed good: version 0.0.0");
+    expect(app.audits).toContain("slot b confirmed good: version none");
   });
 
   it("does not confirm a try whose required worker exits: records why, reboots, and leaves the state to U-Boot", async () => {
@@ -200,7 +200,7 @@ describe("GuestSlot.settle", () => {
     expect(app.spawned).toEqual(["camera"]);
     expect(mounts).toEqual([]);
     expect(Buffer.compare(await readFile(join(boot, "state.env")), before)).toBe(0);
-    expect(slot.lines()).toEqual(["slot=a", "slot_version=0.0.0", "slot_state=good", "tries_left=0"]);
+    expect(slot.lines()).toEqual(["slot=a", "slot_version=none", "slot_state=good", "tries_left=0"]);
   });
 });
 
