@@ -318,6 +318,16 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
     running.app.audit(`boot manifest ${check.digest} ${check.status}`);
   });
   if (watchdog) running.app.audit("watchdog armed: /dev/watchdog fed by the root task");
+  // Workers the project marks required run from boot on (unless the commit log already runs one).
+  const required = Object.entries(config.programs ?? {}).filter(([, p]) => p.required === true).map(([kind]) => kind);
+  if (!slot && required.length > 0) {
+    void (async () => {
+      for (const kind of required) {
+        if (Object.values(running.app.state.workers).some((w) => w.kind === kind && w.status === "running")) continue;
+        await running.app.spawnWorker(kind).catch((err: unknown) => running.app.audit(`required worker ${kind} not started: ${(err as Error).message}`));
+      }
+    })();
+  }
   if (slot) {
     const health = config.health ?? {};
     const seconds = (cmdline: string | undefined, configured: number | undefined): number | undefined => {
@@ -328,7 +338,7 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
     const deadlineMs = seconds(params.health_deadline, health.deadlineS);
     void slot.settle({
       app: running.app,
-      required: Object.entries(config.programs ?? {}).filter(([, p]) => p.required === true).map(([kind]) => kind),
+      required,
       ...(health.worker !== undefined ? { healthWorker: health.worker } : {}),
       ...(windowMs !== undefined ? { windowMs } : {}),
       ...(deadlineMs !== undefined ? { deadlineMs } : {}),
