@@ -38,7 +38,8 @@ export interface BuiltBoardBundle {
  */
 export async function buildBoardBundle(out: string, options: BuildBoardBundleOptions): Promise<BuiltBoardBundle> {
   const say = options.say ?? (() => {});
-  const slot = await buildSlot(options);
+  // A bundle is written into an A/B image's slot: its init loads the watchdog driver.
+  const slot = await buildSlot({ ...options, abSlot: true });
   const header = await writeBundle({
     board: options.board.name,
     version: options.version,

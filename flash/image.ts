@@ -17,7 +17,7 @@ import type { Board } from "../boards/index.ts";
 import { InvalidError, NotFoundError } from "../nine-door/index.ts";
 import { BOOT_MANIFEST_FORMAT, formatPublicKey, hashFile, publicKeyOf, readPrivateKey, signDocument, VERSION_PATTERN } from "../root-task/index.ts";
 import { SLOT_FILES, SLOTS, STATE_FILES, bootScript, formatBootState, initialBootState } from "../update/index.ts";
-import { buildImage, type ExtraFile, type ImageArtefacts, type ImageHealth, type ImageProgram } from "../rootfs/index.ts";
+import { buildImage, findModules, type ExtraFile, type ImageArtefacts, type ImageHealth, type ImageProgram } from "../rootfs/index.ts";
 import { buildEpoch, writeDiskImage, type BootFile, type WrittenDiskImage } from "./disk.ts";
 import { partitionDevice } from "./partition.ts";
 import { runTool } from "./tools.ts";
@@ -176,7 +176,10 @@ export interface BuiltBoardImage extends WrittenDiskImage {
 }
 
 /** Options of {@link buildSlot}: what an image's boot slot and a bundle share. */
-export type BuildSlotOptions = Omit<BuildBoardImageOptions, "dataMb" | "ab" | "epoch" | "version">;
+export type BuildSlotOptions = Omit<BuildBoardImageOptions, "dataMb" | "ab" | "epoch" | "version"> & {
+  /** A slot of an A/B image (or a bundle for one): its init also loads the board's watchdog driver (`disk.json`'s `watchdogModule`). */
+  readonly abSlot?: boolean;
+};
 
 /** A slot's build: the disk initramfs and kernel, and the kernel command line a disk boot passes. */
 export interface BuiltSlot {
@@ -212,8 +215,12 @@ export async function buildSlot(options: BuildSlotOptions): Promise<BuiltSlot> {
 
   // The disk's initramfs loads the board's modules, then the boot partition's.
   const known = new Set(board.kernel.modules.map((m) => m.replaceAll("-", "_")));
-  // An A/B image also loads the watchdog's driver: a try that hangs must reboot.
-  const wanted = [...disk.modules, ...(options.ab && disk.watchdogModule ? [disk.watchdogModule] : [])];
+  // An A/B image also loads the watchdog's driver, so a try that hangs reboots
+  // (a kernel without that module builds, with a note: it has no watchdog).
+  const watchdog = options.abSlot && disk.watchdogModule ? disk.watchdogModule : undefined;
+  const hasWatchdog = watchdog !== undefined && (await findModules(options.artefacts.modules, [watchdog], options.artefacts.kernelVersion).then(() => true, () => false));
+  if (watchdog !== undefined && !hasWatchdog) say(`note: kernel ${options.artefacts.kernelVersion} has no ${watchdog} module: a hung try boot is not rebooted by a watchdog`);
+  const wanted = [...disk.modules, ...(hasWatchdog ? [watchdog] : [])];
   const modules = [...board.kernel.modules, ...wanted.filter((m) => !known.has(m.replaceAll("-", "_")))];
   const built = await buildImage({
     board: { ...board, kernel: { ...board.kernel, modules } },
@@ -253,7 +260,7 @@ export async function buildBoardImage(out: string, options: BuildBoardImageOptio
   const { board } = options;
   const say = options.say ?? (() => {});
   if (options.version !== undefined && !VERSION_PATTERN.test(options.version)) throw new InvalidError(`disk image: version ${JSON.stringify(options.version)} must be dotted whole numbers such as 1.2.0 (one to four parts)`);
-  const built = await buildSlot(options);
+  const built = await buildSlot({ ...options, abSlot: options.ab === true });
   const { cmdline, disk, releaseKey } = built;
   const bootFiles: BootFile[] = [];
   const stateFiles: BootFile[] = [];

@@ -15,6 +15,7 @@ import { loadBoard } from "../../boards/index.ts";
 import { buildBoardImage, listFat, loadDiskSpec, readFat, verifyImage, type BuiltBoardImage } from "../../flash/index.ts";
 import { checkDocumentSignature, parseBootManifest, writeKeyPair } from "../../root-task/index.ts";
 import { bootScript, initialBootState, parseBootState } from "../../update/index.ts";
+import { decompress, readCpio } from "../../rootfs/index.ts";
 import { standInArtefacts } from "../rootfs/fixtures.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -71,6 +72,18 @@ describe("A/B disk image", () => {
 
   it("starts with slot A active and good, B good (the same build), nothing to try, in both copies", async () => {
     for (const name of ["/state.env", "/state.bak"]) expect(parseBootState(await fat(name))).toEqual({ ok: true, state: initialBootState({ active: "a", other: "good" }) });
+  });
+
+  it("loads the board's watchdog driver in each slot's init, after the FAT modules, so a hung try reboots", async () => {
+    expect(disk.watchdogModule).toBe("i6300esb");
+    for (const slot of ["a", "b"]) {
+      const raw = decompress(await fat(`/${slot}/initrd.gz`));
+      const second = raw.subarray(raw.indexOf("070701", raw.indexOf("TRAILER!!!")));
+      const init = [...readCpio(raw), ...readCpio(second)].find((e) => e.path === "init");
+      const text = init?.type === "file" ? Buffer.from(init.data).toString("utf8") : "";
+      expect(text).toMatch(/insmod \/lib\/modules\/[^ ]+\/i6300esb\.ko/);
+      expect(text.indexOf("i6300esb.ko")).toBeGreaterThan(text.indexOf("vfat.ko"));
+    }
   });
 
   it("boot.scr is the boot script for the image's command line, compiled by mkimage", async () => {
