@@ -61,6 +61,10 @@ const benches: Record<string, Bench> = {
     summary: "A/B field update under QEMU and U-Boot: bundle vs image size, 9P transfer MB/s vs raw TCP into the guest, update → confirmed, broken v3 → back on v2",
     run: async (argv) => (await import("./update-ab.ts")).run(argv),
   },
+  dashboard: {
+    summary: "operator dashboard, 100 workers at 1 Hz in Chromium: telemetry append → DOM p50/p99, server CPU and RSS, page JS heap",
+    run: async (argv) => (await import("./dashboard.ts")).run(argv),
+  },
   "ctl-log": {
     summary: "commit log durable appends/s and latency with group commit",
     run: async (argv) => {

@@ -288,7 +288,7 @@ export class ApplianceWatch {
   }
 
   async #follow(root: Fid, workers: readonly WorkerView[]): Promise<void> {
-    const running = new Set(workers.filter((w) => w.status === "running" || w.status === "starting").map((w) => w.id));
+    const running = new Set(workers.filter((w) => w.status === "running" || w.status === "starting" || w.status === "unlisted").map((w) => w.id));
     for (const [id, f] of this.#followers) {
       if (running.has(id)) continue;
       this.#followers.delete(id);
@@ -328,6 +328,12 @@ export class ApplianceWatch {
       root.readText("proc/sessions"),
     ]);
     const workers = parseWorkers(workersText);
+    // A worker directory with no record (made outside the pool) is shown and followed too.
+    const listed = new Set(workers.map((w) => w.id));
+    for (const e of await root.list("worker").catch(() => [])) {
+      if (!e.isDir || listed.has(e.name) || workers.length >= this.#limits.max_followed_workers * 2) continue;
+      workers.push({ id: e.name, kind: "?", role: "?", status: "unlisted", restarts: 0, budgetLeft: "?", fields: {} });
+    }
     await this.#follow(root, workers);
     const gpus = await this.#gpus(root);
     const mem = parsePairs(memText);
@@ -338,7 +344,7 @@ export class ApplianceWatch {
       lifecycleReason: reason.trim(),
       lifecycleSince: since.trim(),
       workers,
-      workerCount: workers.filter((w) => w.status === "running").length,
+      workerCount: workers.filter((w) => w.status === "running" || w.status === "unlisted").length,
       mem,
       sessions: sessionsText.split("\n").filter((l) => l.trim() !== ""),
       gpus,

@@ -9,7 +9,7 @@ import "./style.css";
 import { h, render } from "preact";
 import { useEffect, useMemo, useState } from "preact/hooks";
 import htm from "htm";
-import type { ApplianceView, CtlResponse, WorkerView } from "../model.ts";
+import type { ApplianceView, CtlResponse, DashEvent, WorkerView } from "../model.ts";
 import { openStream, postCtl } from "./api.ts";
 import { Sparkline } from "./spark.ts";
 import { EMPTY, ago, fold, numericFields, type PageState } from "./store.ts";
@@ -216,8 +216,21 @@ function App() {
   const hash = useHash();
   const now = useNow(1000);
   useEffect(() => {
+    // Events are folded once per frame: a hundred workers' telemetry each
+    // second makes one render per frame, not one per event.
+    let pending: DashEvent[] = [];
+    let frame = 0;
+    const flush = (): void => {
+      frame = 0;
+      const events = pending;
+      pending = [];
+      setState((s) => events.reduce(fold, s));
+    };
     const es = openStream(
-      (event) => setState((s) => fold(s, event)),
+      (event) => {
+        pending.push(event);
+        if (frame === 0) frame = document.hidden ? window.setTimeout(flush, 250) : requestAnimationFrame(flush);
+      },
       (stream) => setState((s) => ({ ...s, stream: stream === "lost" ? "lost" : "open" })),
     );
     return () => es.close();
