@@ -537,7 +537,9 @@ export class Appliance {
    * (a process, a namespace node, a reply) must wait for that. If the log
    * cannot make it durable, the state rolls back to the last durable record,
    * the appliance goes DEGRADED with the reason, and the promise rejects
-   * with `busy: …`; the same for every change staged behind it.
+   * with `busy: …`; the same for every change staged behind it. `effect`
+   * (e.g. a bind put into the namespace) runs once the record is durable,
+   * before the promise resolves; effects run in record order.
    *
    * @example
    * ```ts
@@ -546,7 +548,7 @@ export class Appliance {
    * await durable; // now it may be acknowledged
    * ```
    */
-  stage(c: Commit): Promise<void> {
+  stage(c: Commit, effect?: () => void): Promise<void> {
     const before = this.#log.assignedSeq;
     const appended = this.#log.append(c.kind, c.body);
     const seq = this.#log.assignedSeq;
@@ -557,12 +559,32 @@ export class Appliance {
     return appended.then(
       () => {
         if (seq > this.#durable.seq) this.#durable = { seq, state };
+        // Records become durable in seq order, and so their effects run.
+        try {
+          effect?.();
+        } catch (err) {
+          this.audit(`record ${seq} (${c.kind}) is durable but acting on it failed: ${(err as Error).message}`);
+        }
       },
       (err: unknown) => {
         this.#rollBack();
         throw this.#notDurable(err);
       },
     );
+  }
+
+  /**
+   * The binds a bind's checks must see: the namespace's, with the binds
+   * and unbinds staged but not yet durable (not yet in the namespace)
+   * folded in, so two binds in a row are checked against each other.
+   */
+  #bindsAhead(): Array<{ from: string; to: string }> {
+    const staged = new Map(this.#state.binds.map((b) => [b.to, b.from]));
+    const durable = new Map(this.#durable.state.binds.map((b) => [b.to, b.from]));
+    const ahead = new Map(this.namespace.binds().map((b) => [b.to, b.from]));
+    for (const [to, from] of durable) if (staged.get(to) !== from) ahead.delete(to);
+    for (const [to, from] of staged) if (durable.get(to) !== from) ahead.set(to, from);
+    return [...ahead].map(([to, from]) => ({ from, to }));
   }
 
   /** A failed commit as callers see it: `busy:` while the log cannot write (DEGRADED), `closed:` once it is closed. */
@@ -660,14 +682,14 @@ export class Appliance {
       },
       maxWorkersKnob: this.options.maxWorkers !== undefined ? "the maxWorkers option, cohesix serve --max-workers N" : "the maxWorkers option, cohesix serve --max-workers N (default derived from memory)",
       commit: (c) => this.commit(c),
-      stage: (c) => this.stage(c),
+      stage: (c, effect) => this.stage(c, effect),
       audit: (l) => this.audit(l),
       checkBind: (from, to) =>
         checkBind(
           { from, to },
           {
             namespace: this.namespace,
-            binds: this.namespace.binds(),
+            binds: this.#bindsAhead(),
             workers: runningWorkers(this.#state).map((w) => ({ role: w.role, subject: w.id, ...(w.lease ? { mounts: [`/gpu/${w.lease.gpu_id}`] } : {}) })),
             ctx: { caller: { role: "queen", subject: "root-task" }, signal: AbortSignal.timeout(10_000) },
           },

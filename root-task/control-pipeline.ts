@@ -6,7 +6,9 @@
  * two queens never take the same worker id or counter; the queue then
  * moves on to the next command before the fsync, and the command's effects
  * and reply wait until its records are durable (see `control.ts`). Every
- * refusal is audited with the caller.
+ * kind of command takes this one path: spawn, kill, budget, bind, unbind,
+ * mount, the lifecycle words and a worker's kill. Every refusal is
+ * audited with the caller.
  * @module
  */
 import { toNineError, type Caller, type NineError } from "../nine-door/index.ts";
@@ -84,7 +86,8 @@ export class ControlPipeline {
   }
 
   /**
-   * A write to `/queen/lifecycle/ctl` (`cordon`, `drain`, …), run whole in the queue.
+   * A write to `/queen/lifecycle/ctl` (`cordon`, `drain`, …): its records
+   * staged in the queue, workers stopped once they are durable.
    *
    * @example
    * ```ts
@@ -93,14 +96,16 @@ export class ControlPipeline {
    */
   async lifecycle(text: string, caller: Caller): Promise<string> {
     try {
-      return await this.#ordered(() => runLifecycleCommand(this.#host, text, caller));
+      const finish = await this.#ordered(() => runLifecycleCommand(this.#host, text, caller));
+      return await finish();
     } catch (err) {
       throw this.#refused(err, `lifecycle from ${caller.subject} refused`);
     }
   }
 
   /**
-   * A write to `/worker/<id>/ctl` (`kill`), run whole in the queue.
+   * A write to `/worker/<id>/ctl` (`kill`): the exit record staged in the
+   * queue, the process stopped once it is durable.
    *
    * @example
    * ```ts
@@ -109,7 +114,8 @@ export class ControlPipeline {
    */
   async worker(id: string, text: string, caller: Caller): Promise<string> {
     try {
-      return await this.#ordered(() => runWorkerCommand(this.#host, id, text, caller));
+      const finish = await this.#ordered(() => runWorkerCommand(this.#host, id, text, caller));
+      return await finish();
     } catch (err) {
       throw this.#refused(err, `${id} ctl from ${caller.subject} refused`);
     }

@@ -1,9 +1,12 @@
 /**
- * Queen control: what each command of DESIGN §6 and each lifecycle word
- * does. Every command is validated without side effects, then committed
- * durably, then acted on; the reply is written only after the commit. A
- * command refused at any point before its commit leaves nothing behind:
- * no record, no namespace node, no process.
+ * Queen control: what each command of DESIGN §6, each lifecycle word and
+ * each worker ctl word does. Every command runs in two steps. The first,
+ * in the control queue, validates it without side effects and stages its
+ * records (seq taken, state applied in memory). The second, after the
+ * queue has moved on, waits until those records are durable, then acts
+ * (a process started or stopped, a bind put into the namespace) and
+ * replies. A command refused at any point before its records are durable
+ * leaves nothing behind: no record, no namespace node, no process.
  * @module
  */
 import { BusyError, InvalidError, NotFoundError, type Caller } from "../nine-door/index.ts";
@@ -48,8 +51,10 @@ export interface ControlHost {
   /**
    * Applies `c` to the state at once, under the next seq, and resolves once
    * its record is durable; rejects (state rolled back) if it cannot be.
+   * `effect` runs when the record is durable, before the promise resolves,
+   * in record order (a bind reaches the namespace before a later unbind).
    */
-  stage(c: Commit): Promise<void>;
+  stage(c: Commit, effect?: () => void): Promise<void>;
   audit(line: string): void;
   /** Refuses a bind that is not acceptable (see `checkBind`); changes nothing. */
   checkBind(from: string, to: string): Promise<void>;
@@ -82,8 +87,8 @@ class Staged {
   constructor(host: ControlHost) {
     this.#host = host;
   }
-  stage(c: Commit): void {
-    const p = this.#host.stage(c);
+  stage(c: Commit, effect?: () => void): void {
+    const p = this.#host.stage(c, effect);
     p.catch(() => undefined); // reported through durable()
     this.#waits.push(p);
   }
@@ -103,32 +108,64 @@ class Staged {
  * nothing (except, under `signed-ctl`, its counter).
  */
 export async function runQueenCommand(host: ControlHost, text: string, caller: Caller): Promise<Finish> {
-  let commandText = text;
-  let parsed: object | undefined;
+  return signedCommand(host, text, {
+    unsigned: 'policy signed-ctl: wrap the command as {"cmd":{…},"nonce":…,"ctr":n,"sig":…} (cohesix ctl does this)',
+    begin: (command, staged) => {
+      // An envelope's command was parsed when it was opened: not again.
+      const workers = { workers: Object.keys(host.programs) };
+      const cmd = command.parsed ? queenCommandOf(command.parsed, workers) : parseQueenCommand(command.text, workers);
+      return execute(host, staged, cmd, caller);
+    },
+    audit: (command) => `ctl from ${caller.subject}: ${command.text}`,
+    // The fleet link forwards commands from the broker.
+    fromFleet: caller.role === FLEET_ROLE,
+  });
+}
+
+/** A command as the first step sees it: its text, and its value when an envelope's parsing already made it. */
+interface CommandText {
+  readonly text: string;
+  readonly parsed?: object;
+}
+
+/**
+ * The two steps every ctl write takes, and the signed-ctl rule they share.
+ * Under `signed-ctl` only an envelope is accepted, and its counter is
+ * staged before the command's own first step, so it is consumed even if
+ * the command is then refused (a refused envelope cannot be replayed once
+ * it would pass). Under `open` plain commands are accepted and an envelope
+ * is checked the same way, its counter staged after the command's records
+ * (a refused envelope changes nothing). The counter is one for every ctl
+ * file (`/queen/ctl`, `/queen/lifecycle/ctl`, `/worker/<id>/ctl`).
+ */
+async function signedCommand(
+  host: ControlHost,
+  text: string,
+  steps: {
+    /** The refusal of a plain command under `signed-ctl`. */
+    readonly unsigned: string;
+    readonly begin: (command: CommandText, staged: Staged) => Promise<Act> | Act;
+    /** The audit line once the command is done, if any. */
+    readonly audit?: (command: CommandText) => string;
+    /** Sent by the fleet link: only addressed envelopes (the signature, not its role, is the authority). */
+    readonly fromFleet?: boolean;
+  },
+): Promise<Finish> {
+  let command: CommandText = { text };
   let ctr: number | undefined;
   const staged = new Staged(host);
-  // The fleet link forwards commands from the broker: the signature, not its role, is the authority.
-  const fromFleet = caller.role === FLEET_ROLE;
-  if (host.policy === "signed-ctl" || fromFleet || isEnvelope(text)) {
-    if (fromFleet && !isEnvelope(text)) throw new InvalidError("fleet: /queen/ctl takes only signed envelopes addressed with to from the fleet link");
-    if (!isEnvelope(text)) throw new InvalidError('policy signed-ctl: wrap the command as {"cmd":{…},"nonce":…,"ctr":n,"sig":…} (cohesix ctl does this)');
+  if (host.policy === "signed-ctl" || steps.fromFleet || isEnvelope(text)) {
+    if (steps.fromFleet && !isEnvelope(text)) throw new InvalidError("fleet: /queen/ctl takes only signed envelopes addressed with to from the fleet link");
+    if (!isEnvelope(text)) throw new InvalidError(steps.unsigned);
     const opened = openParsedEnvelope(text, host.queenPublicKey, { lastCtr: host.state.ctr, ...(host.applianceId !== undefined ? { applianceId: host.applianceId } : {}) });
-    if (fromFleet && opened.to === undefined) throw new InvalidError("fleet: a command from the fleet must be addressed (envelope.to)");
-    commandText = opened.command;
-    parsed = opened.value;
+    if (steps.fromFleet && opened.to === undefined) throw new InvalidError("fleet: a command from the fleet must be addressed (envelope.to)");
+    command = { text: opened.command, parsed: opened.value };
     ctr = opened.ctr;
-    // Under signed-ctl the counter is consumed even if the command is then
-    // refused, so a refused envelope cannot be replayed once it would pass.
-    // Under the open policy plain commands are accepted anyway, so a
-    // refused envelope changes nothing (bad input leaves no record).
     if (host.policy === "signed-ctl") staged.stage({ kind: "ctr", body: { ctr } });
   }
   let act: Act;
   try {
-    // An envelope's command was parsed when it was opened: not again.
-    const workers = { workers: Object.keys(host.programs) };
-    const cmd = parsed ? queenCommandOf(parsed, workers) : parseQueenCommand(commandText, workers);
-    act = await execute(host, staged, cmd, caller);
+    act = await steps.begin(command, staged);
   } catch (err) {
     // The refusal is a reply too: it waits for the consumed counter.
     await staged.durable();
@@ -137,7 +174,7 @@ export async function runQueenCommand(host: ControlHost, text: string, caller: C
   if (ctr !== undefined && host.policy !== "signed-ctl") staged.stage({ kind: "ctr", body: { ctr } });
   return async () => {
     const reply = await act(() => staged.durable());
-    host.audit(`ctl from ${caller.subject}: ${commandText}`);
+    if (steps.audit) host.audit(steps.audit(command));
     return JSON.stringify({ ok: true, ...reply });
   };
 }
@@ -149,49 +186,42 @@ async function execute(host: ControlHost, staged: Staged, cmd: QueenCommand, cal
   switch (cmd.kind) {
     case "spawn":
       return spawn(host, staged, cmd);
-    case "kill":
-      await staged.durable();
-      await host.pool.kill(cmd.worker, caller.subject);
+    case "kill": {
+      // The exit record is staged now; the process stops once it is durable.
+      const stop = host.pool.beginKill(cmd.worker, caller.subject);
       return async (durable) => {
         await durable();
+        await stop();
         return { worker: cmd.worker, status: "killed" };
       };
+    }
     case "budget": {
       staged.stage({ kind: "budget", body: { budget: cmd.budget } });
       const defaults = host.state.defaults;
-      return async (durable) => {
-        await durable();
-        return { defaults };
-      };
+      return done({ defaults });
     }
-    // Binds and mounts change the namespace the next command's checks
-    // read, so they finish inside the queue.
+    // Binds, unbinds and mounts reach the namespace when their records are
+    // durable, in record order; the next bind's checks see the staged ones.
     case "bind":
       await host.checkBind(cmd.from, cmd.to);
-      staged.stage({ kind: "bind", body: { from: cmd.from, to: cmd.to } });
-      await staged.durable();
-      host.bind(cmd.from, cmd.to);
+      staged.stage({ kind: "bind", body: { from: cmd.from, to: cmd.to } }, () => host.bind(cmd.from, cmd.to));
       return done({ bind: { from: cmd.from, to: cmd.to } });
     case "unbind": {
       const bound = host.state.binds;
       if (!bound.some((b) => b.to === cmd.to)) {
         throw new NotFoundError(`no bind on ${cmd.to} (binds: ${bound.map((b) => b.to).join(", ") || "none"})`);
       }
-      staged.stage({ kind: "unbind", body: { to: cmd.to } });
-      await staged.durable();
-      host.unbind(cmd.to);
+      staged.stage({ kind: "unbind", body: { to: cmd.to } }, () => host.unbind(cmd.to));
       return done({ unbind: cmd.to });
     }
     case "mount":
       host.checkMount(cmd.service, cmd.at);
-      staged.stage({ kind: "mount", body: { service: cmd.service, at: cmd.at } });
-      await staged.durable();
-      host.mount(cmd.service, cmd.at);
+      staged.stage({ kind: "mount", body: { service: cmd.service, at: cmd.at } }, () => host.mount(cmd.service, cmd.at));
       return done({ mount: { service: cmd.service, at: cmd.at } });
   }
 }
 
-/** An act whose work is done: it waits for the records (a counter staged after it) and replies. */
+/** An act with nothing to do but wait for its records (a counter staged after them too) and reply. */
 function done(reply: Record<string, unknown>): Act {
   return async (durable) => {
     await durable();
@@ -278,10 +308,13 @@ async function spawn(host: ControlHost, staged: Staged, cmd: Extract<QueenComman
 }
 
 /**
- * Runs one write to `/queen/lifecycle/ctl`.
+ * Runs one write to `/queen/lifecycle/ctl`, in the two steps of
+ * {@link runQueenCommand}: its records are staged in the queue, and
+ * workers stop once those are durable.
  *
  * - `cordon`: refuse new spawns; workers keep running.
- * - `drain`: cordon, stop every worker gracefully, then QUIESCED.
+ * - `drain`: cordon, stop every worker gracefully, then QUIESCED (unless
+ *   another lifecycle word came meanwhile, e.g. `resume`).
  * - `quiesce`: stop every worker at once (short grace), QUIESCED.
  * - `resume`: back to ONLINE, spawns allowed.
  * - `reset`: stop every worker, forget budget defaults' effect on nothing
@@ -290,40 +323,41 @@ async function spawn(host: ControlHost, staged: Staged, cmd: Extract<QueenComman
  * Each word may also be written as `{"lifecycle":"<word>"}`, the form a
  * signed envelope carries; under `signed-ctl` only an envelope is accepted.
  */
-export async function runLifecycleCommand(host: ControlHost, text: string, caller: Caller): Promise<string> {
-  return signedFileCommand(host, text, (command) => runLifecycleWord(host, lifecycleWord(command), caller));
+export async function runLifecycleCommand(host: ControlHost, text: string, caller: Caller): Promise<Finish> {
+  let word = "";
+  return signedCommand(host, text, {
+    unsigned: 'policy signed-ctl: wrap the command as {"cmd":{…},"nonce":…,"ctr":n,"sig":…} (cohesix write and cohesix ctl do this)',
+    begin: (command, staged) => {
+      word = lifecycleWord(command.text);
+      return beginLifecycleWord(host, staged, word, caller);
+    },
+    audit: () => `lifecycle from ${caller.subject}: ${word} → ${host.state.lifecycle.state}`,
+  });
 }
 
 /**
  * Runs one write to `/worker/<id>/ctl`: `kill`, or `{"kill":"<id>"}`
  * (the form a signed envelope carries). Under `signed-ctl` only an
- * envelope is accepted, as on `/queen/ctl`.
+ * envelope is accepted, as on `/queen/ctl`. Two steps, as
+ * {@link runQueenCommand}: the exit record is staged in the queue, and the
+ * process stops once it is durable.
  */
-export async function runWorkerCommand(host: ControlHost, id: string, text: string, caller: Caller): Promise<string> {
-  return signedFileCommand(host, text, async (command) => {
-    const word = jsonCommand(command, "kill");
-    if (word === undefined ? command.trim() !== "kill" : word !== id) {
-      throw new InvalidError(`unknown worker command ${JSON.stringify(command.trim())} (expected kill or {"kill":"${id}"})`);
-    }
-    await host.pool.kill(id, caller.subject);
-    return JSON.stringify({ ok: true, worker: id, status: "killed" });
+export async function runWorkerCommand(host: ControlHost, id: string, text: string, caller: Caller): Promise<Finish> {
+  return signedCommand(host, text, {
+    unsigned: 'policy signed-ctl: wrap the command as {"cmd":{…},"nonce":…,"ctr":n,"sig":…} (cohesix write and cohesix ctl do this)',
+    begin: ({ text: command }) => {
+      const word = jsonCommand(command, "kill");
+      if (word === undefined ? command.trim() !== "kill" : word !== id) {
+        throw new InvalidError(`unknown worker command ${JSON.stringify(command.trim())} (expected kill or {"kill":"${id}"})`);
+      }
+      const stop = host.pool.beginKill(id, caller.subject);
+      return async (durable) => {
+        await durable();
+        await stop();
+        return { worker: id, status: "killed" };
+      };
+    },
   });
-}
-
-/**
- * The signed-ctl rule for the ctl files besides `/queen/ctl`
- * (`/queen/lifecycle/ctl`, `/worker/<id>/ctl`): under `signed-ctl` only an
- * envelope whose `cmd` is the JSON form of the command (`{"lifecycle":"cordon"}`,
- * `{"kill":"worker-3"}`) is accepted, and its counter (shared with
- * `/queen/ctl`) is committed before the command runs; under `open` an
- * envelope is checked the same way and its counter committed after success,
- * and plain text is accepted.
- */
-async function signedFileCommand(host: ControlHost, text: string, run: (command: string) => Promise<string>): Promise<string> {
-  const opened = await openSignedFileCommand(host, text);
-  const reply = await run(opened.command);
-  await opened.accepted();
-  return reply;
 }
 
 /** A ctl write as {@link openSignedFileCommand} opened it. */
@@ -335,9 +369,10 @@ export interface OpenedFileCommand {
 }
 
 /**
- * The first half of {@link signedFileCommand}, for ctl files whose
- * commands run outside the control queue (`/update/ctl`): checks an
- * envelope and, under `signed-ctl`, commits its counter before returning.
+ * The signed-ctl rule for ctl files whose commands run outside the
+ * control queue (`/update/ctl`): checks an envelope and, under
+ * `signed-ctl`, commits its counter (shared with `/queen/ctl`) before
+ * returning; under `open` the counter is committed by `accepted`.
  */
 export async function openSignedFileCommand(host: ControlHost, text: string): Promise<OpenedFileCommand> {
   if (host.policy !== "signed-ctl" && !isEnvelope(text)) return { command: text, accepted: () => Promise.resolve() };
@@ -370,34 +405,46 @@ function lifecycleWord(command: string): string {
   return jsonCommand(command, "lifecycle") ?? command.trim();
 }
 
-async function runLifecycleWord(host: ControlHost, word: string, caller: Caller): Promise<string> {
+/** The first step of a lifecycle word: its records staged (workers' exits included); the second stops the workers. */
+function beginLifecycleWord(host: ControlHost, staged: Staged, word: string, caller: Caller): Act {
   if (!(LIFECYCLE_WORDS as readonly string[]).includes(word)) {
     throw new InvalidError(`unknown lifecycle command ${JSON.stringify(word)} (expected ${LIFECYCLE_WORDS.join(", ")})`);
   }
-  const set = (state: LifecycleState, reason: string, cordoned: boolean) =>
-    host.commit({ kind: "lifecycle", body: { state, reason, cordoned, ts_ms: Date.now() } });
-  const running = () => runningWorkers(host.state).map((w) => w.id);
+  const lifecycle = (state: LifecycleState, reason: string, cordoned: boolean): Commit => ({ kind: "lifecycle", body: { state, reason, cordoned, ts_ms: Date.now() } });
+  const set = (state: LifecycleState, reason: string, cordoned: boolean): void => staged.stage(lifecycle(state, reason, cordoned));
+  const reply = (): Record<string, unknown> => ({ state: host.state.lifecycle.state, cordoned: host.state.cordoned });
+  let stop: () => Promise<void> = async () => undefined;
   switch (word) {
     case "cordon":
-      await set(host.state.lifecycle.state, `cordoned by ${caller.subject}`, true);
+      set(host.state.lifecycle.state, `cordoned by ${caller.subject}`, true);
       break;
-    case "drain":
-      await set("DRAINING", `drain by ${caller.subject}`, true);
-      await Promise.all(running().map((id) => host.pool.retire(id, "drained")));
-      await set("QUIESCED", "drained", true);
-      break;
+    case "drain": {
+      set("DRAINING", `drain by ${caller.subject}`, true);
+      const retire = host.pool.beginRetireAll("drained");
+      // QUIESCED once the workers are gone, unless a lifecycle word came
+      // meanwhile (the queue did not wait for the drain).
+      return async (durable) => {
+        await durable();
+        await retire();
+        if (host.state.lifecycle.state === "DRAINING") await host.commit(lifecycle("QUIESCED", "drained", true));
+        return reply();
+      };
+    }
     case "quiesce":
-      await Promise.all(running().map((id) => host.pool.retire(id, "quiesced", 200)));
-      await set("QUIESCED", `quiesce by ${caller.subject}`, true);
+      stop = host.pool.beginRetireAll("quiesced", 200);
+      set("QUIESCED", `quiesce by ${caller.subject}`, true);
       break;
     case "resume":
-      await set("ONLINE", `resume by ${caller.subject}`, false);
+      set("ONLINE", `resume by ${caller.subject}`, false);
       break;
     case "reset":
-      await Promise.all(running().map((id) => host.pool.retire(id, "reset")));
-      await set("ONLINE", `reset by ${caller.subject}`, false);
+      stop = host.pool.beginRetireAll("reset");
+      set("ONLINE", `reset by ${caller.subject}`, false);
       break;
   }
-  host.audit(`lifecycle from ${caller.subject}: ${word} → ${host.state.lifecycle.state}`);
-  return JSON.stringify({ ok: true, state: host.state.lifecycle.state, cordoned: host.state.cordoned });
+  return async (durable) => {
+    await durable();
+    await stop();
+    return reply();
+  };
 }

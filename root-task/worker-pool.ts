@@ -33,7 +33,11 @@ export interface PoolHost {
   readonly supervisor: Supervisor;
   readonly bootKey: Uint8Array;
   audit(line: string): void;
-  /** Appends a commit durably, then applies it to the state. */
+  /**
+   * Applies a commit to the state at once (its record takes the next seq)
+   * and resolves once the record is durable; rejects, the state rolled
+   * back, if it cannot be made durable.
+   */
   commit(c: Commit): Promise<void>;
   /** The worker's view of the state (may have changed since spawn). */
   worker(id: string): WorkerState | undefined;
@@ -187,15 +191,61 @@ export class WorkerPool {
 
   /** Kills worker `id` on the queen's word (`{"kill":…}` or its ctl). */
   async kill(id: string, by: string): Promise<void> {
+    await this.beginKill(id, by)();
+  }
+
+  /**
+   * The first step of a kill, for the control pipeline: checks that worker
+   * `id` runs and stages its exit record (the state says `killed` at once),
+   * and returns the second step, which waits until the record is durable
+   * and then stops the worker (sessions closed, process stopped). Throws
+   * `not found:`, `invalid:` (not running) or `busy:` (already stopping).
+   *
+   * @example
+   * ```ts
+   * const stop = pool.beginKill("worker-2", "queen"); // in the control queue
+   * await stop(); // after it: durable, then the process is stopped
+   * ```
+   */
+  beginKill(id: string, by: string): () => Promise<void> {
     const w = this.#host.worker(id);
     if (!w) throw new NotFoundError(`no worker ${id}`);
     if (w.status !== "running") throw new InvalidError(`${id} is not running (${w.status}${w.reason ? `: ${w.reason}` : ""})`);
-    if (!(await this.#end(id, "killed", `killed by ${by}`, `killed ${id} by ${by}`))) throw new BusyError(`${id} is already being stopped`);
+    const act = this.#beginEnd(id, "killed", `killed by ${by}`, `killed ${id} by ${by}`);
+    if (!act) throw new BusyError(`${id} is already being stopped`);
+    return async () => {
+      await act();
+    };
   }
 
   /** Stops worker `id` gracefully with a commit (drain, quiesce, reset). */
   async retire(id: string, reason: string, graceMs = this.#options.graceMs): Promise<void> {
     await this.#end(id, "exited", reason, `stopped ${id}: ${reason}`, graceMs);
+  }
+
+  /**
+   * The first step of retiring every running worker (drain, quiesce,
+   * reset), for the control pipeline: stages each one's exit record now
+   * and returns the second step, which waits until they are durable and
+   * then stops the processes (within `graceMs`).
+   *
+   * @example
+   * ```ts
+   * const stop = pool.beginRetireAll("drained"); // in the control queue
+   * await stop(); // after it
+   * ```
+   */
+  beginRetireAll(reason: string, graceMs = this.#options.graceMs): () => Promise<void> {
+    const acts: Array<() => Promise<boolean>> = [];
+    for (const id of this.#live.keys()) {
+      const act = this.#beginEnd(id, "exited", reason, `stopped ${id}: ${reason}`, graceMs);
+      if (act) acts.push(act);
+    }
+    return async () => {
+      const results = await Promise.allSettled(acts.map((act) => act()));
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (failed) throw failed.reason;
+    };
   }
 
   /**
@@ -358,28 +408,43 @@ export class WorkerPool {
    * False when the worker is not running or already being stopped.
    */
   async #end(id: string, status: "exited" | "killed" | "revoked", reason: string, line: string, graceMs = this.#options.graceMs): Promise<boolean> {
+    const act = this.#beginEnd(id, status, reason, line, graceMs);
+    return act ? act() : false;
+  }
+
+  /**
+   * Stages the end of worker `id` now (the state says so at once) and
+   * returns what to do once its record is durable: stop timers, sessions
+   * and the process. Undefined when the worker is not running or already
+   * being stopped. The returned step rejects, having changed nothing, when
+   * the record cannot be made durable.
+   */
+  #beginEnd(id: string, status: "exited" | "killed" | "revoked", reason: string, line: string, graceMs = this.#options.graceMs): (() => Promise<boolean>) | undefined {
     const live = this.#live.get(id);
     const w = this.#host.worker(id);
-    if (!live || !w || w.status !== "running" || live.stopping || live.ending) return false;
+    if (!live || !w || w.status !== "running" || live.stopping || live.ending) return undefined;
     live.ending = true;
-    try {
-      await this.#host.commit({ kind: "exit", body: { id, status, reason } });
-    } finally {
+    const durable = this.#host.commit({ kind: "exit", body: { id, status, reason } });
+    const settled = (): void => {
       live.ending = false;
-    }
-    live.stopping = true;
-    live.ttl?.cancel();
-    clearTimeout(live.restartTimer);
-    clearTimeout(live.retryTimer);
-    this.#host.audit(line);
-    this.#host.ended?.(w, reason);
-    this.#host.server.revoke((c) => c.subject === id && c.role === w.role, reason);
-    // A revoked worker learns why from its next request (`closed: …`) and
-    // exits by itself; give it one interval before signalling it.
-    if (status === "revoked") await this.#host.supervisor.waitExit(id, this.#options.intervalMs + 1000);
-    if (this.#host.supervisor.pid(id) !== undefined) {
-      await this.#host.supervisor.stop(id, { graceMs }).catch(() => undefined);
-    }
-    return true;
+    };
+    durable.then(settled, settled);
+    return async () => {
+      await durable;
+      live.stopping = true;
+      live.ttl?.cancel();
+      clearTimeout(live.restartTimer);
+      clearTimeout(live.retryTimer);
+      this.#host.audit(line);
+      this.#host.ended?.(w, reason);
+      this.#host.server.revoke((c) => c.subject === id && c.role === w.role, reason);
+      // A revoked worker learns why from its next request (`closed: …`) and
+      // exits by itself; give it one interval before signalling it.
+      if (status === "revoked") await this.#host.supervisor.waitExit(id, this.#options.intervalMs + 1000);
+      if (this.#host.supervisor.pid(id) !== undefined) {
+        await this.#host.supervisor.stop(id, { graceMs }).catch(() => undefined);
+      }
+      return true;
+    };
   }
 }
