@@ -49,6 +49,12 @@ interface Follower {
   readonly points: TelemetryPoint[];
 }
 
+/** The A/B slot that runs and its state (`good`, `trying`, `rolled_back`), from `/proc/boot`'s or a birth's facts. */
+export function slotOf(boot: Readonly<Record<string, string>>): { slot?: string; update?: string } {
+  const update = boot.slot_state ?? boot.update;
+  return { ...(boot.slot ? { slot: boot.slot } : {}), ...(update ? { update } : {}) };
+}
+
 /** Cuts a line to `max` bytes (roughly: characters). */
 function cut(line: string, max: number): string {
   return line.length > max ? `${line.slice(0, max)}…` : line;
@@ -78,6 +84,7 @@ export class ApplianceWatch {
   #logOffset = 0;
   #logPartial = "";
   #lastJson = "";
+  #lastCpu: { us: number; at: number } | undefined;
 
   constructor(source: ApplianceSource, options: { limits: DashboardLimits; publish: (event: DashEvent) => void }) {
     this.source = source;
@@ -192,7 +199,7 @@ export class ApplianceWatch {
     const bootText = await root.readText("proc/boot");
     const boot = bootPairs(bootText);
     const version = versionOf(bootText);
-    this.#set({ live: "live", error: undefined, bootText, boot, programs: programsOf(boot), ...(version ? { version } : {}), ...(boot.slot ? { slot: boot.slot } : {}), ...(boot.update ? { update: boot.update } : {}) } as Partial<ApplianceView>);
+    this.#set({ live: "live", error: undefined, bootText, boot, programs: programsOf(boot), ...(version ? { version } : {}), ...slotOf(boot) } as Partial<ApplianceView>);
     if (this.source.killSwitch && this.#view.vm?.status !== "paused") this.#set({ vm: { status: "running", snapshots: this.#view.vm?.snapshots ?? [] } });
     await this.#openLog(root);
     await this.#poll();
@@ -337,6 +344,17 @@ export class ApplianceWatch {
     await this.#follow(root, workers);
     const gpus = await this.#gpus(root);
     const mem = parsePairs(memText);
+    // The root task's CPU share since the last poll, from /proc/mem's cpu_*_us.
+    const cpuUs = Number(mem.cpu_user_us) + Number(mem.cpu_system_us);
+    const now = Date.now();
+    let cpu: string | undefined = this.#view.cpu;
+    if (Number.isFinite(cpuUs)) {
+      if (this.#lastCpu && now > this.#lastCpu.at && cpuUs >= this.#lastCpu.us) cpu = `${(((cpuUs - this.#lastCpu.us) / 1000 / (now - this.#lastCpu.at)) * 100).toFixed(1)} %`;
+      this.#lastCpu = { us: cpuUs, at: now };
+    }
+    // /proc/boot again: the A/B slot's state changes while it runs (trying → good).
+    const bootText = await root.readText("proc/boot");
+    const boot = bootPairs(bootText);
     this.#set({
       live: "live",
       error: undefined,
@@ -348,7 +366,11 @@ export class ApplianceWatch {
       mem,
       sessions: sessionsText.split("\n").filter((l) => l.trim() !== ""),
       gpus,
-      lastSeenMs: Date.now(),
+      lastSeenMs: now,
+      ...(cpu !== undefined ? { cpu } : {}),
+      ...slotOf(boot),
+      bootText,
+      boot,
     } as Partial<ApplianceView>);
   }
 

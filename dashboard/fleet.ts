@@ -9,6 +9,7 @@
  * @module
  */
 import { DEFAULT_PREFIX, checkPrefix, decodeRecord, parseTopic, type FleetRecord } from "../fleet/index.ts";
+import { slotOf } from "./appliance.ts";
 import type { DashboardLimits } from "./limits.ts";
 import type { ApplianceView, DashEvent } from "./model.ts";
 
@@ -100,7 +101,7 @@ export class FleetView {
       case "birth":
         if (record.session < row.session) return;
         row.session = record.session;
-        patch = { ...patch, live: "live", error: undefined, version: record.version, boot: record.boot, lifecycle: record.lifecycle, ...(record.boot.slot ? { slot: record.boot.slot } : {}), ...(record.boot.update ? { update: record.boot.update } : {}) } as Partial<ApplianceView>;
+        patch = { ...patch, live: "live", error: undefined, version: record.version, boot: record.boot, lifecycle: record.lifecycle, ...slotOf(record.boot) } as Partial<ApplianceView>;
         break;
       case "death":
         // A will from an older connection does not kill a newer one.

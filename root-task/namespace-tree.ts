@@ -79,7 +79,8 @@ export function buildTree(src: TreeSources): Directory {
       }),
       gen("mem", () => {
         const m = process.memoryUsage();
-        return `rss=${m.rss} heap_used=${m.heapUsed} heap_total=${m.heapTotal} external=${m.external} array_buffers=${m.arrayBuffers} workers=${src.running()} max_workers=${src.maxWorkers()} sessions=${src.server.sessions.length}\n`;
+        const c = process.cpuUsage();
+        return `rss=${m.rss} heap_used=${m.heapUsed} heap_total=${m.heapTotal} external=${m.external} array_buffers=${m.arrayBuffers} workers=${src.running()} max_workers=${src.maxWorkers()} sessions=${src.server.sessions.length} cpu_user_us=${c.user} cpu_system_us=${c.system}\n`;
       }),
     ],
   });

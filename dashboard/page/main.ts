@@ -187,7 +187,8 @@ function AppliancePage({ app, state, act, now }: { app: ApplianceView; state: Pa
         <button id="lc-resume" onClick=${() => act("resume", { lifecycle: "resume" })}>Resume</button>
       </div>
       <div><h3>Memory and CPU</h3>
-        <p>rss ${mb(app.mem.rss)} · heap ${mb(app.mem.heap_used)} of ${mb(app.mem.heap_total)} · workers ${app.mem.workers ?? "?"}/${app.mem.max_workers ?? "?"}${app.cpu ? ` · cpu ${app.cpu}` : ""}</p>
+        <p>rss ${mb(app.mem.rss)} · heap ${mb(app.mem.heap_used)} of ${mb(app.mem.heap_total)} · workers ${app.mem.workers ?? "?"}/${app.mem.max_workers ?? "?"}</p>
+        <p id="cpu">root task cpu ${app.cpu ?? "?"}</p>
         <p>last seen ${ago(app.lastSeenMs, now)}</p>
       </div>
       <${KillSwitch} app=${app} act=${act} />

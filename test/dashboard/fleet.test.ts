@@ -45,8 +45,8 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "cohesix-dash-fleet-"));
   scratch = await makeScratch();
   broker = await Broker.start(dir);
-  await appliance("app-1", { board: "host", slot: "a", update: "good" });
-  await appliance("app-2", { board: "aarch64-virt", slot: "b", update: "trying" });
+  await appliance("app-1", { board: "host", slot: "a", slot_state: "good" });
+  await appliance("app-2", { board: "aarch64-virt", slot: "b", slot_state: "trying" });
   const gone = await appliance("app-3", { board: "host" });
   await gone.close();
   dash = await startDashboardChild(scratch, ["--broker", broker.url, "--dir", join(dir, "no-boards")]);

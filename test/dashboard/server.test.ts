@@ -93,6 +93,14 @@ describe("cohesix dashboard: the session", () => {
     expect((await cohesix(["cat", "/proc/workers", "--addr", served.addr, "--key", scratch.queenKey], { env: scratch.env })).stdout.trim().split("\n").filter(Boolean).length).toBe(before);
   });
 
+  test("the state carries the root task's CPU share, from two readings of /proc/mem", async () => {
+    await waitFor("a CPU share", async () => {
+      const res = await fetch(`${dash.url}api/state`, { headers: { cookie } });
+      const cpu = ((await res.json()) as { appliances: { cpu?: string }[] }).appliances[0]!.cpu;
+      return cpu !== undefined && /^[0-9]+\.[0-9] %$/.test(cpu);
+    });
+  });
+
   test("refuses a non-loopback --listen without TLS at start, naming what it needs", async () => {
     const r = await cohesix(["dashboard", "--addr", served.addr, "--key", scratch.queenKey, "--listen", "0.0.0.0:0"], { env: scratch.env });
     expect(r.exitCode).toBe(1);
