@@ -304,12 +304,19 @@ async function rollback(p: Parsed, io: Io, plan: Pick<Plan, "reboot">): Promise<
     client.close();
   }
   // Cancelling a pending try leaves the running slot next: nothing to reboot into.
-  const rebooting = plan.reboot && next !== "" && next !== running ? await reboot(p, io) : false;
-  if (p.values.json === true) {
+  const json = p.values.json === true;
+  if (!json) io.out(`next boot: slot ${next}${next === running ? " (the running slot; the pending try is cancelled)" : ""}\n`);
+  const rebooting =
+    plan.reboot && next !== "" && next !== running
+      ? await reboot(p, io).catch((err: unknown) => {
+          if (!(err instanceof NineError)) throw err;
+          throw new NineError(err.errorClass, `reboot: ${err.detail} (slot ${next} boots next; --no-reboot skips this step)`);
+        })
+      : false;
+  if (json) {
     io.out(`${JSON.stringify({ ok: true, next, running, rebooting })}\n`);
     return;
   }
-  io.out(`next boot: slot ${next}${next === running ? " (the running slot; the pending try is cancelled)" : ""}\n`);
   if (next !== running) io.out(rebooting ? `rebooting into slot ${next}\n` : `not rebooted: slot ${next} runs at the appliance's next boot\n`);
 }
 

@@ -161,6 +161,19 @@ describe("cohesix update FILE", () => {
     expect(again.exitCode, again.stderr).toBe(0);
   });
 
+  it("--rollback with no try pending makes the other good slot boot next, and reboots into it unless --no-reboot", async () => {
+    const { remote, bootDir } = await appliance();
+    const r = await update(["--rollback", ...remote, "--no-reboot", "--json"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ ok: true, next: "b", running: "a", rebooting: false });
+    expect((await readBootStateFiles(bootDir)).state).toMatchObject({ active: "b", try: null, slots: { a: "good", b: "good" } });
+    const second = await appliance();
+    const again = await update(["--rollback", ...second.remote]);
+    expect(again.exitCode).toBe(1);
+    expect(again.stdout).toBe("next boot: slot b");
+    expect(again.stderr).toBe("invalid: reboot: the host board does not reboot (slot b boots next; --no-reboot skips this step)");
+  });
+
   it("signs its commands under --policy signed-ctl", async () => {
     const { remote, base } = await appliance(["--policy", "signed-ctl"]);
     const bundle = await makeBundle(join(base, "u.bundle"), { key: keys.privateKey });
