@@ -23,7 +23,7 @@ import { BUILTIN_WORKERS } from "./programs.ts";
 import { NO_VERSION, checkBootManifest } from "./boot-manifest.ts";
 import { readPublicKey } from "./keys.ts";
 import { GuestSlot } from "./guest-slot.ts";
-import { checkSlotManifest, slotBootOf } from "./slot.ts";
+import { checkSlotManifest, readTryFailure, slotBootOf } from "./slot.ts";
 import { Watchdog } from "./watchdog.ts";
 import { guestGpuBridge } from "./guest-bridge.ts";
 import { GuestClock, HWCLOCK_PID_ENV, signalStep } from "./guest-clock.ts";
@@ -278,7 +278,21 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
   if (slot && !releaseKey) say(`cohesix: no release key at ${releasePub}: /update/ is not published`);
   const running = await serveAppliance({
     ...(slot && releaseKey
-      ? { update: { bootDir, runningSlot: slot.boot.slot, releasePub: releaseKey, runningVersion: /^\d/.test(slot.report.version) ? slot.report.version : NO_VERSION, remount, reboot } }
+      ? {
+          update: {
+            bootDir,
+            runningSlot: slot.boot.slot,
+            releasePub: releaseKey,
+            runningVersion: /^\d/.test(slot.report.version) ? slot.report.version : NO_VERSION,
+            remount,
+            reboot,
+            // /update/status names why a slot was rolled back: the try failure the root task recorded.
+            rollbackReason: async (rolled: "a" | "b") => {
+              const failure = await readTryFailure(config.stateDir);
+              return failure?.slot === rolled ? failure.reason : undefined;
+            },
+          },
+        }
       : {}),
     tlsMode,
     qemuUserNet: existsSync(options.qemuDir ?? "/sys/firmware/qemu_fw_cfg"),
