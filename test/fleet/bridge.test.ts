@@ -1,14 +1,17 @@
 // Two brokers (docs/fleet.md, "Past one broker"): the appliance on broker
 // A, the operator on broker B, B bridged to A by mosquitto's own bridge
 // (topics cohesix/# both ways, MQTT 3.1.1). Telemetry reaches B, fleet ls
-// on B sees A's appliance, and a fleet ctl from B makes the round trip.
+// on B sees A's appliance, and a fleet ctl from B makes the round trip:
+// once with simulated appliances (fleet links answering the protocol),
+// once with a real one (`cohesix serve --fleet`) whose worker's telemetry
+// then arrives at B.
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import mqtt from "mqtt";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { decodeRecord } from "../../fleet/index.ts";
+import { type FleetRecord, decodeRecord } from "../../fleet/index.ts";
 import { readPublicKey } from "../../root-task/index.ts";
-import { cohesix, makeScratch, type Scratch } from "../cli/helpers.ts";
+import { cohesix, makeScratch, serve, type Scratch } from "../cli/helpers.ts";
 import { Broker } from "./broker.ts";
 import { SimFleet } from "./sim-fleet.ts";
 
@@ -80,4 +83,23 @@ describe("an appliance on broker A, the operator on broker B bridged to A", () =
     expect(ctl.exitCode).toBe(0);
     expect(sim.appliances.get("app-1")!.ran).toEqual([{ spawn: "heartbeat" }]);
   }, 60_000);
+
+  test("a real appliance on A (cohesix serve --fleet): fleet ctl from B spawns a worker, and the worker's telemetry arrives at B", async () => {
+    const served = await serve(scratch, ["--fleet", a.url, "--fleet-id", "real-1"], { state: join(scratch.dir, "real-state") });
+    const got: FleetRecord[] = [];
+    const sub = mqtt.connect(b.url, { clientId: `bridge-real-${process.pid}`, protocolVersion: 4 });
+    sub.on("error", () => {});
+    sub.on("message", (_t, payload) => got.push(decodeRecord(payload)));
+    try {
+      await new Promise<void>((ok, fail) => sub.once("connect", () => sub.subscribe(["cohesix/real-1/birth", "cohesix/real-1/telemetry/#"], { qos: 1 }, (err) => (err ? fail(err) : ok()))));
+      await until("the real appliance's birth at B", () => got.some((r) => r.kind === "birth"));
+      const ctl = await cohesix(["fleet", "ctl", "--id", "real-1", "--broker", b.url, "--key", scratch.queenKey, "--deadline", "20", '{"spawn":"heartbeat","ticks":5}'], { env: scratch.env, timeoutMs: 40_000 });
+      expect(ctl.stdout).toMatch(/^real-1 ok \{.*"worker":"worker-\d+".*\}\n1 appliance: 1 ok, 0 refused, 0 timed out in \d+\.\d\d s$/);
+      expect(ctl.exitCode).toBe(0);
+      await until("the worker's telemetry at B", () => got.some((r) => r.kind === "telemetry"));
+    } finally {
+      await new Promise<void>((r) => sub.end(true, {}, () => r()));
+      await served.stop();
+    }
+  }, 90_000);
 });
