@@ -177,3 +177,31 @@ describe("cohesix dashboard: the event stream", () => {
     }
   });
 });
+
+describe("cohesix dashboard: an appliance under --policy signed-ctl", () => {
+  test("spawn, kill and cordon from /api/ctl arrive as envelopes signed on the server with the queen key", async () => {
+    const strict = await serve(scratch, ["--policy", "signed-ctl"], { state: `${scratch.dir}/strict-state` });
+    const d = await startDashboardChild(scratch, ["--addr", strict.addr]);
+    try {
+      const c = await signIn(d);
+      await waitFor("the appliance live", async () => ((await (await fetch(`${d.url}api/state`, { headers: { cookie: c } })).json()) as { appliances: { live: string }[] }).appliances[0]!.live === "live");
+      const spawned = await postCtl(d, c, { appliance: strict.addr, command: { spawn: "heartbeat", ticks: 100 } });
+      expect(spawned.body.ok, spawned.body.error).toBe(true);
+      const id = (JSON.parse(spawned.body.result!) as { worker: string }).worker;
+      const cordon = await postCtl(d, c, { appliance: strict.addr, command: { lifecycle: "cordon" } });
+      expect(cordon.body.ok, cordon.body.error).toBe(true);
+      await waitFor(`${id} listed`, async () => ((await (await fetch(`${d.url}api/state`, { headers: { cookie: c } })).json()) as { appliances: { workers: { id: string }[] }[] }).appliances[0]!.workers.some((w) => w.id === id));
+      const killed = await postCtl(d, c, { appliance: strict.addr, command: { kill: id } });
+      expect(killed.body.ok, killed.body.error).toBe(true);
+      const resumed = await postCtl(d, c, { appliance: strict.addr, command: { lifecycle: "resume" } });
+      expect(resumed.body.ok, resumed.body.error).toBe(true);
+      // The appliance took each as an envelope: the same command unsigned is refused there.
+      const unsigned = await cohesix(["ctl", "--unsigned", '{"spawn":"heartbeat"}', "--addr", strict.addr, "--key", scratch.queenKey], { env: scratch.env });
+      expect(unsigned.exitCode).toBe(1);
+      expect(unsigned.stderr).toMatch(/^invalid: policy signed-ctl: wrap the /);
+    } finally {
+      await d.stop();
+      await strict.stop();
+    }
+  });
+});
