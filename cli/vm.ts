@@ -333,9 +333,15 @@ function diskBoot(board: Board, image: string): DiskBoot {
 /**
  * Whether `image` is an A/B image (`cohesix image --ab`): its manifest
  * beside it lists `/boot.scr`. Such a guest reboots into U-Boot (an
- * update, a failed try, a rollback) and keeps its VM and host port.
+ * update, a failed try, a rollback) and keeps its VM and host port; an
+ * image without its manifest boots as a plain one (QEMU ends on a reboot).
+ *
+ * @example
+ * ```ts
+ * isAbImage("card.img"); // true when card.img.manifest.json lists /boot.scr
+ * ```
  */
-function isAbImage(image: string): boolean {
+export function isAbImage(image: string): boolean {
   try {
     const manifest = JSON.parse(readFileSync(manifestPathOf(image), "utf8")) as { artefacts?: { path?: unknown }[] };
     return (manifest.artefacts ?? []).some((a) => a.path === "/boot.scr");
