@@ -337,7 +337,20 @@ export async function update(p: Parsed, io: Io): Promise<void> {
   const tries = triesText === undefined ? undefined : Number(triesText);
   if (tries !== undefined && (!Number.isSafeInteger(tries) || tries < 1 || tries > 9)) throw new UsageError("--tries must be a whole number from 1 to 9 (the boot state keeps one digit)");
   const reboot = p.values["no-reboot"] !== true;
-  if (p.values.status === true) return showStatus(p, io);
-  if (p.values.rollback === true) return rollback(p, io, { reboot });
-  return sendBundle(p, io, resolve(file!), { tries, allowDowngrade: p.values["allow-downgrade"] === true, reboot });
+  try {
+    if (p.values.status === true) return await showStatus(p, io);
+    if (p.values.rollback === true) return await rollback(p, io, { reboot });
+    return await sendBundle(p, io, resolve(file!), { tries, allowDowngrade: p.values["allow-downgrade"] === true, reboot });
+  } catch (err) {
+    throw explainMissing(err);
+  }
+}
+
+/** An appliance without `/update/` answers `not found: update`: say why it may lack one. */
+function explainMissing(err: unknown): unknown {
+  if (!(err instanceof NineError) || err.errorClass !== "not found" || !/^update(\/(ctl|data|status))?$/.test(err.detail)) return err;
+  return new NineError(
+    "not found",
+    `${err.detail}: this appliance publishes no /update/ (it runs from an image without A/B slots, made without cohesix image --ab, or is a host board served without --boot-dir DIR --release-pub FILE)`,
+  );
 }

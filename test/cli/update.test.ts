@@ -182,6 +182,15 @@ describe("cohesix update FILE", () => {
     expect(r.stdout).toMatch(/^slot b: version 1\.1\.0 written/);
   });
 
+  it("says why when the appliance publishes no /update/", async () => {
+    const base = join(scratch.dir, `case-${++n}`);
+    const served = await serve(scratch, [], { state: join(base, "state") });
+    running.push(served);
+    const r = await update(["--status", "--addr", served.addr, "--key", scratch.queenKey]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toBe("not found: update: this appliance publishes no /update/ (it runs from an image without A/B slots, made without cohesix image --ab, or is a host board served without --boot-dir DIR --release-pub FILE)");
+  });
+
   it("refuses wrong usage with exit 2: no mode, two modes, --tries out of range", async () => {
     for (const args of [[], ["x.bundle", "--status"], ["x.bundle", "--tries", "12"], ["--status", "--rollback"]]) {
       const r = await update(args);
