@@ -7,13 +7,14 @@
  * @module
  */
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, open, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import mqtt from "mqtt";
 import { FleetHost, FleetLink, FleetView, Outbox, decodeRecord, fanOut } from "../fleet/index.ts";
 import { signFleetCommand, writeKeyPair } from "../root-task/index.ts";
-import { percentile } from "./child.ts";
+import { cpuSeconds, percentile } from "./child.ts";
 
 const now = (): number => performance.timeOrigin + performance.now();
 
@@ -201,4 +202,43 @@ export async function linkCost(url: string, dir: string, options: { hz: number; 
   } finally {
     await rm(at, { recursive: true, force: true });
   }
+}
+
+/** Resident set (VmRSS) and CPU of one `cohesix serve` process over `seconds`, with or without `--fleet`. */
+async function serveCost(dir: string, pubFile: string, fleet: readonly string[], seconds: number): Promise<{ rss: number; cpuPercent: number }> {
+  const proc = spawn(process.execPath, ["bin/cohesix.js", "serve", "--board", "host", "--listen", "127.0.0.1:0", "--state", dir, "--queen-pub", pubFile, ...fleet], { stdio: ["ignore", "pipe", "ignore"] });
+  try {
+    await new Promise<void>((ok, fail) => {
+      const timer = setTimeout(() => fail(new Error("bench fleet: cohesix serve printed no READY within 30 s")), 30_000);
+      createInterface({ input: proc.stdout! }).on("line", (l) => {
+        if (l.startsWith("READY ")) {
+          clearTimeout(timer);
+          ok();
+        }
+      });
+    });
+    await new Promise((r) => setTimeout(r, 2000)); // the link connects and settles
+    const c0 = cpuSeconds(proc.pid!) ?? 0;
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    const cpu = (cpuSeconds(proc.pid!) ?? 0) - c0;
+    const m = readFileSync(`/proc/${proc.pid}/status`, "utf8").match(/^VmRSS:\s+(\d+) kB/m);
+    return { rss: Number(m?.[1] ?? 0) * 1024, cpuPercent: (cpu / ((performance.now() - t0) / 1000)) * 100 };
+  } finally {
+    proc.kill("SIGTERM");
+    await new Promise((r) => proc.once("exit", r));
+  }
+}
+
+/**
+ * What the link adds to the appliance itself: `cohesix serve` (host board,
+ * built-in workers, no worker running) without and with `--fleet`, its
+ * resident set after `seconds` and its CPU meanwhile. Needs `npm run build`.
+ */
+export async function applianceCost(url: string, dir: string, options: { seconds: number }): Promise<{ plain: { rss: number; cpuPercent: number }; fleet: { rss: number; cpuPercent: number } }> {
+  await mkdir(dir, { recursive: true });
+  const keys = await writeKeyPair(dir, { name: "queen" });
+  const plain = await serveCost(join(dir, "plain"), keys.publicPath, [], options.seconds);
+  const fleet = await serveCost(join(dir, "fleet"), keys.publicPath, ["--fleet", url, "--fleet-id", "cost-1"], options.seconds);
+  return { plain, fleet };
 }

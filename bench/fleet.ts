@@ -8,7 +8,8 @@
  * (bench/fleet-more.ts): publish → subscriber latency p50/p99 of the link
  * next to `mosquitto_pub` → the same subscriber (the floor); records/s from
  * 200 appliances; the time of one signed fan-out to 200 appliances until
- * every reply is in; the resident set and CPU a link adds to a process.
+ * every reply is in; the resident set and CPU a link adds to a process,
+ * and to the appliance (`cohesix serve` without and with `--fleet`).
  *
  * Options: `--records N` (default 5000), `--window W` (default 32),
  * `--latency-count N` (default 1000, at `--latency-hz`, default 100),
@@ -28,7 +29,7 @@ import { join } from "node:path";
 import { FleetLink, Outbox } from "../fleet/index.ts";
 import { Broker } from "../test/fleet/broker.ts";
 import { load } from "./child.ts";
-import { fleetOf, latency, linkCost } from "./fleet-more.ts";
+import { applianceCost, fleetOf, latency, linkCost } from "./fleet-more.ts";
 
 /** Runs the benchmark and prints its figures; resolves with the exit code. */
 export async function run(argv: readonly string[]): Promise<number> {
@@ -134,6 +135,16 @@ export async function run(argv: readonly string[]): Promise<number> {
         `what a link adds to a process (telemetry at 1 Hz for ${opt("rss-seconds", 10)} s, after a full GC); load ${load()}`,
         `  resident set  ${mib(cost.before)} → ${mib(cost.after)}: +${mib(cost.addedBytes)}  [target ≤ 15 MB]`,
         `  CPU           ${cost.cpuPercent.toFixed(2)}% of one core (${cost.records} records)`,
+        "",
+      ].join("\n"),
+    );
+
+    const app = await applianceCost(broker.url, join(dir, "serve"), { seconds: opt("rss-seconds", 10) });
+    process.stdout.write(
+      [
+        `the appliance (cohesix serve --board host, no worker running) without and with --fleet, after ${opt("rss-seconds", 10)} s; load ${load()}`,
+        `  resident set  ${mib(app.plain.rss)} → ${mib(app.fleet.rss)}: +${mib(app.fleet.rss - app.plain.rss)}  [target ≤ 15 MB]`,
+        `  CPU           ${app.plain.cpuPercent.toFixed(2)}% → ${app.fleet.cpuPercent.toFixed(2)}% of one core`,
         "",
       ].join("\n"),
     );
