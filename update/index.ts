@@ -81,7 +81,7 @@ export {
 export { checkBundleManifest, slotManifestOf, verifyBundleFile, writeBundle, type VerifiedBundle, type WriteBundleOptions } from "./bundle-file.ts";
 export { DEFAULT_STAGING_LIMITS, Staging, stagingDir, type HeaderCheck, type StagingLimits, type TransferId, type TransferState } from "./staging.ts";
 export { checkStagedBundle } from "./payloads.ts";
-export { writeSlot, type WriteSlotOptions } from "./slot-writer.ts";
+export { slotFits, writeSlot, type WriteSlotOptions } from "./slot-writer.ts";
 export { DEFAULT_UPDATE_LIMITS, UpdateService, parseUpdateCommand, slotVersion, type UpdateCommand, type UpdateLimits, type UpdateServiceOptions } from "./update-service.ts";
 export { updateDirectory } from "./update-files.ts";
 export { UPDATE_LIMIT_NAMES, parseUpdateLimits } from "./update-limits.ts";

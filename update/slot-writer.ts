@@ -52,9 +52,9 @@ export async function writeSlot(o: WriteSlotOptions): Promise<BootState> {
   if (o.slot === o.state.active) throw new InvalidError(`slot ${o.slot} is the confirmed slot: an update only writes the other one`);
   const dir = join(o.bootDir, o.slot);
   const room = await roomFor(o.bootDir, dir);
-  const needed = o.header.payloads.reduce((sum, p) => sum + p.size, 0);
-  if (room !== undefined && needed > room) {
-    throw new TooBigError(`the bundle's ${needed} bytes do not fit slot ${o.slot}: the boot partition has ${room} bytes for it`);
+  if (room !== undefined) {
+    const fit = slotFits({ payloads: o.header.payloads.map((p) => p.size), ...room });
+    if (!fit.fits) throw new TooBigError(`the bundle's payloads take ${fit.needed} bytes on the boot partition, slot ${o.slot} has ${fit.room} (its old files and the free space)`);
   }
   const emptied = nextBootState(o.state, { slots: { ...o.state.slots, [o.slot]: "empty" } });
   await writeBootStateFiles(o.bootDir, emptied);
@@ -90,18 +90,35 @@ export async function writeSlot(o: WriteSlotOptions): Promise<BootState> {
   return trying;
 }
 
-/** Free bytes for a slot: the partition's free space plus what the slot's old files hold. */
-async function roomFor(bootDir: string, dir: string): Promise<number | undefined> {
+/**
+ * Whether payloads of these sizes fit where a slot's old files (removed
+ * first) and the partition's free space are: every file takes whole blocks
+ * (FAT clusters), so sizes are rounded up to `blockSize`.
+ *
+ * @example
+ * ```ts
+ * slotFits({ payloads: [5000, 3000], oldFiles: [4096], freeBlocks: 1, blockSize: 4096 }); // { fits: false, needed: 12288, room: 8192 }
+ * ```
+ */
+export function slotFits(o: { payloads: readonly number[]; oldFiles: readonly number[]; freeBlocks: number; blockSize: number }): { fits: boolean; needed: number; room: number } {
+  const blocks = (size: number): number => Math.ceil(size / o.blockSize) * o.blockSize;
+  const needed = o.payloads.reduce((sum, size) => sum + blocks(size), 0);
+  const room = o.freeBlocks * o.blockSize + o.oldFiles.reduce((sum, size) => sum + blocks(size), 0);
+  return { fits: needed <= room, needed, room };
+}
+
+/** What {@link slotFits} needs to know of the boot partition and the slot's old files; undefined when it cannot be known. */
+async function roomFor(bootDir: string, dir: string): Promise<{ oldFiles: number[]; freeBlocks: number; blockSize: number } | undefined> {
   try {
     const fs = await statfs(bootDir);
-    let old = 0;
+    const oldFiles: number[] = [];
     for (const name of Object.values(SLOT_FILES)) {
       const handle = await open(join(dir, name), "r").catch(() => undefined);
       if (handle === undefined) continue;
-      old += (await handle.stat()).size;
+      oldFiles.push((await handle.stat()).size);
       await handle.close();
     }
-    return Number(fs.bavail) * Number(fs.bsize) + old;
+    return { oldFiles, freeBlocks: Number(fs.bavail), blockSize: Number(fs.bsize) };
   } catch {
     return undefined;
   }

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { Caller } from "../../nine-door/index.ts";
-import { initialBootState, readBootStateFiles, UpdateService, writeBootStateFiles, type UpdateServiceOptions } from "../../update/index.ts";
+import { initialBootState, readBootStateFiles, slotFits, UpdateService, writeBootStateFiles, type UpdateServiceOptions } from "../../update/index.ts";
 import { digestTree, makeBootDir, makeBundle, releaseKeys, type ReleaseKeys } from "./ab-fixture.ts";
 
 const queen: Caller = { role: "queen", subject: "queen" };
@@ -238,6 +238,12 @@ describe("failures while the slot is written", () => {
     await rm(join(bootDir, "b", "Image"), { recursive: true });
     expect(await service.command('{"commit":{}}', queen)).toBe("ok slot=b version=1.1.0 tries=3");
     await expect(service.command('{"rollback":true}', queen)).resolves.toBe("ok next=a");
+  });
+
+  test("a slot's room is its old files and the free space, counted in whole blocks (FAT clusters)", () => {
+    expect(slotFits({ payloads: [5000, 3000], oldFiles: [4096], freeBlocks: 1, blockSize: 4096 })).toEqual({ fits: false, needed: 12_288, room: 8192 });
+    expect(slotFits({ payloads: [5000, 3000], oldFiles: [4097], freeBlocks: 1, blockSize: 4096 })).toEqual({ fits: true, needed: 12_288, room: 12_288 });
+    expect(slotFits({ payloads: [1, 1, 1], oldFiles: [], freeBlocks: 2, blockSize: 32_768 })).toMatchObject({ fits: false });
   });
 
   test("a staged transfer whose header no longer passes at start (another release key) is dropped", async () => {
