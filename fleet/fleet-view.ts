@@ -149,8 +149,9 @@ export class FleetView {
     const retained = options.retained ?? false;
     if (record.kind === "birth") {
       if (!entry.birth || record.session >= entry.birth.session) {
-        // Seqs below what was seen: the appliance's outbox started over (its state was wiped).
-        if (record.seq < entry.highSeq) entry.highSeq = 0;
+        // A new connection whose seqs are below what was seen: the appliance's outbox started over (its
+        // state was wiped). A birth published again in the same session keeps its first seq, and changes nothing.
+        if (record.session > (entry.birth?.session ?? -1) && record.seq < entry.highSeq) entry.highSeq = 0;
         entry.birth = record;
       }
       return { kind: "record", record, duplicate: false, retained };

@@ -40,6 +40,17 @@ describe("FleetView", () => {
     expect(feed(view, audit("app-2", 1))).toMatchObject({ duplicate: false });
   });
 
+  test("a birth published again in the same session (a newer counter) keeps duplicates out; a new session whose seqs start over lets them in again", () => {
+    const view = new FleetView();
+    feed(view, birth("app-1", 100, { seq: 2 }));
+    for (const seq of [3, 4, 5]) feed(view, audit("app-1", seq));
+    expect(feed(view, birth("app-1", 100, { seq: 2, ctr: 7 }))).toMatchObject({ kind: "record" });
+    expect(view.get("app-1")?.ctr).toBe(7);
+    expect(feed(view, audit("app-1", 4))).toMatchObject({ duplicate: true });
+    feed(view, birth("app-1", 200, { seq: 0 }));
+    expect(feed(view, audit("app-1", 1))).toMatchObject({ duplicate: false });
+  });
+
   test("a lifecycle record updates the appliance's lifecycle", () => {
     const view = new FleetView();
     feed(view, birth("app-1", 1));
