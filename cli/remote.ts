@@ -5,10 +5,11 @@
  * @module
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { InvalidError, NineClient, NineError, QidType, dialWithRetry, parseDialString, type DialAddress, type Dialect, type Fid, type FileInfo } from "../nine-door/index.ts";
-import { isEnvelope, mintTicket, signEnvelope } from "../root-task/index.ts";
+import { InvalidError, NineClient, NineError, PermissionError, QidType, dialWithRetry, parseDialString, type DialAddress, type Dialect, type Fid, type FileInfo } from "../nine-door/index.ts";
+import { CTR_MAX_STEP, isEnvelope, mintTicket, signEnvelope } from "../root-task/index.ts";
 import { str, UsageError, type Parsed } from "./args.ts";
 import { explainTimeout, resolveAddress, timeoutMsOf, type ResolvedAddress } from "./address.ts";
+import { CtlCounterFile, ctlCountersPath, type CtlCounterStore } from "./ctl-counter.ts";
 import { knownHostsPath, trustCertificate } from "./known-hosts.ts";
 import { explainAttach, plainPort, readQueenKey } from "./hints.ts";
 import { defaultQueenKey } from "./paths.ts";
@@ -126,11 +127,12 @@ function dialAddress(text: string): DialAddress {
  * await withQueen(p, env, async (root, p) => root.readText(p.positionals[0]!.slice(1)));
  * ```
  */
-export async function withQueen<T>(p: Parsed, env: NodeJS.ProcessEnv, fn: (root: Fid, p: Parsed, key: Uint8Array) => Promise<T>): Promise<T> {
+export async function withQueen<T>(p: Parsed, env: NodeJS.ProcessEnv, fn: (root: Fid, p: Parsed, key: Uint8Array, session: QueenSession) => Promise<T>): Promise<T> {
   // A following session (tail -f) outlives a one-shot command's ticket.
-  const { client, root, key, address } = await connectQueen(p, env, p.values.follow === true ? { ttlS: SESSION_TICKET_TTL_S } : {});
+  const session = await connectQueen(p, env, p.values.follow === true ? { ttlS: SESSION_TICKET_TTL_S } : {});
+  const { client, root, key, address } = session;
   try {
-    return await fn(root, p, key);
+    return await fn(root, p, key, session);
   } catch (err) {
     throw explainTimeout(err, address);
   } finally {
@@ -334,11 +336,35 @@ async function signedPolicy(root: Fid): Promise<boolean> {
   return /^policy=signed-ctl$/m.test(await root.readText("proc/boot"));
 }
 
+/** The last counter the appliance accepted, from /queen/ctr. */
+async function readCtr(root: Fid): Promise<number> {
+  const last = Number((await root.readText("queen/ctr")).trim());
+  return Number.isSafeInteger(last) && last >= 0 ? last : 0;
+}
+
 /** Wraps `command` in an envelope with the counter after /queen/ctr. */
 async function envelopeFor(root: Fid, command: string, key: Uint8Array): Promise<string> {
-  const last = Number((await root.readText("queen/ctr")).trim());
-  return signEnvelope(command, key, { ctr: (Number.isSafeInteger(last) ? last : 0) + 1 });
+  return signEnvelope(command, key, { ctr: (await readCtr(root)) + 1 });
 }
+
+/**
+ * The counter file's entry for the appliance a session dialled and its
+ * queen key (see ctl-counter.ts).
+ *
+ * @example
+ * ```ts
+ * await withQueen(p, env, (root, p, key, session) => sendCtl(root, key, json, { counter: ctlCounterOf(env, session) }));
+ * ```
+ */
+export function ctlCounterOf(env: NodeJS.ProcessEnv, session: Pick<QueenSession, "address" | "key">): CtlCounterStore {
+  return new CtlCounterFile(ctlCountersPath(env), { dial: session.address.dialString, key: session.key });
+}
+
+/**
+ * Signs of a stale counter: attempts of one signed ctl while the counter
+ * re-read after each refusal shows another queen moved it in between.
+ */
+const CTL_ATTEMPTS = 4;
 
 /**
  * `write PATH TEXT`: one write of TEXT (a newline is not added). Under
@@ -384,20 +410,29 @@ export interface SendCtlOptions {
   readonly path?: string;
   /** Send the command as is, without a signed-ctl envelope. */
   readonly unsigned?: boolean;
+  /**
+   * Where the last accepted counter is kept (see {@link ctlCounterOf});
+   * without one, every signed command reads /queen/ctr first.
+   */
+  readonly counter?: CtlCounterStore;
 }
 
 /**
  * Writes one JSON command to a ctl file and resolves with the reply read
  * back on the same fid. The command is signed as a `signed-ctl` envelope
- * with the queen key and the next counter (read from /queen/ctr) — always
- * for /queen/ctl, for the other ctl files that change state when the
- * appliance runs `--policy signed-ctl` — unless `unsigned`; a counter raced
- * by another queen is retried once. `ctl`, `spawn`, `kill` and the shell
- * all send through here.
+ * with the queen key — always for /queen/ctl, for the other ctl files that
+ * change state when the appliance runs `--policy signed-ctl` — unless
+ * `unsigned`. Its counter is the one after the counter store's (so in
+ * steady state a ctl is one walk, open, write, read and clunk), or after
+ * /queen/ctr when the store knows none. A counter refused because it is
+ * not the appliance's next (`permission:` or `invalid:`, and /queen/ctr,
+ * read again, shows another queen moved it) is signed again after the one
+ * read and sent again; the store then remembers the counter accepted.
+ * `ctl`, `spawn`, `kill` and the shell all send through here.
  *
  * @example
  * ```ts
- * await sendCtl(root, key, '{"spawn":"heartbeat","ticks":10}'); // '{"ok":true,"worker":"worker-3"}'
+ * await sendCtl(root, key, '{"spawn":"heartbeat","ticks":10}', { counter }); // '{"ok":true,"worker":"worker-3"}'
  * ```
  */
 export async function sendCtl(root: Fid, key: Uint8Array, command: string, options: SendCtlOptions = {}): Promise<string> {
@@ -410,19 +445,35 @@ export async function sendCtl(root: Fid, key: Uint8Array, command: string, optio
   // /queen/ctl is always signed; the other ctl files that change state
   // when the appliance demands it (--policy signed-ctl).
   const signed = options.unsigned !== true && (path === "/queen/ctl" || (signableCommand(path, command) !== undefined && (await signedPolicy(root))));
-  const envelope = () => envelopeFor(root, command, key);
-  let text = signed ? await envelope() : command;
+  const { counter } = options;
+  let ctr = 0;
+  if (signed) ctr = ((await counter?.last()) ?? (await readCtr(root))) + 1;
+  let text = signed ? signEnvelope(command, key, { ctr }) : command;
   return root.with(rel(path), async (f) => {
     await f.open("rw");
-    try {
-      await f.write(text);
-    } catch (err) {
-      if (!signed || !(err instanceof Error) || !err.message.startsWith("permission: replay")) throw err;
-      text = await envelope();
-      await f.write(text);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await f.write(text);
+        break;
+      } catch (err) {
+        // The refusal's class, then the counter itself, say whether ours was stale.
+        if (!signed || attempt >= CTL_ATTEMPTS || !(err instanceof PermissionError || err instanceof InvalidError)) throw err;
+        const last = await readCtr(root);
+        if (ctr > last && ctr <= last + CTR_MAX_STEP) throw err;
+        ctr = last + 1;
+        text = signEnvelope(command, key, { ctr });
+      }
     }
-    return (await f.readAll(0)).toString("utf8").trim();
+    if (signed) await counter?.accepted(ctr);
+    return (await readReply(f)).toString("utf8").trim();
   });
+}
+
+/** The reply on an open ctl fid: one read, unless it filled the whole read. */
+async function readReply(f: Fid): Promise<Buffer> {
+  const first = await f.read(0);
+  if (first.length < f.client.iounit) return Buffer.from(first);
+  return Buffer.concat([first, await f.readAll(first.length)]);
 }
 
 /**
@@ -449,8 +500,8 @@ export function ctlPrinted(reply: string): string {
  * same fid (see {@link sendCtl}). Prints the worker id when the reply names one, else the reply.
  */
 export function ctl(parsed: Parsed, { env, out }: Io): Promise<void> {
-  return withQueen(parsed, env, async (root, p, key) => {
-    const reply = await sendCtl(root, key, p.positionals[0]!, { path: str(p, "file", "/queen/ctl")!, unsigned: p.values.unsigned === true });
+  return withQueen(parsed, env, async (root, p, key, session) => {
+    const reply = await sendCtl(root, key, p.positionals[0]!, { path: str(p, "file", "/queen/ctl")!, unsigned: p.values.unsigned === true, counter: ctlCounterOf(env, session) });
     if (p.values.json === true) {
       // The reply as the appliance sent it; a reply that is not JSON is wrapped.
       let value: unknown;

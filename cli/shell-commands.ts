@@ -8,7 +8,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { InvalidError, type Fid } from "../nine-door/index.ts";
 import { parse, UsageError, type OptionSpecs } from "./args.ts";
-import { ctlPrinted, readWhole, sendCtl } from "./remote.ts";
+import type { CtlCounterStore } from "./ctl-counter.ts";
+import { ctlPrinted, readWhole, sendCtl, type SendCtlOptions } from "./remote.ts";
 import { rawAfter, resolvePath, type CommandLine } from "./shell-words.ts";
 import { killCommand, printLog, spawnCommand, spawnRequestOf } from "./workers.ts";
 
@@ -27,11 +28,18 @@ type Out = (text: string | Uint8Array) => void;
 export interface ShellContext {
   readonly root: Fid;
   readonly key: Uint8Array;
+  /** The session's signed-ctl counter (see ctl-counter.ts); without one each ctl reads /queen/ctr. */
+  readonly counter?: CtlCounterStore;
   readonly out: Out;
   /** The working directory, absolute; `cd` changes it. */
   cwd: string;
   /** Aborted by Ctrl-C while a command runs (`tail -f`, `logs -f`). */
   signal?: AbortSignal;
+}
+
+/** `sendCtl`'s options for a shell command: the session's counter. */
+function ctlOptions(ctx: ShellContext): SendCtlOptions {
+  return ctx.counter ? { counter: ctx.counter } : {};
 }
 
 /** Raised by `exit`: the shell ends with this code. */
@@ -137,7 +145,7 @@ const commands: Record<string, ShellCommand> = {
     summary: "one command to /queen/ctl, signed; prints the reply (the worker id for a spawn)",
     run: async (ctx, line, args) => {
       if (args.length === 0) throw new UsageError('ctl: usage: ctl JSON, e.g. ctl {"spawn":"heartbeat","ticks":10}');
-      const printed = ctlPrinted(await sendCtl(ctx.root, ctx.key, rawAfter(line, 1)));
+      const printed = ctlPrinted(await sendCtl(ctx.root, ctx.key, rawAfter(line, 1), ctlOptions(ctx)));
       if (printed) ctx.out(`${printed}\n`);
     },
   },
@@ -146,7 +154,7 @@ const commands: Record<string, ShellCommand> = {
     summary: "start a worker and print its id (--lease, --restart as in cohesix spawn)",
     run: async (ctx, _l, args) => {
       const command = spawnCommand(spawnRequestOf(options(args, SPAWN_OPTIONS, { min: 1, max: 1 })));
-      ctx.out(`${ctlPrinted(await sendCtl(ctx.root, ctx.key, command))}\n`);
+      ctx.out(`${ctlPrinted(await sendCtl(ctx.root, ctx.key, command, ctlOptions(ctx)))}\n`);
     },
   },
   kill: {
@@ -154,7 +162,7 @@ const commands: Record<string, ShellCommand> = {
     summary: "stop a worker (worker-7 or 7)",
     run: async (ctx, _l, args) => {
       const p = options(args, {}, { min: 1, max: 1 });
-      ctx.out(`${ctlPrinted(await sendCtl(ctx.root, ctx.key, killCommand(p.positionals[0]!)))}\n`);
+      ctx.out(`${ctlPrinted(await sendCtl(ctx.root, ctx.key, killCommand(p.positionals[0]!), ctlOptions(ctx)))}\n`);
     },
   },
   logs: {

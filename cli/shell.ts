@@ -22,7 +22,7 @@ import { createInterface, type Interface } from "node:readline";
 import { NineError, type Fid } from "../nine-door/index.ts";
 import { UsageError, type Parsed } from "./args.ts";
 import { configDir } from "./paths.ts";
-import { SESSION_TICKET_TTL_S, connectQueen, type QueenSession } from "./remote.ts";
+import { SESSION_TICKET_TTL_S, connectQueen, ctlCounterOf, type QueenSession } from "./remote.ts";
 import { SHELL_COMMANDS, ShellExit, runShellCommand, type ShellContext } from "./shell-commands.ts";
 import { completionTarget, parseLine, splitCommands, words } from "./shell-words.ts";
 import type { Io } from "./verb.ts";
@@ -238,7 +238,7 @@ export async function sh(p: Parsed, io: ShellIo): Promise<number> {
   if (script !== undefined && typeof script !== "string") throw new UsageError("-c takes a script, e.g. -c 'ls /; cat /proc/boot'");
   const input = io.input ?? process.stdin;
   const session = await connectQueen(p, io.env, { ttlS: SESSION_TICKET_TTL_S });
-  const ctx: ShellContext = { root: session.root, key: session.key, out: io.out, cwd: "/" };
+  const ctx: ShellContext = { root: session.root, key: session.key, counter: ctlCounterOf(io.env, session), out: io.out, cwd: "/" };
   try {
     if (script !== undefined) return await runScript(ctx, session, [script], io.err);
     if (input.isTTY !== true) {

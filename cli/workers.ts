@@ -6,7 +6,7 @@
  */
 import { NotFoundError, type Fid } from "../nine-door/index.ts";
 import { UsageError, type Parsed } from "./args.ts";
-import { ctlPrinted, printFrom, sendCtl, withQueen } from "./remote.ts";
+import { ctlCounterOf, ctlPrinted, printFrom, sendCtl, withQueen } from "./remote.ts";
 import type { Io } from "./verb.ts";
 
 type Out = (text: string | Uint8Array) => void;
@@ -133,9 +133,9 @@ export function spawnRequestOf(p: Parsed): SpawnRequest {
  * ```
  */
 export function spawn(parsed: Parsed, { env, out }: Io): Promise<void> {
-  return withQueen(parsed, env, async (root, p, key) => {
+  return withQueen(parsed, env, async (root, p, key, session) => {
     const command = spawnCommand(spawnRequestOf(p));
-    out(`${ctlPrinted(await sendCtl(root, key, command))}\n`);
+    out(`${ctlPrinted(await sendCtl(root, key, command, { counter: ctlCounterOf(env, session) }))}\n`);
   });
 }
 
@@ -149,8 +149,8 @@ export function spawn(parsed: Parsed, { env, out }: Io): Promise<void> {
  * ```
  */
 export function kill(parsed: Parsed, { env, out }: Io): Promise<void> {
-  return withQueen(parsed, env, async (root, p, key) => {
-    out(`${ctlPrinted(await sendCtl(root, key, killCommand(p.positionals[0]!)))}\n`);
+  return withQueen(parsed, env, async (root, p, key, session) => {
+    out(`${ctlPrinted(await sendCtl(root, key, killCommand(p.positionals[0]!), { counter: ctlCounterOf(env, session) }))}\n`);
   });
 }
 

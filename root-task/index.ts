@@ -91,7 +91,8 @@ export { GPU_BRIDGE_DOWN, GpuMount, type BridgeLeaseRecord, type GpuBridgeConfig
 export { checkGpuWrite, guardGpuMount } from "./gpu-guard.ts";
 export { commitLogKey } from "./appliance.ts";
 export { COMMIT_KINDS, applyCommit, commitFromRecord, genesis, runningWorkers, type ApplianceState, type Commit, type WorkerState } from "./state.ts";
-export { signEnvelope, signFleetCommand, openEnvelope, isEnvelope, type OpenedEnvelope, type EnvelopeAddress } from "./signed-ctl.ts";
+export { CTR_MAX_STEP } from "./limits.ts";
+export { signEnvelope, signFleetCommand, openEnvelope, isEnvelope, StaleCounterError, type OpenedEnvelope, type EnvelopeAddress } from "./signed-ctl.ts";
 export { LIFECYCLE_WORDS } from "./control.ts";
 export { parseQueenCommand, queenCommandOf, parseBudget, type Budget, type LeaseRequest, type ParseOptions, type QueenCommand } from "./queen-command.ts";
 export {

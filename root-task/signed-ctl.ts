@@ -165,15 +165,34 @@ export function openParsedEnvelope(text: string, publicKey: Uint8Array, options:
   if (address.to !== undefined && address.to !== options.applianceId) {
     throw new PermissionError(`envelope is for appliance ${address.to}, this is ${options.applianceId ?? "an appliance without a fleet id"}`);
   }
-  if (ctr <= options.lastCtr) {
-    throw new PermissionError(`replay: counter ${ctr} is not above the last accepted ${options.lastCtr}`);
-  }
+  if (ctr <= options.lastCtr) throw new StaleCounterError(ctr, options.lastCtr);
   if (ctr - options.lastCtr > CTR_MAX_STEP) {
     throw new InvalidError(
       `envelope.ctr ${ctr} jumps more than ${CTR_MAX_STEP} past the last accepted ${options.lastCtr}: use a counter from ${options.lastCtr + 1} to ${options.lastCtr + CTR_MAX_STEP} (read /queen/ctr)`,
     );
   }
   return { command: body, value: cmd, ctr, ...address };
+}
+
+/**
+ * The refusal of an envelope whose counter is not above the last accepted
+ * one: a replay, or another queen with the same key moved the counter
+ * first. A `permission:` error (`permission: replay: counter 7 is not
+ * above the last accepted 9`) that carries where the counter stands.
+ *
+ * @example
+ * ```ts
+ * try { openEnvelope(text, queenPub, { lastCtr: 9 }); } catch (err) { if (err instanceof StaleCounterError) err.lastCtr; } // 9
+ * ```
+ */
+export class StaleCounterError extends PermissionError {
+  /** The last counter the appliance accepted. */
+  readonly lastCtr: number;
+  constructor(ctr: number, lastCtr: number) {
+    super(`replay: counter ${ctr} is not above the last accepted ${lastCtr}`);
+    this.name = "StaleCounterError";
+    this.lastCtr = lastCtr;
+  }
 }
 
 /** Whether a ctl write looks like an envelope (has a `sig` and a `cmd`). */
