@@ -6,8 +6,9 @@
  * until checked: the header as soon as it is whole (signature, board,
  * version, sizes), each chunk against the header's signed hash list once it
  * is complete. The verified offset only moves after the staging file is
- * fdatasync'd, so it survives kill -9 and power cuts; a torn or missing
- * progress record is rebuilt at start by hashing the staged chunks again.
+ * fdatasync'd, so it survives kill -9 and power cuts; the progress record
+ * is only a hint (never synced, never ahead of the synced bytes): chunks
+ * past it, or all when it is torn or missing, are hashed again at start.
  * @module
  */
 import { createHash, type Hash } from "node:crypto";
@@ -289,8 +290,11 @@ export class Staging {
   async #sync(offset: number): Promise<void> {
     await (await this.#handle()).datasync();
     this.#progress ??= await open(join(this.#dir, "progress.json"), constants.O_RDWR | constants.O_CREAT, 0o600);
+    // No fdatasync of the record: whichever version of it a power cut
+    // leaves names an offset whose bytes were synced before it was
+    // written, and chunks past it are hashed again at start; a torn one
+    // fails its checksum and everything is hashed again.
     await this.#progress.write(progressRecord({ sha256: this.#transfer!.sha256, verified: offset }), 0, PROGRESS_BYTES, 0);
-    await this.#progress.datasync();
     this.#verified = offset;
   }
 
