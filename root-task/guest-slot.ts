@@ -5,9 +5,9 @@
  * disk, then a reboot into U-Boot, which takes the next try or rolls back).
  * @module
  */
-import { readBootStateFiles, slotVersion, type BootState } from "../update/index.ts";
+import { otherSlot, readBootStateFiles, slotVersion, type BootState, type Slot } from "../update/index.ts";
 import { awaitHealth, markSlotGood, type HealthVerdict, type WatchedWorker } from "./slot-health.ts";
-import { clearTryFailure, readTryFailure, recordTryFailure, slotLines, slotReport, type SlotBoot, type SlotReport } from "./slot.ts";
+import { clearTryFailure, readTryFailure, recordTryFailure, slotLines, slotManifestDigest, slotReport, type SlotBoot, type SlotReport } from "./slot.ts";
 
 /** Options of {@link GuestSlot.open}. */
 export interface GuestSlotOptions {
@@ -58,12 +58,15 @@ export class GuestSlot {
   readonly #options: GuestSlotOptions;
   #state: BootState | null;
   #report: SlotReport;
+  /** Digest of the running slot's manifest: which build a recorded failure is about. */
+  readonly #manifest: string | undefined;
 
-  private constructor(options: GuestSlotOptions, state: BootState | null, report: SlotReport) {
+  private constructor(options: GuestSlotOptions, state: BootState | null, report: SlotReport, manifest: string | undefined) {
     this.boot = options.boot;
     this.#options = options;
     this.#state = state;
     this.#report = report;
+    this.#manifest = manifest;
   }
 
   /**
@@ -75,17 +78,33 @@ export class GuestSlot {
    * ```
    */
   static async open(options: GuestSlotOptions): Promise<GuestSlot> {
-    const [{ state }, version, failure] = await Promise.all([
+    const [{ state }, version, failure, manifest, otherManifest] = await Promise.all([
       readBootStateFiles(options.bootDir).catch(() => ({ state: null })),
       slotVersion(options.bootDir, options.boot.slot),
       readTryFailure(options.stateDir),
+      slotManifestDigest(options.bootDir, options.boot.slot),
+      slotManifestDigest(options.bootDir, otherSlot(options.boot.slot)),
     ]);
-    return new GuestSlot(options, state, slotReport(options.boot, state, { version, failure }));
+    return new GuestSlot(options, state, slotReport(options.boot, state, { version, failure, otherManifest }), manifest);
   }
 
   /** The report `/proc/boot` shows now. */
   get report(): SlotReport {
     return this.#report;
+  }
+
+  /**
+   * Why `slot` was rolled back, as `/proc/boot` shows it (for
+   * `/update/status`); undefined when it was not.
+   *
+   * @example
+   * ```ts
+   * slot.rollbackReason("b"); // "required worker camera (worker-3) exited: exited with code 1"
+   * ```
+   */
+  rollbackReason(slot: Slot): string | undefined {
+    const r = this.#report.rolledBack;
+    return r?.from === slot ? r.reason : undefined;
   }
 
   /** The `/proc/boot` lines (see `slotLines`). */
@@ -157,7 +176,7 @@ export class GuestSlot {
       }
     }
     if (verdict.reason === "stopped") return verdict;
-    await recordTryFailure(this.#options.stateDir, { slot: r.slot, reason: verdict.reason }).catch((err: unknown) => say(`cohesix: try failure not recorded: ${(err as Error).message}`));
+    await recordTryFailure(this.#options.stateDir, { slot: r.slot, ...(this.#manifest ? { manifest: this.#manifest } : {}), reason: verdict.reason }).catch((err: unknown) => say(`cohesix: try failure not recorded: ${(err as Error).message}`));
     app.audit(`slot ${r.slot} not confirmed: ${verdict.reason}; rebooting`);
     say(`cohesix: slot ${r.slot} not confirmed: ${verdict.reason}; rebooting`);
     await options.reboot();

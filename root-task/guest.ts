@@ -23,7 +23,7 @@ import { BUILTIN_WORKERS } from "./programs.ts";
 import { NO_VERSION, checkBootManifest } from "./boot-manifest.ts";
 import { readPublicKey } from "./keys.ts";
 import { GuestSlot } from "./guest-slot.ts";
-import { checkSlotManifest, readTryFailure, slotBootOf } from "./slot.ts";
+import { checkSlotManifest, slotBootOf } from "./slot.ts";
 import { Watchdog } from "./watchdog.ts";
 import { guestGpuBridge } from "./guest-bridge.ts";
 import { GuestClock, HWCLOCK_PID_ENV, signalStep } from "./guest-clock.ts";
@@ -287,10 +287,7 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
             remount,
             reboot,
             // /update/status names why a slot was rolled back: the try failure the root task recorded.
-            rollbackReason: async (rolled: "a" | "b") => {
-              const failure = await readTryFailure(config.stateDir);
-              return failure?.slot === rolled ? failure.reason : undefined;
-            },
+            rollbackReason: async (rolled: "a" | "b") => slot.rollbackReason(rolled),
           },
         }
       : {}),

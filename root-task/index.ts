@@ -157,6 +157,7 @@ export {
   recordTryFailure,
   slotBootOf,
   slotLines,
+  slotManifestDigest,
   slotReport,
   type CheckSlotManifestOptions,
   type SlotBoot,

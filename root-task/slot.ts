@@ -85,17 +85,22 @@ export const UNRECORDED_FAILURE = "its tries ran out before it was confirmed (no
 
 /**
  * The report for `boot` given the boot state on the partition (null when
- * no copy is whole), the slot's version and the recorded try failure.
+ * no copy is whole), the slot's version and the recorded try failure (used
+ * for a rolled-back other slot when it names that slot and, if it names
+ * one, the digest of the manifest that slot holds now: `otherManifest`).
  *
  * @example
  * ```ts
  * slotReport({ slot: "a", kind: "rollback", triesLeft: 0 }, state, { version: "1.0.0", failure: { slot: "b", reason: "required worker camera exited" } });
  * ```
  */
-export function slotReport(boot: SlotBoot, state: BootState | null, options: { version: string; failure?: TryFailure | undefined }): SlotReport {
+export function slotReport(boot: SlotBoot, state: BootState | null, options: { version: string; failure?: TryFailure | undefined; otherManifest?: string | undefined }): SlotReport {
   const other = otherSlot(boot.slot);
   const rolledBack = state?.slots[other] === "rolled_back";
-  const reason = options.failure?.slot === other ? options.failure.reason : UNRECORDED_FAILURE;
+  // A record of another build in that slot (an older update's) says nothing about this rollback.
+  const f = options.failure;
+  const current = f !== undefined && f.slot === other && (f.manifest === undefined || f.manifest === options.otherManifest);
+  const reason = current ? f.reason : UNRECORDED_FAILURE;
   return {
     slot: boot.slot,
     version: options.version,
@@ -174,11 +179,28 @@ export async function checkSlotManifest(options: CheckSlotManifestOptions): Prom
 /** Why a try boot was not confirmed, as the root task recorded it before rebooting. */
 export interface TryFailure {
   readonly slot: Slot;
+  /** `sha256:<hex>` of the slot's manifest when it failed: which build failed. */
+  readonly manifest?: string;
   readonly reason: string;
 }
 
 /** The try-failure record's path under the state directory. */
 export const TRY_FAILURE_FILE = "update/try-failure";
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+/**
+ * `sha256:<hex>` of a slot's manifest file, undefined when it cannot be read.
+ *
+ * @example
+ * ```ts
+ * await slotManifestDigest("/boot", "b"); // "sha256:…"
+ * ```
+ */
+export async function slotManifestDigest(bootDir: string, slot: Slot): Promise<string | undefined> {
+  const bytes = await readFile(join(bootDir, slot, "manifest.json")).catch(() => undefined);
+  return bytes && bytes.length <= 1 << 20 ? `sha256:${createHash("sha256").update(bytes).digest("hex")}` : undefined;
+}
+
 /** Longest reason kept (the record is read at every A/B boot). */
 const MAX_REASON = 400;
 
@@ -198,7 +220,7 @@ export async function recordTryFailure(stateDir: string, failure: TryFailure): P
   const reason = failure.reason.replace(/\s+/g, " ").slice(0, MAX_REASON);
   const handle = await open(path, "w");
   try {
-    await handle.writeFile(`slot=${failure.slot} reason=${reason}\n`);
+    await handle.writeFile(`slot=${failure.slot}${failure.manifest && DIGEST.test(failure.manifest) ? ` manifest=${failure.manifest}` : ""} reason=${reason}\n`);
     await handle.datasync();
   } finally {
     await handle.close();
@@ -215,8 +237,8 @@ export async function recordTryFailure(stateDir: string, failure: TryFailure): P
  */
 export async function readTryFailure(stateDir: string): Promise<TryFailure | undefined> {
   const text = await readFile(join(stateDir, TRY_FAILURE_FILE), "utf8").catch(() => "");
-  const m = /^slot=([ab]) reason=(.*)$/m.exec(text.slice(0, MAX_REASON + 64));
-  return m ? { slot: m[1] as Slot, reason: m[2]! } : undefined;
+  const m = /^slot=([ab])(?: manifest=(sha256:[0-9a-f]{64}))? reason=(.*)$/m.exec(text.slice(0, MAX_REASON + 160));
+  return m ? { slot: m[1] as Slot, ...(m[2] ? { manifest: m[2] } : {}), reason: m[3]! } : undefined;
 }
 
 /**

@@ -183,6 +183,8 @@ describe("GuestSlot.settle", () => {
     await writeBootStateFiles(boot, { seq: 5, active: "a", try: null, tries: 0, slots: { a: "good", b: "rolled_back" } });
     const after = await GuestSlot.open({ boot: { slot: "a", kind: "rollback", triesLeft: 0 }, bootDir: boot, stateDir: state });
     expect(after.lines()).toContain("rolled_back from=b reason=required worker crash (worker-10) exited: exited with code 1");
+    expect(after.rollbackReason("b")).toBe("required worker crash (worker-10) exited: exited with code 1");
+    expect(after.rollbackReason("a")).toBeUndefined();
     const app2 = fakeApp({});
     expect(await after.settle({ app: app2, required: [], reboot: async () => void reboots++, say: () => {} })).toEqual({ healthy: true });
     expect(app2.audits).toEqual(["rolled_back from=b reason=required worker crash (worker-10) exited: exited with code 1"]);

@@ -92,6 +92,13 @@ describe("slotReport and its /proc/boot lines", () => {
     expect(report.rolledBack).toEqual({ from: "b", reason: UNRECORDED_FAILURE });
   });
 
+  it("ignores a recorded failure of another build in that slot (an older update's), and keeps one of the same build", () => {
+    const failure = { slot: "b" as const, manifest: `sha256:${"1".repeat(64)}`, reason: "required worker crash exited" };
+    const boot = { slot: "a" as const, kind: "rollback" as const, triesLeft: 0 };
+    expect(slotReport(boot, rolledBack, { version: "1.0.0", failure, otherManifest: `sha256:${"2".repeat(64)}` }).rolledBack?.reason).toBe(UNRECORDED_FAILURE);
+    expect(slotReport(boot, rolledBack, { version: "1.0.0", failure, otherManifest: `sha256:${"1".repeat(64)}` }).rolledBack?.reason).toBe("required worker crash exited");
+  });
+
   it("shows the state as unknown when no copy of the boot state is whole", () => {
     expect(slotReport({ slot: "a", kind: "fallback", triesLeft: 0 }, null, { version: NO_VERSION }).state).toBe("unknown");
   });
@@ -137,6 +144,9 @@ describe("the try-failure record", () => {
     expect(await readTryFailure(state)).toBeUndefined();
     await recordTryFailure(state, { slot: "b", reason: "required worker crash exited\nwith code 1" });
     expect(await readTryFailure(state)).toEqual({ slot: "b", reason: "required worker crash exited with code 1" });
+    const manifest = `sha256:${"ab".repeat(32)}`;
+    await recordTryFailure(state, { slot: "a", manifest, reason: "not healthy within 120 s: the lifecycle is not ONLINE" });
+    expect(await readTryFailure(state)).toEqual({ slot: "a", manifest, reason: "not healthy within 120 s: the lifecycle is not ONLINE" });
     await clearTryFailure(state);
     expect(await readTryFailure(state)).toBeUndefined();
   });
