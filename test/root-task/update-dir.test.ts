@@ -100,6 +100,7 @@ describe("/update/ over 9P", () => {
     // Another bundle cannot replace the one being written.
     expect(await run(ctl, JSON.stringify({ begin: { size: 5000, sha256: "e".repeat(64) } }))).toMatch(/^Error: busy: a transfer of another bundle is under way/);
     expect(await run(ctl, JSON.stringify({ begin: { size: bundle.bytes.length, sha256: bundle.sha256 } }))).toBe("ok offset=0");
+    expect(await root.readText("log/queen.log")).toMatch(/update from queen refused: busy: a transfer of another bundle is under way/);
     const reader = await root.walk("update/data");
     await expect(reader.open("r")).rejects.toThrow(/^permission: open for reading: data is write-only/);
   });

@@ -261,7 +261,7 @@ describe("failures while the slot is written", () => {
 
 describe("the slot state machine", () => {
   test("begin and commit are refused while a slot is trying; rollback cancels the try", async () => {
-    const { service, base, bootDir } = await setup();
+    const { service, base, bootDir, audit } = await setup();
     const bundle = await makeBundle(join(base, "u.bundle"), { key: keys.privateKey });
     const begin = JSON.stringify({ begin: { size: bundle.bytes.length, sha256: bundle.sha256 } });
     await service.command(begin, queen);
@@ -271,6 +271,10 @@ describe("the slot state machine", () => {
     await expect(service.command(begin, queen)).rejects.toThrow("busy: slot b is trying (2 tries left); wait until it is confirmed or rolled back, or run cohesix update --rollback");
     expect(await digestTree(bootDir)).toBe(before);
     expect(await service.command('{"rollback":true}', queen)).toBe("ok next=a");
+    expect(audit).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^update from queen refused: busy: slot b is trying/),
+      "update rollback from queen: try of slot b cancelled, next boot runs slot a",
+    ]));
     const { state } = await readBootStateFiles(bootDir);
     expect(state).toMatchObject({ active: "a", try: null, tries: 0, slots: { a: "good", b: "rolled_back" } });
     expect(statusOf(await service.status())).toMatchObject({ b_state: "rolled_back", rolled_back: "b", reason: "rolled_back_by_queen" });
