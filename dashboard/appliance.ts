@@ -9,7 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { ClosedError, type Fid } from "../nine-door/index.ts";
 import type { DashboardLimits } from "./limits.ts";
 import type { ApplianceView, DashEvent, GpuView, TelemetryPoint, WorkerView } from "./model.ts";
-import { bootPairs, parsePairs, parseWorkers, programsOf, versionOf } from "./records.ts";
+import { bootPairs, fleetIdOf, parsePairs, parseWorkers, programsOf, versionOf } from "./records.ts";
 
 /** A queen session to one appliance, as the CLI opens it (cli/dashboard.ts makes these). */
 export interface QueenLink {
@@ -50,9 +50,10 @@ interface Follower {
 }
 
 /** The A/B slot that runs and its state (`good`, `trying`, `rolled_back`), from `/proc/boot`'s or a birth's facts. */
-export function slotOf(boot: Readonly<Record<string, string>>): { slot?: string; update?: string } {
+export function slotOf(boot: Readonly<Record<string, string>>): { slot?: string; update?: string; fleetId?: string } {
   const update = boot.slot_state ?? boot.update;
-  return { ...(boot.slot ? { slot: boot.slot } : {}), ...(update ? { update } : {}) };
+  const fleetId = fleetIdOf(boot);
+  return { ...(boot.slot ? { slot: boot.slot } : {}), ...(update ? { update } : {}), ...(fleetId ? { fleetId } : {}) };
 }
 
 /** Cuts a line to `max` bytes (roughly: characters). */

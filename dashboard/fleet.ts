@@ -101,7 +101,7 @@ export class FleetView {
       case "birth":
         if (record.session < row.session) return;
         row.session = record.session;
-        patch = { ...patch, live: "live", error: undefined, version: record.version, boot: record.boot, lifecycle: record.lifecycle, ...slotOf(record.boot) } as Partial<ApplianceView>;
+        patch = { ...patch, live: "live", error: undefined, version: record.version, boot: record.boot, lifecycle: record.lifecycle, ...slotOf(record.boot), fleetId: undefined } as Partial<ApplianceView>;
         break;
       case "death":
         // A will from an older connection does not kill a newer one.

@@ -67,6 +67,8 @@ export interface ApplianceView {
   readonly gpus: readonly GpuView[];
   /** The kill switch, for a VM that `cohesix boot`/`up` runs: its QMP status (`running`, `paused`). */
   readonly vm?: { readonly status: string; readonly snapshots: readonly string[] };
+  /** For a 9P appliance with a fleet link: the id it publishes under (its fleet row is this row). */
+  readonly fleetId?: string;
   /** When the server last heard from it, ms since the epoch. */
   readonly lastSeenMs?: number;
 }

@@ -130,3 +130,15 @@ export function bootPairs(text: string): Record<string, string> {
 export function versionOf(bootText: string): string | undefined {
   return /^cohesix (\S+)/m.exec(bootText)?.[1];
 }
+
+/**
+ * The fleet id an appliance publishes under, from `/proc/boot`'s `fleet=` line.
+ *
+ * @example
+ * ```ts
+ * fleetIdOf({ fleet: "mqtt://10.0.2.2:1883 id=app-1" }); // "app-1"
+ * ```
+ */
+export function fleetIdOf(boot: Readonly<Record<string, string>>): string | undefined {
+  return /(?:^|\s)id=([A-Za-z0-9._-]{1,64})(?:\s|$)/.exec(boot.fleet ?? "")?.[1];
+}

@@ -196,7 +196,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       const request = parseCtlRequest(body);
       appliance = request.appliance;
       command = JSON.stringify(request.command);
-      const watch = watches.get(request.appliance);
+      const watch = watches.get(request.appliance) ?? [...watches.values()].find((w) => w.view.fleetId === request.appliance);
       if (!watch) throw new NotFoundError(`no appliance ${JSON.stringify(request.appliance)} on this dashboard${fleet?.has(request.appliance) ? " over 9P (fleet appliances are shown, not driven: give its address with --addr)" : ""}`);
       const result = await runAction(actionOf(request.command, watch), watch);
       recordAudit({ ts: new Date().toISOString(), appliance, command, ok: true, result });

@@ -47,7 +47,10 @@ function FleetList({ state, now }: { state: PageState; now: number }) {
   const [text, setText] = useState("");
   const [live, setLive] = useState("all");
   const [life, setLife] = useState("all");
+  // An appliance the server holds over 9P and that also publishes to the fleet is one row: the 9P one.
+  const driven = new Set([...state.appliances.values()].flatMap((a) => (a.source === "9p" && a.fleetId ? [a.fleetId] : [])));
   const rows = [...state.appliances.values()]
+    .filter((a) => a.source === "9p" || !driven.has(a.id))
     .filter((a) => (live === "all" ? true : live === "live" ? a.live === "live" : a.live !== "live"))
     .filter((a) => (life === "all" ? true : a.lifecycle === life))
     .filter((a) => text === "" || a.id.includes(text) || (a.version ?? "").includes(text))
@@ -76,7 +79,7 @@ function FleetList({ state, now }: { state: PageState; now: number }) {
             <td>${a.lifecycle ?? "?"}</td>
             <td>${ago(a.lastSeenMs, now)}</td>
             <td class="count">${a.workerCount}</td>
-            <td>${a.source === "9p" ? "9P" : "fleet"}</td>
+            <td>${a.source === "9p" ? (a.fleetId ? `9P, fleet ${a.fleetId}` : "9P") : "fleet"}</td>
           </tr>`,
         )}
       </tbody>

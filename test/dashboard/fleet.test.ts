@@ -12,10 +12,10 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { FleetLink, Outbox } from "../../fleet/index.ts";
 import { waitFor } from "../cli/appliance-helpers.ts";
-import { makeScratch, type Scratch } from "../cli/helpers.ts";
+import { makeScratch, serve, type Scratch } from "../cli/helpers.ts";
 import { Broker, haveMosquitto } from "../fleet/broker.ts";
 import { launchChromium, signedInPage } from "./browser.ts";
-import { startDashboardChild, type DashboardChild } from "./helpers.ts";
+import { postCtl, startDashboardChild, type DashboardChild } from "./helpers.ts";
 
 let dir: string;
 let scratch: Scratch;
@@ -108,5 +108,25 @@ describe("the fleet list in Chromium", () => {
   test("a link that comes back is live again", async () => {
     await appliance("app-3", { board: "host" });
     await waitFor("app-3 live", async () => (await page.locator(`#fleet tr[data-id="app-3"]`).getAttribute("data-live")) === "live");
+  });
+
+  test("an appliance held over 9P that also publishes to the fleet is one row, and its fleet id drives it", async () => {
+    const served = await serve(scratch, ["--fleet", broker.url, "--fleet-id", "app-h"], { state: join(dir, "served-state") });
+    const both = await startDashboardChild(scratch, ["--addr", served.addr, "--broker", broker.url, "--dir", join(dir, "no-boards")]);
+    const p = await signedInPage(browser, both);
+    try {
+      const row = p.locator(`#fleet tr[data-id="${served.addr}"]`);
+      await waitFor("the 9P row naming its fleet id", async () => (await row.count()) === 1 && (await row.textContent())!.includes("9P, fleet app-h"), { timeoutMs: 30_000 });
+      expect(await p.locator('#fleet tr[data-id="app-h"]').count()).toBe(0);
+      // The page's own session: the cookie is HttpOnly, so it comes from the browser, not the page's script.
+      const session = (await p.context().cookies()).find((c) => c.name === "cohesix_dash")!;
+      const cookie = `${session.name}=${session.value}`;
+      const r = await postCtl(both, cookie, { appliance: "app-h", command: { lifecycle: "cordon" } });
+      expect(r.body.ok, r.body.error).toBe(true);
+    } finally {
+      await p.close();
+      await both.stop();
+      await served.stop();
+    }
   });
 });

@@ -6,7 +6,7 @@
 import { EventEmitter } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { describe, expect, test } from "vitest";
-import { Auth, DEFAULT_LIMITS, EventHub, budgetLeft, bootPairs, checkRequest, cookieOf, limitsOf, parseListen, parseWorkers, isLoopback } from "../../dashboard/index.ts";
+import { Auth, DEFAULT_LIMITS, fleetIdOf, EventHub, budgetLeft, bootPairs, checkRequest, cookieOf, limitsOf, parseListen, parseWorkers, isLoopback } from "../../dashboard/index.ts";
 
 /** A response that never drains: what it was handed stays in writableLength. */
 class StuckResponse extends EventEmitter {
@@ -105,6 +105,11 @@ describe("/proc readers", () => {
     const [w] = parseWorkers("id=worker-1 kind=heartbeat role=worker-heartbeat status=running pid=1 ticks=3 ops=7 budget_ticks=1000 budget_ops=500 ttl_s=120 restart=false restarts=2 stale=false\n");
     expect(w).toMatchObject({ id: "worker-1", kind: "heartbeat", role: "worker-heartbeat", status: "running", restarts: 2, budgetLeft: "ticks 997/1000 · ops 493/500 · ttl 120 s" });
     expect(budgetLeft({ budget_ticks: "-", budget_ops: "-", ttl_s: "-" })).toBe("unbounded");
+  });
+
+  test("fleetIdOf reads the id of /proc/boot's fleet= line", () => {
+    expect(fleetIdOf(bootPairs("fleet=mqtt://10.0.2.2:1883 id=app-1\n"))).toBe("app-1");
+    expect(fleetIdOf({})).toBeUndefined();
   });
 
   test("bootPairs keeps values with spaces", () => {
