@@ -3,9 +3,11 @@
  * ephemeral 127.0.0.1 port; `cohesix boot --fleet mqtt://127.0.0.1:PORT
  * --fleet-id guest-1` puts it on the guest's kernel command line as
  * 10.0.2.2 (the host, through QEMU user networking). The guest's birth
- * arrives within 5 s of the boot returning (the guest serving), a signed
- * command on the cmd topic spawns a worker and its reply comes back, and
- * that worker's telemetry arrives over MQTT. `cohesix down` leaves no QEMU.
+ * arrives within 5 s of the boot returning (the guest serving) and
+ * `cohesix fleet ls` lists it live, a signed command on the cmd topic
+ * spawns a worker and its reply comes back, that worker's telemetry
+ * arrives over MQTT, and `cohesix fleet ctl` spawns another one (its
+ * counter from the retained birth). `cohesix down` leaves no QEMU.
  *
  * Needs qemu-system-aarch64, mosquitto and the board's artefacts (scripts/setup.sh).
  */
@@ -68,6 +70,8 @@ describe("the fleet link in the aarch64-virt guest (QEMU)", () => {
     process.stderr.write(`fleet e2e: birth ${birth.at - servingAt} ms after cohesix boot returned (the guest serving)\n`);
     expect(birth.at - servingAt).toBeLessThan(5_000);
     expect(birth.record).toMatchObject({ id: "guest-1", lifecycle: "ONLINE", ctr: 0, boot: { board: "aarch64-virt" } });
+    const ls = await e2e.cohesix(["fleet", "ls", "--broker", broker!.url]);
+    expect(ls.stdout).toMatch(/^guest-1\s+live\s+\S+\s+ONLINE\s/m);
     expect(await e2e.queen(["cat", "/proc/boot"])).toMatch(/^fleet=mqtt:\/\/10\.0\.2\.2:\d+ id=guest-1$/m);
   }, 60_000);
 
@@ -79,5 +83,9 @@ describe("the fleet link in the aarch64-virt guest (QEMU)", () => {
     expect(reply).toMatchObject({ ok: true, ctr: 1, last_ctr: 1, result: { ok: true, worker: "worker-1" } });
     const tele = await until("telemetry of worker-1", () => records.find((r) => r.record.kind === "telemetry"));
     expect(tele.record).toMatchObject({ id: "guest-1", worker: "worker-1", historical: false });
-  }, 120_000);
+    // cohesix fleet ctl takes the next counter from the retained birth, which carries 1 now.
+    const ctl = await e2e.cohesix(["fleet", "ctl", "--id", "guest-1", "--broker", broker!.url, "--key", e2e.queenKey, "--deadline", "60", '{"spawn":"heartbeat"}'], { timeoutMs: 90_000 });
+    expect(ctl.stdout).toMatch(/^guest-1 ok \{.*"worker":"worker-2".*\}\n1 appliance: 1 ok, 0 refused, 0 timed out in \d+\.\d\d s$/);
+    expect(ctl.exitCode).toBe(0);
+  }, 180_000);
 });
