@@ -18,6 +18,11 @@
  * (c) Through those guest reboots the QEMU process and its host forward
  *     stay: the same PID runs, and the 9P client reaches the rolled-back
  *     appliance on the same port.
+ * (d) Slot B holding a build whose root task hangs (its self-test stops
+ *     it with SIGSTOP): nothing feeds the watchdog, which resets the
+ *     machine after each try; U-Boot rolls back to A, which says the tries
+ *     ran out without a verdict (the failure recorded for the crashing
+ *     build of (b) is not this build's, so it is not shown).
  *
  * The second build's slot files are copied into the first image's `/b`
  * with mtools (both signed with one release key). Needs qemu-system-aarch64,
@@ -48,6 +53,8 @@ let image = "";
 let bootOffset = 0;
 let crashBoot = 0;
 let crashImage = "";
+let hangBoot = 0;
+let hangImage = "";
 let qemu: ResultPromise | undefined;
 let log = "";
 const board = loadBoard("aarch64-virt");
@@ -119,7 +126,8 @@ describe("try, confirm and roll back in the appliance (QEMU, Debian's U-Boot, re
     const release = await e2e.cohesix(["keygen", "--release", "--out", e2e.keys]);
     expect(release.exitCode, release.stderr).toBe(0);
     const key = join(e2e.keys, "release.key");
-    const append = `cohesix.health_window=${WINDOW_S} cohesix.health_deadline=240`;
+    // The self-test runs only in a build that carries one: the hanging build of (d).
+    const append = `cohesix.health_window=${WINDOW_S} cohesix.health_deadline=240 cohesix.selftest=1`;
     image = join(dir, "ab.img");
     let r = await e2e.cohesix(["image", "--ab", "--board", "aarch64-virt", "--out", image, "--key", key, "--queen-pub", e2e.queenPub, "--dir", join(dir, ".cohesix"), "--append", append], { timeoutMs: BUILD_MS });
     expect(r.exitCode, r.stderr).toBe(0);
@@ -134,7 +142,15 @@ describe("try, confirm and roll back in the appliance (QEMU, Debian's U-Boot, re
     r = await e2e.cohesix(["image", "--ab", "--project", project, "--board", "aarch64-virt", "--out", crashImage, "--key", key, "--queen-pub", e2e.queenPub, "--dir", join(dir, ".cohesix"), "--data-mb", "16"], { timeoutMs: BUILD_MS });
     expect(r.exitCode, r.stderr).toBe(0);
     crashBoot = (JSON.parse(await readFile(`${crashImage}.manifest.json`, "utf8")) as ImageManifest).partitions.find((p) => p.role === "boot")!.start;
-  }, 2 * BUILD_MS);
+
+    // A build whose root task hangs once serving: its self-test stops it.
+    const hang = join(dir, "hang-selftest.sh");
+    await writeFile(hang, '#!/bin/sh\nfor d in /proc/[0-9]*; do\n  if grep -q boot.mjs "$d/cmdline" 2>/dev/null; then kill -STOP "${d#/proc/}" && echo "selftest: root task ${d#/proc/} stopped"; fi\ndone\n', { mode: 0o755 });
+    hangImage = join(dir, "hang.img");
+    r = await e2e.cohesix(["image", "--ab", "--board", "aarch64-virt", "--out", hangImage, "--key", key, "--queen-pub", e2e.queenPub, "--dir", join(dir, ".cohesix"), "--data-mb", "16", "--extra", `${hang}:/etc/cohesix/selftest.sh`], { timeoutMs: BUILD_MS });
+    expect(r.exitCode, r.stderr).toBe(0);
+    hangBoot = (JSON.parse(await readFile(`${hangImage}.manifest.json`, "utf8")) as ImageManifest).partitions.find((p) => p.role === "boot")!.start;
+  }, 3 * BUILD_MS);
 
   afterAll(async () => {
     await stop();
@@ -197,5 +213,28 @@ describe("try, confirm and roll back in the appliance (QEMU, Debian's U-Boot, re
     }
     const rolledBack = formatBootState({ seq: 13, active: "a", try: null, tries: 0, slots: { a: "good", b: "rolled_back" } });
     expect(Buffer.compare(await readFat(image, bootOffset, "/state.env"), rolledBack)).toBe(0);
+  }, 2 * BOOT_MS);
+
+  it("(d) a B whose root task hangs is reset by the watchdog after each try, and U-Boot rolls back to A, which says no verdict was recorded", async () => {
+    for (const name of ["Image", "initrd.gz", "manifest.json"]) {
+      const file = join(dir, `hang-${name}`);
+      await writeFile(file, await readFat(hangImage, hangBoot, `/b/${name}`));
+      await putFile(file, `/b/${name}`);
+    }
+    await putState("state-hang", { seq: 20, active: "a", try: "b", tries: 2, slots: { a: "good", b: "trying" } });
+    await start("watchdog");
+    const pid = qemu!.pid!;
+    try {
+      const text = await consoleUntil(/cohesix: booting slot a \(rollback\)[^]*READY/);
+      expect(boots(text)).toEqual(["b:try", "b:try", "a:rollback"]);
+      expect(text.match(/selftest: root task \d+ stopped/g)?.length).toBe(2);
+      expect(text).not.toContain("not confirmed");
+      expect(alive(pid)).toBe(true);
+      const boot = await e2e.queen(["cat", "/proc/boot"], 40);
+      expect(boot).toMatch(/^slot=a$/m);
+      expect(boot).toMatch(/^rolled_back from=b reason=its tries ran out before it was confirmed \(no verdict recorded: /m);
+    } finally {
+      await stop();
+    }
   }, 2 * BOOT_MS);
 });
