@@ -30,6 +30,13 @@ export const UPDATE_RECONNECTS = 8;
 export const UPDATE_BACKOFF_MS = 250;
 export const UPDATE_BACKOFF_MAX_MS = 5000;
 const CTL = "/update/ctl";
+/**
+ * How long the commit's reply may take: the appliance checks the whole
+ * staged bundle again and writes and syncs a slot's worth of bytes, which
+ * takes far longer than one request's `--timeout` on an SD card or an
+ * emulated board (an 80 MB slot under QEMU: well over 10 s).
+ */
+export const UPDATE_COMMIT_TIMEOUT_MS = 600_000;
 
 /** A local bundle: its header (unchecked: the appliance checks the signature), size and whole-file sha256. */
 interface LocalBundle {
@@ -210,19 +217,34 @@ async function sendBundle(p: Parsed, io: Io, file: string, plan: Plan): Promise<
   // Commit. After a lost connection the commit may have happened before its reply: the status tells.
   const commit = JSON.stringify({ commit: { ...(plan.tries !== undefined ? { tries: plan.tries } : {}), allowDowngrade: plan.allowDowngrade } });
   let lost = false;
+  // What the status says once the staged bundle is gone: written into the other slot (a commit whose reply was lost), or not.
+  const writtenBefore = async (root: Fid): Promise<Record<string, string> | undefined> => {
+    const status = parseUpdateStatus(await root.readText("update/status"));
+    if (status.transfer === "staged") return undefined;
+    const other = status.slot === "a" ? "b" : "a";
+    if (status[`${other}_state`] === "trying" && status[`${other}_version`] === bundle.header.version) return { slot: other, version: bundle.header.version };
+    throw new InvalidError(`commit: the connection was lost and the appliance holds no staged bundle now (transfer=${status.transfer ?? "?"}): run cohesix update again`);
+  };
   const committed = await withReconnects(
     p,
     io,
     async ({ root, key }) => {
       if (lost) {
-        const status = parseUpdateStatus(await root.readText("update/status"));
-        if (status.transfer !== "staged") {
-          const other = status.slot === "a" ? "b" : "a";
-          if (status[`${other}_state`] === "trying" && status[`${other}_version`] === bundle.header.version) return { slot: other, version: bundle.header.version };
-          throw new InvalidError(`commit: the connection was lost and the appliance holds no staged bundle now (transfer=${status.transfer ?? "?"}): run cohesix update again`);
-        }
+        const done = await writtenBefore(root);
+        if (done) return done;
       }
-      return okReply(await sendCtl(root, key, commit, { path: CTL }), "commit");
+      // The commit's one request waits as long as the slot takes to check and write.
+      if (root.client.timeoutMs > 0) root.client.timeoutMs = Math.max(root.client.timeoutMs, UPDATE_COMMIT_TIMEOUT_MS);
+      try {
+        return okReply(await sendCtl(root, key, commit, { path: CTL }), "commit");
+      } catch (err) {
+        // A commit sent again after a lost reply waits behind the first, and finds nothing staged once that one wrote the slot.
+        if (lost && err instanceof NineError && err.errorClass === "invalid" && /^nothing staged/.test(err.detail)) {
+          const done = await writtenBefore(root);
+          if (done) return done;
+        }
+        throw err;
+      }
     },
     (err, delayMs) => {
       lost = true;
