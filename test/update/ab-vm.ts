@@ -70,7 +70,17 @@ export interface FlashOptions {
   readonly project?: string;
   /** Extra files for the image, `SRC:DEST` (`--extra`). */
   readonly extra?: readonly string[];
+  /** The data partition's size in MiB (`--data-mb`); default {@link AB_DATA_MB}. */
+  readonly dataMb?: number;
 }
+
+/**
+ * The data partition of the harness's images, MiB: the state disk stages a
+ * whole bundle (a slot, ~80 MB for this board) beside the commit log and
+ * the 16 MiB `update.reserve_bytes`, which the board's default (64 MiB,
+ * disk.json `dataMb`) does not hold.
+ */
+export const AB_DATA_MB = 256;
 
 /** One A/B appliance: a flashed disk image and the QEMU that boots it. */
 export class AbVm {
@@ -109,6 +119,7 @@ export class AbVm {
     const args = ["image", "--ab", "--version", o.version, "--board", "aarch64-virt", "--out", image, "--key", join(e2e.keys, "release.key"), "--queen-pub", e2e.queenPub, "--dir", join(e2e.dir, ".cohesix")];
     for (const word of o.append ?? []) args.push("--append", word);
     for (const file of o.extra ?? []) args.push("--extra", file);
+    args.push("--data-mb", String(o.dataMb ?? AB_DATA_MB));
     if (o.project) args.push("--project", o.project);
     const built = await e2e.cohesix(args, { timeoutMs: BUILD_MS });
     if (built.exitCode !== 0) throw new Error(`cohesix ${args.join(" ")}: ${built.stderr}`);
