@@ -12,7 +12,7 @@ import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { NineClient, type Fid } from "../../nine-door/index.ts";
 import { mintTicket, readPrivateKey } from "../../root-task/index.ts";
-import { Queen, pidAlive, signalPid, useServedSuite, waitFor } from "./appliance-helpers.ts";
+import { Queen, pidAlive, signalPid, stopServed, useServedSuite, waitFor } from "./appliance-helpers.ts";
 import { BIN, ROOT, makeScratch, serve, type Scratch, type Served } from "./helpers.ts";
 
 /** A `cohesix gpu-bridge` child process. */
@@ -85,8 +85,7 @@ describe("GPU bridge mounted at /gpu (simulated bridge, host board)", () => {
     queen = new Queen(scratch, served);
   }, 60_000);
   afterAll(async () => {
-    if (served && pidAlive(served.pid)) signalPid(served.pid, "SIGTERM");
-    await served?.child;
+    await stopServed(served);
     await stopBridge(bridge);
     await scratch?.remove();
   });

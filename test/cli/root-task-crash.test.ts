@@ -23,7 +23,7 @@ import {
   type Commit,
 } from "../../root-task/index.ts";
 import { attachQueen, crashSeed, mulberry32, send, type Acked } from "../crash.ts";
-import { pidAlive, signalPid } from "./appliance-helpers.ts";
+import { pidAlive, signalPid, stopServed } from "./appliance-helpers.ts";
 import { makeScratch, serve, type Scratch, type Served } from "./helpers.ts";
 
 const COMMANDS = 2000;
@@ -39,8 +39,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (served && pidAlive(served.pid)) signalPid(served.pid, "SIGTERM");
-  await served?.child;
+  await stopServed(served);
   await scratch?.remove();
 });
 

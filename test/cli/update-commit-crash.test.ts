@@ -16,7 +16,7 @@ import { readPrivateKey } from "../../root-task/index.ts";
 import { initialBootState, readBootStateFiles, writeBootStateFiles } from "../../update/index.ts";
 import { digestTree, makeBootDir, makeBundle, releaseKeys } from "../update/ab-fixture.ts";
 import { attachQueen, crashSeed, mulberry32 } from "../crash.ts";
-import { pidAlive, signalPid } from "./appliance-helpers.ts";
+import { signalPid, stopServed } from "./appliance-helpers.ts";
 import { makeScratch, serve, type Scratch, type Served } from "./helpers.ts";
 
 const KILLS = 8;
@@ -32,8 +32,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (served && pidAlive(served.pid)) signalPid(served.pid, "SIGTERM");
-  await served?.child;
+  await stopServed(served);
   await scratch?.remove();
 });
 

@@ -13,7 +13,7 @@ import { readPrivateKey } from "../../root-task/index.ts";
 import { readBootStateFiles } from "../../update/index.ts";
 import { digestTree, makeBootDir, makeBundle, releaseKeys } from "../update/ab-fixture.ts";
 import { attachQueen } from "../crash.ts";
-import { pidAlive, signalPid } from "./appliance-helpers.ts";
+import { signalPid, stopServed } from "./appliance-helpers.ts";
 import { cohesix, makeScratch, serve, type Scratch, type Served } from "./helpers.ts";
 
 let scratch: Scratch;
@@ -24,8 +24,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (served && pidAlive(served.pid)) signalPid(served.pid, "SIGTERM");
-  await served?.child;
+  await stopServed(served);
   await scratch?.remove();
 });
 
