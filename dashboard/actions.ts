@@ -72,7 +72,7 @@ export function parseCtlRequest(body: string): CtlRequest {
 export function actionOf(command: Readonly<Record<string, unknown>>, watch: ApplianceWatch): Action {
   const keys = Object.keys(command);
   if ("spawn" in command) {
-    onlyKeys(command, ["spawn", "ticks", "budget", "restart"], "spawn");
+    onlyKeys(command, ["spawn", "ticks", "budget", "restart", "lease"], "spawn");
     const name = command.spawn;
     if (typeof name !== "string" || !/^[a-z][a-z0-9-]{0,31}$/.test(name)) throw new InvalidError(`spawn takes a program name such as heartbeat, got ${JSON.stringify(name)}`);
     const programs = watch.view.programs;
@@ -86,6 +86,20 @@ export function actionOf(command: Readonly<Record<string, unknown>>, watch: Appl
       if (budget.ttl_s !== undefined) b.ttl_s = positive(budget.ttl_s, "spawn: budget.ttl_s");
       if (budget.ops !== undefined) b.ops = positive(budget.ops, "spawn: budget.ops");
       if (Object.keys(b).length > 0) cmd.budget = b;
+    }
+    if (command.lease !== undefined) {
+      const lease = object(command.lease, "spawn: lease");
+      onlyKeys(lease, ["gpu_id", "mem_mb", "streams", "ttl_s", "priority"], "spawn: lease");
+      if (typeof lease.gpu_id !== "string" || !/^[A-Za-z0-9._-]{1,64}$/.test(lease.gpu_id)) throw new InvalidError(`spawn: lease.gpu_id must be a GPU id such as GPU-0, got ${JSON.stringify(lease.gpu_id)}`);
+      const priority = lease.priority ?? 0;
+      if (typeof priority !== "number" || !Number.isSafeInteger(priority) || priority < 0) throw new InvalidError(`spawn: lease.priority must be a whole number of at least 0, got ${JSON.stringify(priority)}`);
+      cmd.lease = {
+        gpu_id: lease.gpu_id,
+        mem_mb: positive(lease.mem_mb, "spawn: lease.mem_mb"),
+        streams: lease.streams === undefined ? 1 : positive(lease.streams, "spawn: lease.streams"),
+        ttl_s: lease.ttl_s === undefined ? (cmd.budget as { ttl_s?: number } | undefined)?.ttl_s ?? 120 : positive(lease.ttl_s, "spawn: lease.ttl_s"),
+        priority,
+      };
     }
     if (command.restart !== undefined) {
       if (typeof command.restart !== "boolean") throw new InvalidError("spawn: restart must be true or false");

@@ -94,6 +94,8 @@ function SpawnForm({ app, act }: { app: ApplianceView; act: (label: string, cmd:
   const [ttl, setTtl] = useState("");
   const [ops, setOps] = useState("");
   const [restart, setRestart] = useState(false);
+  const [gpu, setGpu] = useState("");
+  const [mem, setMem] = useState("");
   // Numbers go as numbers; anything else goes as typed, and the server says what is wrong with it.
   const num = (t: string): unknown => (/^[0-9]+$/.test(t.trim()) ? Number(t.trim()) : t);
   const submit = (e: Event): void => {
@@ -105,6 +107,8 @@ function SpawnForm({ app, act }: { app: ApplianceView; act: (label: string, cmd:
     if (ops !== "") budget.ops = num(ops);
     if (Object.keys(budget).length > 0) cmd.budget = budget;
     if (restart) cmd.restart = true;
+    const gpuId = gpu || app.gpus[0]?.id;
+    if (mem !== "" && gpuId) cmd.lease = { gpu_id: gpuId, mem_mb: num(mem) };
     act(`spawn ${program}`, cmd);
   };
   const field = (id: string, label: string, value: string, set: (v: string) => void) =>
@@ -114,6 +118,11 @@ function SpawnForm({ app, act }: { app: ApplianceView; act: (label: string, cmd:
       ${app.programs.map((p) => html`<option value=${p}>${p}</option>`)}
     </select></label>
     ${field("spawn-ticks", "ticks", ticks, setTicks)} ${field("spawn-ttl", "ttl s", ttl, setTtl)} ${field("spawn-ops", "ops", ops, setOps)}
+    ${app.gpus.length > 0
+      ? html`<label>GPU lease <select id="spawn-gpu" value=${gpu || app.gpus[0]!.id} onChange=${(e: Event) => setGpu((e.target as HTMLSelectElement).value)}>
+          ${app.gpus.map((g) => html`<option value=${g.id}>${g.id}</option>`)}
+        </select></label> ${field("spawn-mem", "MiB", mem, setMem)}`
+      : null}
     <label><input type="checkbox" id="spawn-restart" checked=${restart} onChange=${(e: Event) => setRestart((e.target as HTMLInputElement).checked)} /> restart</label>
     <button type="submit" id="spawn-submit">Spawn</button>
   </form>`;
@@ -202,7 +211,7 @@ function AppliancePage({ app, state, act, now }: { app: ApplianceView; state: Pa
     <${Workers} app=${app} state=${state} act=${act} />
     ${app.gpus.length > 0
       ? html`<section><h3>GPUs</h3><table id="gpus"><thead><tr><th>gpu</th><th>name</th><th>lease</th><th>job status</th></tr></thead>
-        <tbody>${app.gpus.map((g) => html`<tr><td>${g.id}</td><td>${g.name}</td><td><code>${g.lease || "-"}</code></td><td><code>${g.status || "-"}</code></td></tr>`)}</tbody></table></section>`
+        <tbody>${app.gpus.map((g) => html`<tr data-gpu=${g.id}><td>${g.id}</td><td>${g.name}</td><td class="lease"><code>${g.lease || "-"}</code></td><td class="job"><code>${g.status || "-"}</code></td></tr>`)}</tbody></table></section>`
       : html`<section><h3>GPUs</h3><p>No GPU mounted at /gpu.</p></section>`}
     <div class="grid2">
       <section><h3>/log/queen.log</h3><pre id="log" class="tail" title="newest first">${log.slice(-100).reverse().join("\n")}</pre></section>

@@ -126,6 +126,7 @@ describe("cohesix dashboard: POST /api/ctl", () => {
     ["an unknown field", { appliance: "x", command: {}, extra: 1 }, 400, /^invalid: the request: unknown field "extra"/],
     ["an unknown command", { appliance: "$ADDR", command: { reboot: true } }, 400, /^invalid: unknown command "reboot" \(expected spawn, kill, lifecycle or vm\)$/],
     ["malformed ticks", { appliance: "$ADDR", command: { spawn: "heartbeat", ticks: "ten" } }, 400, /^invalid: spawn: ticks must be a positive whole number, got "ten"$/],
+    ["a lease without its memory", { appliance: "$ADDR", command: { spawn: "gpu", lease: { gpu_id: "GPU-0" } } }, 400, /^invalid: spawn: lease\.mem_mb must be a positive whole number, got undefined$/],
     ["a program the appliance does not carry", { appliance: "$ADDR", command: { spawn: "miner" } }, 404, /^not found: spawn: .* carries no program "miner" \(it carries .*heartbeat/],
     ["an unknown worker", { appliance: "$ADDR", command: { kill: "worker-999" } }, 404, /^not found: kill: .* runs no worker worker-999$/],
     ["a bad worker id", { appliance: "$ADDR", command: { kill: "../etc" } }, 400, /^invalid: kill takes a worker id such as worker-3/],
