@@ -31,6 +31,7 @@
  * ```
  * @module
  */
+import { fdatasync, writeSync } from "node:fs";
 import { mkdir, open, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { ClosedError, InvalidError, NineError } from "../nine-door/index.ts";
@@ -54,7 +55,9 @@ export const MIN_LOG_KEY_BYTES = 16;
 
 /**
  * The file operations the log performs while running, so tests can count
- * fsyncs or inject failures. Node's `FileHandle` already fits {@link CommitLogFile}.
+ * fsyncs or inject failures. Node's `FileHandle` fits {@link CommitLogFile};
+ * the real layer ({@link nodeCommitLogFs}) writes synchronously and syncs
+ * on the thread pool.
  *
  * @example
  * ```ts
@@ -89,7 +92,25 @@ export interface CommitLogFile {
  * ```
  */
 export const nodeCommitLogFs: CommitLogFs = {
-  openFile: (path, flags) => open(path, flags, 0o600),
+  async openFile(path, flags) {
+    const h = await open(path, flags, 0o600);
+    return {
+      // The write goes to the page cache on this thread (microseconds for
+      // a batch) instead of a thread-pool round trip: only the fdatasync,
+      // which waits for the disk, takes one. A commit alone in the queue
+      // thus costs one hop, as a bare write + fdatasync costs two.
+      write(buffer, offset, length, position) {
+        try {
+          return Promise.resolve({ bytesWritten: writeSync(h.fd, buffer, offset, length, position) });
+        } catch (err) {
+          return Promise.reject(err);
+        }
+      },
+      datasync: () => new Promise<void>((resolve, reject) => fdatasync(h.fd, (err) => (err ? reject(err) : resolve()))),
+      truncate: (length) => h.truncate(length),
+      close: () => h.close(),
+    };
+  },
   async syncDir(path) {
     const h = await open(path, "r");
     try {
