@@ -84,6 +84,7 @@ export async function slotInputsOf(p: Parsed, io: Io, progress: Progress): Promi
       extra: [...(fromProject?.extra ?? []), ...extraFiles(p)],
       ...(fromProject ? { programs: fromProject.programs } : {}),
       ...(fromProject?.health ? { health: fromProject.health } : {}),
+      ...(fromProject?.fleet ? { fleet: fromProject.fleet } : {}),
       ...(policy ? { policy } : {}),
       ...(append ? { append } : {}),
     },

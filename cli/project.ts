@@ -7,7 +7,7 @@
 import { existsSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { CONFIG_FILE, loadProject, newProject, runProjectTests, type ProjectConfig, type ProjectHealth } from "../project/index.ts";
-import type { ExtraFile, ImageProgram } from "../rootfs/index.ts";
+import type { ExtraFile, ImageFleet, ImageProgram } from "../rootfs/index.ts";
 import { str, UsageError, type Parsed } from "./args.ts";
 
 type Out = (text: string | Uint8Array) => void;
@@ -41,11 +41,11 @@ export function projectOf(p: Parsed, cwd = process.cwd()): ProjectConfig | undef
  * imageInputsOf(project).programs; // { sensor: { source: "/…/workers/sensor.ts", role: "worker-sensor", budget: {…}, restart: false } }
  * ```
  */
-export function imageInputsOf(project: ProjectConfig): { programs: Record<string, ImageProgram>; extra: ExtraFile[]; health?: ProjectHealth } {
+export function imageInputsOf(project: ProjectConfig): { programs: Record<string, ImageProgram>; extra: ExtraFile[]; health?: ProjectHealth; fleet?: ImageFleet } {
   const programs: Record<string, ImageProgram> = {};
   for (const w of project.workers) programs[w.name] = { source: w.entry, role: w.ticketRole, budget: w.budget, restart: w.restart, ...(w.required ? { required: true } : {}) };
   const extra = project.files.map((f): ExtraFile => ({ src: f.src, dest: f.dest, ...(f.mode !== undefined ? { mode: f.mode } : {}) }));
-  return { programs, extra, ...(project.health ? { health: project.health } : {}) };
+  return { programs, extra, ...(project.health ? { health: project.health } : {}), ...(project.fleet ? { fleet: project.fleet } : {}) };
 }
 
 /**

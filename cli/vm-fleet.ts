@@ -5,7 +5,9 @@
  * root-task/guest.ts). A loopback broker means this machine, which QEMU
  * user networking shows the guest as its gateway (10.0.2.2), so the URL is
  * rewritten for it. Credentials and certificate files do not go on a
- * command line: a guest takes `url`, `id` and `prefix` only.
+ * command line: the image built from the project carries them
+ * (`/etc/cohesix/fleet/`, rootfs/fleet-files.ts), the command line only
+ * `url`, `id` and `prefix`.
  * @module
  */
 import { str, UsageError, type Parsed } from "./args.ts";
@@ -31,19 +33,21 @@ export function guestBrokerUrl(url: string, gateway: string): { url: string; rew
 
 /**
  * The kernel command line words for the guest's fleet link, or "" without
- * `--fleet` and a fleet block. Refuses what a guest cannot take this way.
+ * `--fleet` and a fleet block. The fleet block's password and files reach
+ * the guest only baked into the image it boots (`baked`: the boot builds
+ * it from the project); otherwise they are refused.
  *
  * @example
  * ```ts
  * guestFleetCmdline(parsed, project, "10.0.2.2", say); // "cohesix.fleet=mqtt://10.0.2.2:1883 cohesix.fleet_id=app-1"
  * ```
  */
-export function guestFleetCmdline(p: Parsed, project: ProjectConfig | undefined, gateway: string, say: (line: string) => void): string {
+export function guestFleetCmdline(p: Parsed, project: ProjectConfig | undefined, gateway: string, say: (line: string) => void, options: { readonly baked?: boolean } = {}): string {
   const settings = fleetSettingsOf(p, project);
   if (!settings) return "";
   if (str(p, "disk") !== undefined) throw new UsageError("--fleet does not reach a disk image boot: its command line is in its extlinux.conf (cohesix image --append cohesix.fleet=URL)");
   const files = (["username", "password", "ca", "cert", "key"] as const).filter((k) => settings[k] !== undefined);
-  if (files.length > 0) {
+  if (files.length > 0 && options.baked !== true) {
     throw new UsageError(`the fleet block's ${files.join(", ")} cannot reach a QEMU guest on its command line: boot with --fleet URL --fleet-id ID against a broker that needs neither, or use the host board (--board host)`);
   }
   const { url, rewritten } = guestBrokerUrl(settings.url, gateway);

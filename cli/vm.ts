@@ -134,6 +134,7 @@ async function buildWith(board: Board, p: Parsed, io: Io, progress: Progress): P
     ...(fromProject ? { programs: fromProject.programs } : {}),
     natives: (packages) => fetchNatives(board, { ...fetchOptions, packages }),
     ...(policy ? { policy } : {}),
+    ...(fromProject?.fleet ? { fleet: fromProject.fleet } : {}),
     say: (line) => (isNote(line) ? progress.note(`build: ${line}`) : progress.step(`build: ${line}`)),
   });
   progress.note(`build: done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
@@ -243,7 +244,7 @@ async function bootWith(p: Parsed, io: Io): Promise<void> {
   const diskFile = str(p, "disk");
   if (diskFile !== undefined && restore !== undefined) throw new UsageError("--restore and --disk exclude each other: snapshots live in a kernel boot's qcow2 state disk");
   const disk = diskFile === undefined ? undefined : diskBoot(board, resolve(diskFile));
-  const fleetWords = guestFleetCmdline(p, projectOf(p), board.network.gateway, (line) => io.err(`${line}\n`));
+  const fleetWords = guestFleetCmdline(p, projectOf(p), board.network.gateway, (line) => io.err(`${line}\n`), { baked: diskFile === undefined });
   const bridge = await prepareGuestBridge({ parsed: p, gateway: board.network.gateway, modules: board.kernel.modules, runDir: paths.runDir, env: io.env, err: io.err });
   const built = disk
     ? undefined

@@ -17,7 +17,7 @@ import type { Board } from "../boards/index.ts";
 import { InvalidError, NotFoundError } from "../nine-door/index.ts";
 import { BOOT_MANIFEST_FORMAT, formatPublicKey, hashFile, publicKeyOf, readPrivateKey, signDocument, VERSION_PATTERN } from "../root-task/index.ts";
 import { SLOT_FILES, SLOTS, STATE_FILES, bootScript, formatBootState, initialBootState } from "../update/index.ts";
-import { buildImage, findModules, type ExtraFile, type ImageArtefacts, type ImageHealth, type ImageProgram } from "../rootfs/index.ts";
+import { buildImage, findModules, type ExtraFile, type ImageArtefacts, type ImageFleet, type ImageHealth, type ImageProgram } from "../rootfs/index.ts";
 import { buildEpoch, writeDiskImage, type BootFile, type WrittenDiskImage } from "./disk.ts";
 import { partitionDevice } from "./partition.ts";
 import { runTool } from "./tools.ts";
@@ -148,6 +148,8 @@ export interface BuildBoardImageOptions {
   readonly programs?: Readonly<Record<string, ImageProgram>>;
   /** A try boot's health check (the project's `health`). */
   readonly health?: ImageHealth;
+  /** The project's fleet block, baked into the initramfs (see `buildImage`). */
+  readonly fleet?: ImageFleet;
   readonly policy?: "open" | "signed-ctl";
   /** Data partition size in MiB; default the board's. */
   readonly dataMb?: number;
@@ -233,6 +235,7 @@ export async function buildSlot(options: BuildSlotOptions): Promise<BuiltSlot> {
     ...(options.policy ? { policy: options.policy } : {}),
     ...(options.programs ? { programs: options.programs } : {}),
     ...(options.health ? { health: options.health } : {}),
+    ...(options.fleet ? { fleet: options.fleet } : {}),
     ...(options.strip !== undefined ? { strip: options.strip } : {}),
     say: (line) => say(`initramfs: ${line}`),
   });

@@ -107,6 +107,8 @@ export interface ProjectFleet {
   readonly commandRate?: number;
   readonly commandBurst?: number;
   readonly commandQueue?: number;
+  /** Delay before the outbox writes a new acked watermark, ms. */
+  readonly ackDelayMs?: number;
 }
 
 let cachedSchema: SchemaNode | undefined;

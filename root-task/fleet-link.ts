@@ -33,6 +33,8 @@ export interface FleetSettings {
   readonly prefix?: string;
   readonly username?: string;
   readonly password?: string;
+  /** A file holding the password (a guest's baked `/etc/cohesix/fleet/password`); read when the link starts. */
+  readonly passwordFile?: string;
   /** PEM file of the CA to pin for `mqtts://`. */
   readonly ca?: string;
   /** PEM files of a client certificate and its key. */
@@ -50,6 +52,8 @@ export interface FleetSettings {
   readonly commandQueue?: number;
   /** Records in flight (default 32). */
   readonly window?: number;
+  /** Delay before a new acked watermark is written to the outbox (default 50 ms, 0 to 10000). */
+  readonly ackDelayMs?: number;
 }
 
 /** The running link, as the root task holds it. */
@@ -96,9 +100,15 @@ export async function startFleet(app: Appliance, settings: FleetSettings): Promi
       }
     };
     const [ca, cert, key] = [await pem("CA", settings.ca), await pem("client certificate", settings.cert), await pem("client key", settings.key)];
+    const filePassword = (await pem("password", settings.passwordFile))?.toString("utf8").replace(/\r?\n$/, "");
+    const password = settings.password ?? filePassword;
     await mkdir(dir, { recursive: true, mode: 0o700 });
     lock = await acquireLogLock(dir, { file: "fleet.lock", what: "fleet outbox", onAudit: (l) => app.audit(l) });
-    outbox = await Outbox.open(dir, { ...(settings.maxBytes !== undefined ? { maxBytes: settings.maxBytes } : {}), onAudit: (l) => app.audit(l) });
+    outbox = await Outbox.open(dir, {
+      ...(settings.maxBytes !== undefined ? { maxBytes: settings.maxBytes } : {}),
+      ...(settings.ackDelayMs !== undefined ? { ackDelayMs: settings.ackDelayMs } : {}),
+      onAudit: (l) => app.audit(l),
+    });
     const [near, far] = memoryPair();
     app.server.accept(far, "fleet!link");
     // 9P2000: a refusal comes back as its text (class: detail), which the reply carries.
@@ -112,7 +122,7 @@ export async function startFleet(app: Appliance, settings: FleetSettings): Promi
         id,
         ...(settings.prefix !== undefined ? { prefix: settings.prefix } : {}),
         ...(settings.username !== undefined ? { username: settings.username } : {}),
-        ...(settings.password !== undefined ? { password: settings.password } : {}),
+        ...(password !== undefined ? { password } : {}),
         ...(ca ? { ca } : {}),
         ...(cert ? { cert } : {}),
         ...(key ? { key } : {}),
@@ -166,7 +176,7 @@ function procFleet(s: { settings: FleetSettings; id: string; dir: string; agent:
     `outbox dir=${s.dir} state=${box?.state ?? "closed"} bytes=${obs?.bytes ?? 0} segments=${obs?.segments ?? 0} last_seq=${box?.lastSeq ?? 0} acked=${box?.acked ?? 0} pending=${box?.pending ?? 0} dropped=${obs?.dropped ?? 0}`,
     `link connects=${link?.stats.connects ?? 0} published=${link?.stats.published ?? 0} acked=${link?.stats.acked ?? 0} inflight=${link?.stats.inflight ?? 0}`,
     `commands accepted=${cmd?.accepted ?? 0} refused=${cmd?.refused ?? 0} busy=${cmd?.busy ?? 0}`,
-    `limits outbox_max_bytes=${s.settings.maxBytes ?? 64 << 20} window=${s.settings.window ?? 32} max_command_bytes=${lim?.maxBytes ?? 16384} command_rate=${lim?.rate ?? 5} command_burst=${lim?.burst ?? 20} command_queue=${lim?.queue ?? 16}`,
+    `limits outbox_max_bytes=${s.settings.maxBytes ?? 64 << 20} ack_delay_ms=${s.settings.ackDelayMs ?? 50} window=${s.settings.window ?? 32} max_command_bytes=${lim?.maxBytes ?? 16384} command_rate=${lim?.rate ?? 5} command_burst=${lim?.burst ?? 20} command_queue=${lim?.queue ?? 16}`,
     "",
   ].join("\n");
 }

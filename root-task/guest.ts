@@ -30,6 +30,8 @@ import { GuestClock, HWCLOCK_PID_ENV, signalStep } from "./guest-clock.ts";
 import { serveAppliance } from "./serve.ts";
 import { parseTlsSetting, type TlsSetting } from "./tls-mode.ts";
 import type { Budget } from "./queen-command.ts";
+import { guestFleetSettings } from "./guest-fleet.ts";
+import type { FleetSettings } from "./fleet-link.ts";
 
 /** The config baked into the image at `/etc/cohesix/config.json`. */
 export interface GuestConfig {
@@ -71,6 +73,11 @@ export interface GuestConfig {
    * line adds to them and wins.
    */
   readonly limits?: readonly string[];
+  /**
+   * The project's fleet block, baked in at build: `ca`, `cert`, `key` and
+   * `passwordFile` are files under `/etc/cohesix/fleet/` (docs/fleet.md).
+   */
+  readonly fleet?: FleetSettings;
 }
 
 /**
@@ -276,6 +283,7 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
   // The /update/ service, on an A/B image whose release key is baked in.
   const releaseKey = slot ? await readPublicKey(releasePub).catch(() => undefined) : undefined;
   if (slot && !releaseKey) say(`cohesix: no release key at ${releasePub}: /update/ is not published`);
+  const fleet = guestFleetSettings(config.fleet, params);
   const running = await serveAppliance({
     ...(slot && releaseKey
       ? {
@@ -304,10 +312,8 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<string> {
     queenPub: config.queenPub,
     policy: config.policy,
     imageDigest: params.image ?? "unknown",
-    // `cohesix boot --fleet URL --fleet-id ID` puts the fleet link on the command line.
-    ...(params.fleet !== undefined
-      ? { fleet: { url: params.fleet, ...(params.fleet_id !== undefined ? { id: params.fleet_id } : {}), ...(params.fleet_prefix !== undefined ? { prefix: params.fleet_prefix } : {}) } }
-      : {}),
+    // The baked fleet block; `cohesix boot --fleet URL --fleet-id ID` puts url and id on the command line.
+    ...(fleet ? { fleet } : {}),
     limits: guestLimits(config.limits, params.limits, say),
   });
   audit = (line) => running.app.audit(line);

@@ -25,6 +25,7 @@ import { checkSize, compress, type Compression } from "./compress.ts";
 import type { CpioEntry } from "./cpio-entry.ts";
 import { writeCpio } from "./cpio.ts";
 import { LOADER, initScript, inittab, loaderScript, runScript } from "./init.ts";
+import { GUEST_FLEET_FILES, fleetImageEntries, type GuestFleetConfig, type ImageFleet } from "./fleet-files.ts";
 import { checkNativeVersions, nativeFiles, nativesFor, type NativePinLike } from "./natives.ts";
 
 /** The parts of a board description that image assembly reads (boards/<name>/board.json). */
@@ -136,6 +137,12 @@ export interface BuildImageOptions {
   readonly natives?: NativeSource;
   /** Access policy of /queen/ctl in the guest; default `open`. */
   readonly policy?: "open" | "signed-ctl";
+  /**
+   * The project's fleet block: baked in (its files under
+   * `/etc/cohesix/fleet/`, the block in the guest config), so the guest
+   * runs the link from the image alone.
+   */
+  readonly fleet?: ImageFleet;
   /** Default `gzip`. */
   readonly compression?: Compression;
   /** The arm64 strip program, or false to keep Node as fetched; default `aarch64-linux-gnu-strip` when installed. */
@@ -267,7 +274,7 @@ export async function runtimeEntries(options: { board: ImageBoard; artefacts: Im
 type GuestPrograms = Readonly<Record<string, { readonly entry: string; readonly role: string; readonly budget?: ImageProgram["budget"]; readonly restart?: boolean; readonly required?: boolean }>>;
 
 /** The guest config baked in as `/etc/cohesix/config.json`. */
-function guestConfig(board: ImageBoard, policy: "open" | "signed-ctl", workers: readonly string[] | undefined, programs: GuestPrograms | undefined, health?: ImageHealth): string {
+function guestConfig(board: ImageBoard, policy: "open" | "signed-ctl", workers: readonly string[] | undefined, programs: GuestPrograms | undefined, health?: ImageHealth, fleet?: GuestFleetConfig): string {
   const port = board.network.nineDoorPort;
   const ip = board.network.guest.split("/")[0]!;
   const config = {
@@ -280,6 +287,7 @@ function guestConfig(board: ImageBoard, policy: "open" | "signed-ctl", workers: 
     ...(workers ? { workers } : {}),
     ...(programs && Object.keys(programs).length > 0 ? { programs } : {}),
     ...(health ? { health } : {}),
+    ...(fleet ? { fleet } : {}),
   };
   return `${JSON.stringify(config, null, 2)}\n`;
 }
@@ -304,15 +312,18 @@ export async function applianceEntries(options: {
   /** The project's workers: entry relative to the package folder, role, defaults. */
   programs?: GuestPrograms;
   health?: ImageHealth;
+  /** The project's fleet block, baked in (rootfs/fleet-files.ts). */
+  fleet?: ImageFleet;
 }): Promise<CpioEntry<Uint8Array>[]> {
   const { board } = options;
+  const fleet = options.fleet ? await fleetImageEntries(options.fleet) : undefined;
   const init = { modules: options.modulePaths, address: board.network.guest, gateway: board.network.gateway, stateDir: GUEST.stateDir };
   const entries: CpioEntry<Uint8Array>[] = [
     { type: "file", path: "/init", data: utf8(initScript(init)), mode: 0o755 },
     { type: "file", path: "/etc/inittab", data: utf8(inittab()), mode: 0o644 },
     { type: "file", path: "/etc/cohesix/run", data: utf8(runScript(init)), mode: 0o755 },
     { type: "file", path: LOADER, data: utf8(loaderScript(init)), mode: 0o644 },
-    { type: "file", path: GUEST.config, data: utf8(guestConfig(board, options.policy ?? "open", options.workers, options.programs, options.health)), mode: 0o644 },
+    { type: "file", path: GUEST.config, data: utf8(guestConfig(board, options.policy ?? "open", options.workers, options.programs, options.health, fleet?.config)), mode: 0o644 },
     { type: "file", path: GUEST.queenPub, data: options.queenPub, mode: 0o644 },
     { type: "file", path: "/etc/passwd", data: utf8("root:x:0:0:root:/root:/bin/sh\n"), mode: 0o644 },
     { type: "file", path: "/etc/group", data: utf8("root:x:0:\n"), mode: 0o644 },
@@ -325,6 +336,7 @@ export async function applianceEntries(options: {
     { type: "dir", path: "/root", mode: 0o700 },
     { type: "dir", path: GUEST.stateDir, mode: 0o700 },
   ];
+  if (fleet) entries.push(...fleet.entries);
   for (const f of options.bundle) entries.push({ type: "file", path: `${GUEST.packageDir}/${f.path}`, data: f.data, mode: f.mode ?? 0o644 });
   for (const x of options.extra ?? []) {
     const data = await readFile(x.src).catch((err: Error) => {
@@ -337,8 +349,10 @@ export async function applianceEntries(options: {
   return entries;
 }
 
+/** The manifest lists every file but the fleet secrets (a password's sha256 is not for a file beside the image). */
 function manifestFiles(entries: readonly CpioEntry<Uint8Array>[]): ManifestFile[] {
-  return entries.flatMap((e) => (e.type === "file" ? [{ path: `/${e.path.replace(/^\/+/, "")}`, sha256: sha256(e.data), bytes: e.data.byteLength }] : []));
+  const secret = (e: CpioEntry<Uint8Array>): boolean => e.type === "file" && e.path.startsWith(`${GUEST_FLEET_FILES.dir}/`) && ((e.mode ?? 0o644) & 0o044) === 0;
+  return entries.flatMap((e) => (e.type === "file" && !secret(e) ? [{ path: `/${e.path.replace(/^\/+/, "")}`, sha256: sha256(e.data), bytes: e.data.byteLength }] : []));
 }
 
 async function writeAtomic(path: string, data: Uint8Array | string): Promise<void> {
@@ -476,6 +490,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
     }),
     ...(options.extra ? { extra: options.extra } : {}),
     ...(options.policy ? { policy: options.policy } : {}),
+    ...(options.fleet ? { fleet: options.fleet } : {}),
   });
   const appRaw = writeCpio(app);
   const image = Buffer.concat([runtime.data, compress(appRaw, compression)]);

@@ -97,5 +97,6 @@ export {
   type RuntimePartOptions,
 } from "./image.ts";
 export { buildFloorImage, floorEntries, type FloorImage, type FloorImageOptions } from "./floor.ts";
+export { GUEST_FLEET_FILES, fleetImageEntries, type GuestFleetConfig, type ImageFleet } from "./fleet-files.ts";
 export { checkNativeVersions, nativeFiles, nativesFor, packageOfInput, type NativePinLike } from "./natives.ts";
 // --- end image ---
