@@ -506,8 +506,12 @@ export class Session implements HandlerScope {
       this.#flow();
     }
     const last = chunks.length - 1;
+    // A reply with a payload (Rread) is a header and the data, kept apart so
+    // the data is never copied; corked, they leave in one writev.
+    if (last > 0) this.#conn.cork();
     for (let i = 0; i < last; i++) this.#conn.write(chunks[i]);
     this.#conn.write(chunks[last], over ? this.#onUnpause : this.#onWritten);
+    if (last > 0) this.#conn.uncork();
   }
 
   /** A reply left the stream's buffer: reads waiting for room may fit now. */
