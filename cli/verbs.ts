@@ -201,7 +201,7 @@ export const VERBS: readonly Verb[] = [
       "queen-pub": BUILD_OPTIONS["queen-pub"]!,
       policy: BUILD_OPTIONS.policy!,
       extra: BUILD_OPTIONS.extra!,
-      "data-mb": { type: "string", value: "N", help: "the data partition's size in MiB", min: 8 },
+      "data-mb": { type: "string", value: "N", help: "the data partition's size in MiB (default: the board's; with --ab, plus room to stage a bundle)", min: 8 },
       append: { type: "string", multiple: true, value: "K=V", help: "added to the kernel command line in extlinux.conf" },
       ab: { type: "boolean", help: "two boot slots (/a, /b) and U-Boot's try-counting boot.scr with its boot state instead of extlinux.conf (docs/updates.md)" },
       version: { type: "string", value: "V", help: "the release version written into the boot manifests (1.2.0); what cohesix update compares", defaultNote: "none, read as 0.0.0" },

@@ -16,7 +16,7 @@ import { join } from "node:path";
 import type { Board } from "../boards/index.ts";
 import { InvalidError, NotFoundError } from "../nine-door/index.ts";
 import { BOOT_MANIFEST_FORMAT, formatPublicKey, hashFile, publicKeyOf, readPrivateKey, signDocument, VERSION_PATTERN } from "../root-task/index.ts";
-import { SLOT_FILES, SLOTS, STATE_FILES, bootScript, formatBootState, initialBootState } from "../update/index.ts";
+import { DEFAULT_UPDATE_LIMITS, SLOT_FILES, SLOTS, STATE_FILES, bootScript, formatBootState, initialBootState } from "../update/index.ts";
 import { buildImage, findModules, type ExtraFile, type ImageArtefacts, type ImageFleet, type ImageHealth, type ImageProgram } from "../rootfs/index.ts";
 import { buildEpoch, writeDiskImage, type BootFile, type WrittenDiskImage } from "./disk.ts";
 import { partitionDevice } from "./partition.ts";
@@ -282,21 +282,38 @@ export async function buildBoardImage(out: string, options: BuildBoardImageOptio
     if (!existsSync(dtb)) throw new NotFoundError(`board ${board.name}: device tree ${dtb} is missing`);
     bootFiles.push({ path: "/board.dtb", src: dtb });
   }
+  const slotBytes = (await stat(built.kernel)).size + (await stat(built.initrd)).size;
   const written = await writeDiskImage(out, {
     board: board.name,
     bootFiles,
     // A/B: room for a slot's next build to be up to half as large again.
-    ...(stateFiles.length > 0 ? { stateFiles, bootHeadroomBytes: Math.ceil(((await stat(built.kernel)).size + (await stat(built.initrd)).size) / 2) } : {}),
+    ...(stateFiles.length > 0 ? { stateFiles, bootHeadroomBytes: Math.ceil(slotBytes / 2) } : {}),
     releaseKey,
     initramfsDigest: built.initramfsDigest,
     ...(options.version !== undefined ? { version: options.version } : {}),
-    dataBytes: (options.dataMb ?? disk.dataMb) * (1 << 20),
+    dataBytes: (options.dataMb ?? defaultDataMb(disk.dataMb, options.ab === true ? slotBytes : 0)) * (1 << 20),
     ...(options.epoch !== undefined ? { epoch: options.epoch } : {}),
     say,
   });
   return { ...written, cmdline, disk };
 }
 
+
+/**
+ * The data partition's size when the user gives none: the board's, and on
+ * an A/B image room to stage an update bundle there as well (a slot's
+ * build up to half as large again, like the boot partition's headroom,
+ * plus the space the update service keeps free).
+ *
+ * @example
+ * ```ts
+ * defaultDataMb(64, 80 << 20); // 200
+ * ```
+ */
+export function defaultDataMb(boardDataMb: number, slotBytes: number): number {
+  if (slotBytes === 0) return boardDataMb;
+  return boardDataMb + Math.ceil((slotBytes * 1.5 + DEFAULT_UPDATE_LIMITS.reserveBytes) / (1 << 20));
+}
 
 /**
  * The A/B boot files: each slot's kernel, initramfs and signed slot

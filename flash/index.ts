@@ -56,6 +56,7 @@ export {
   GUEST_BOOT_DIR,
   GUEST_RELEASE_PUB,
   buildBoardImage,
+  defaultDataMb,
   buildSlot,
   extlinuxConf,
   loadDiskSpec,

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadBoard } from "../../boards/index.ts";
-import { buildBoardImage, listFat, loadDiskSpec, readFat, verifyImage, type BuiltBoardImage } from "../../flash/index.ts";
+import { buildBoardImage, defaultDataMb, listFat, loadDiskSpec, readFat, verifyImage, type BuiltBoardImage } from "../../flash/index.ts";
 import { checkDocumentSignature, parseBootManifest, writeKeyPair } from "../../root-task/index.ts";
 import { bootScript, initialBootState, parseBootState } from "../../update/index.ts";
 import { decompress, readCpio } from "../../rootfs/index.ts";
@@ -121,5 +121,21 @@ describe("A/B disk image", () => {
   it("gives byte-identical images when built twice from the same inputs", async () => {
     const second = await build("two");
     expect(Buffer.compare(readFileSync(built.image), readFileSync(second.image))).toBe(0);
+  }, 120_000);
+});
+
+describe("the data partition of an A/B image", () => {
+  it("has room to stage a bundle of the slot's build when the user gives no size", async () => {
+    expect(defaultDataMb(64, 0)).toBe(64);
+    // 80 MiB slot: 64 + 120 (1.5x the slot) + 16 (the update service's reserve)
+    expect(defaultDataMb(64, 80 << 20)).toBe(200);
+    const image = await buildBoardImage(join(work, "default-data", "cohesix.img"), {
+      board, artefacts, queenPub: keys.queenPub, releaseKey: keys.release, root,
+      workDir: join(work, "default-data", "work"), cacheDir: join(work, "default-data", "cache"), strip: false, epoch: 1_700_000_000, ab: true,
+    });
+    const slotBytes = (await readFat(image.image, image.table.partitions[0]!.start, "/a/Image")).length + (await readFat(image.image, image.table.partitions[0]!.start, "/a/initrd.gz")).length;
+    const data = image.table.partitions.find((p) => p.role === "data")!;
+    expect(data.size).toBe(defaultDataMb(disk.dataMb, slotBytes) * (1 << 20));
+    expect(data.size).toBeGreaterThan(disk.dataMb * (1 << 20));
   }, 120_000);
 });
