@@ -39,6 +39,7 @@ import {
   channelTopic,
   checkRecord,
   encodeRecord,
+  MAX_RECORD_BYTES,
   topicFor,
 } from "./records.ts";
 
@@ -71,6 +72,11 @@ export interface FleetLinkOptions {
   key?: string | Uint8Array;
   /** Most records published and not yet PUBACKed (default 32). */
   window?: number;
+  /**
+   * Cap on one encoded stream record, checked before it takes a seq
+   * (default and most 65,536, the receivers' cap; at least 1024).
+   */
+  maxRecordBytes?: number;
   minBackoffMs?: number;
   maxBackoffMs?: number;
   connectTimeoutMs?: number;
@@ -134,6 +140,10 @@ export class FleetLink {
     this.#o = { window: 32, minBackoffMs: 500, maxBackoffMs: 30_000, connectTimeoutMs: 10_000, keepaliveS: 30, ...options };
     if (!Number.isSafeInteger(this.#o.window) || this.#o.window < 1 || this.#o.window > 65_535) {
       throw new InvalidError(`fleet: window must be an integer 1..65535, got ${this.#o.window}`);
+    }
+    const cap = options.maxRecordBytes;
+    if (cap !== undefined && (!Number.isSafeInteger(cap) || cap < 1024 || cap > MAX_RECORD_BYTES)) {
+      throw new InvalidError(`fleet: maxRecordBytes must be an integer 1024..${MAX_RECORD_BYTES}, got ${cap}`);
     }
     this.#clock = options.clock ?? Date.now;
     this.#connect = options.connect ?? mqttJsConnect;
@@ -226,7 +236,7 @@ export class FleetLink {
   async publish(body: StreamBody, options: { ts_ms?: number } = {}): Promise<number> {
     const ts_ms = options.ts_ms ?? this.#clock();
     // Checked now, with a stand-in head, so a bad record never takes a seq.
-    encodeRecord({ v: 1, id: this.#o.id, seq: 0, ts_ms, historical: true, ...body } as FleetRecord);
+    encodeRecord({ v: 1, id: this.#o.id, seq: 0, ts_ms, historical: true, ...body } as FleetRecord, { maxBytes: this.#o.maxRecordBytes ?? MAX_RECORD_BYTES });
     const entry = await this.#o.outbox.append(Buffer.from(JSON.stringify(body)), { historical: this.#state !== "online", ts_ms });
     this.#pump();
     return entry.seq;

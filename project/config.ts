@@ -109,6 +109,8 @@ export interface ProjectFleet {
   readonly commandQueue?: number;
   /** Delay before the outbox writes a new acked watermark, ms. */
   readonly ackDelayMs?: number;
+  /** Cap on one record the link stores and sends. */
+  readonly maxRecordBytes?: number;
 }
 
 let cachedSchema: SchemaNode | undefined;

@@ -52,6 +52,8 @@ export interface FleetSettings {
   readonly commandQueue?: number;
   /** Records in flight (default 32). */
   readonly window?: number;
+  /** Cap on one record the link stores and sends (default 65536, 1024 to 65536). */
+  readonly maxRecordBytes?: number;
   /** Delay before a new acked watermark is written to the outbox (default 50 ms, 0 to 10000). */
   readonly ackDelayMs?: number;
 }
@@ -127,6 +129,7 @@ export async function startFleet(app: Appliance, settings: FleetSettings): Promi
         ...(cert ? { cert } : {}),
         ...(key ? { key } : {}),
         ...(settings.window !== undefined ? { window: settings.window } : {}),
+        ...(settings.maxRecordBytes !== undefined ? { maxRecordBytes: settings.maxRecordBytes } : {}),
       },
       ...(settings.audit !== undefined ? { audit: settings.audit } : {}),
       ...(settings.maxCommandBytes !== undefined ? { maxCommandBytes: settings.maxCommandBytes } : {}),
@@ -176,7 +179,7 @@ function procFleet(s: { settings: FleetSettings; id: string; dir: string; agent:
     `outbox dir=${s.dir} state=${box?.state ?? "closed"} bytes=${obs?.bytes ?? 0} segments=${obs?.segments ?? 0} last_seq=${box?.lastSeq ?? 0} acked=${box?.acked ?? 0} pending=${box?.pending ?? 0} dropped=${obs?.dropped ?? 0}`,
     `link connects=${link?.stats.connects ?? 0} published=${link?.stats.published ?? 0} acked=${link?.stats.acked ?? 0} inflight=${link?.stats.inflight ?? 0}`,
     `commands accepted=${cmd?.accepted ?? 0} refused=${cmd?.refused ?? 0} busy=${cmd?.busy ?? 0}`,
-    `limits outbox_max_bytes=${s.settings.maxBytes ?? 64 << 20} ack_delay_ms=${s.settings.ackDelayMs ?? 50} window=${s.settings.window ?? 32} max_command_bytes=${lim?.maxBytes ?? 16384} command_rate=${lim?.rate ?? 5} command_burst=${lim?.burst ?? 20} command_queue=${lim?.queue ?? 16}`,
+    `limits outbox_max_bytes=${s.settings.maxBytes ?? 64 << 20} ack_delay_ms=${s.settings.ackDelayMs ?? 50} max_record_bytes=${s.settings.maxRecordBytes ?? 65536} window=${s.settings.window ?? 32} max_command_bytes=${lim?.maxBytes ?? 16384} command_rate=${lim?.rate ?? 5} command_burst=${lim?.burst ?? 20} command_queue=${lim?.queue ?? 16}`,
     "",
   ].join("\n");
 }

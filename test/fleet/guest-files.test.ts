@@ -137,17 +137,17 @@ describe("a guest's fleet block baked into its image", () => {
     await mkdir(dir, { recursive: true });
     const b = await Broker.start(dir, { tls: { cert: tls.serverCert, key: tls.serverKey }, passwordFile: await makePasswords(join(dir, "passwd"), { "guest-1": "right-pw" }) });
     brokers.push(b);
-    const image = await bakedImage({ url: "mqtts://broker.lan:8883", username: "guest-1", password: "right-pw", ca: tls.caCert, ackDelayMs: 250 }, {});
+    const image = await bakedImage({ url: "mqtts://broker.lan:8883", username: "guest-1", password: "right-pw", ca: tls.caCert, ackDelayMs: 250, maxRecordBytes: 4096 }, {});
     // What `cohesix boot --fleet mqtts://127.0.0.1:PORT --fleet-id guest-1` puts on the command line.
     const settings = await unpackFleet(image, join(dir, "guest-root"), { fleet: b.url, fleet_id: "guest-1" });
     const { app } = await appliances.start({ fleet: settings });
     await until("online over TLS with the baked password", () => app.fleet?.agent?.link.state === "online");
     expect(app.fleet?.problem()).toBeUndefined();
     const queen = await appliances.attachQueen(app);
-    expect(await queen.readText("proc/fleet")).toMatch(/^limits outbox_max_bytes=\d+ ack_delay_ms=250 /m);
+    expect(await queen.readText("proc/fleet")).toMatch(/^limits outbox_max_bytes=\d+ ack_delay_ms=250 max_record_bytes=4096 /m);
   });
 
-  test("the block's ackDelayMs is bounded by the schema", async () => {
+  test("the block's ackDelayMs and maxRecordBytes are bounded by the schema", async () => {
     const dir = join(appliances.dir, `bounds-${Date.now()}`);
     await mkdir(dir, { recursive: true });
     const parse = (ackDelayMs: number) => parseProject({ board: "host", workers: [], fleet: { url: "mqtt://b:1", ackDelayMs } }, { dir, boards: [] });
@@ -155,6 +155,10 @@ describe("a guest's fleet block baked into its image", () => {
     expect(parse(10_000).fleet?.ackDelayMs).toBe(10_000);
     expect(() => parse(10_001)).toThrow(/fleet\.ackDelayMs/);
     expect(() => parse(-1)).toThrow(/fleet\.ackDelayMs/);
+    const cap = (maxRecordBytes: number) => parseProject({ board: "host", workers: [], fleet: { url: "mqtt://b:1", maxRecordBytes } }, { dir, boards: [] });
+    expect(cap(1024).fleet?.maxRecordBytes).toBe(1024);
+    expect(() => cap(1023)).toThrow(/fleet\.maxRecordBytes/);
+    expect(() => cap(65_537)).toThrow(/fleet\.maxRecordBytes/);
   });
 
   test("a baked file that is missing is one fleet_problem line, and the appliance keeps serving", { timeout: 60_000 }, async () => {
