@@ -137,12 +137,12 @@ function openssl(args: string[]): void {
   if (r.status !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr}`);
 }
 
-/** Makes a CA (`name`-ca.pem) and a server certificate for IP 127.0.0.1 signed by it. */
-export async function makeTls(dir: string, name = "test"): Promise<TlsFiles> {
+/** Makes a CA (`name`-ca.pem) and a server certificate for IP 127.0.0.1 (and `ips`, e.g. a guest's 10.0.2.2) signed by it. */
+export async function makeTls(dir: string, name = "test", options: { readonly ips?: readonly string[] } = {}): Promise<TlsFiles> {
   const f = (x: string) => join(dir, `${name}-${x}`);
   openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", f("ca.key"), "-out", f("ca.pem"), "-days", "2", "-subj", `/CN=${name} test CA`]);
   openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", f("server.key"), "-out", f("server.csr"), "-subj", "/CN=127.0.0.1"]);
-  await writeFile(f("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+  await writeFile(f("ext.cnf"), `subjectAltName=${["127.0.0.1", ...(options.ips ?? [])].map((ip) => `IP:${ip}`).join(",")},DNS:localhost\n`);
   openssl(["x509", "-req", "-in", f("server.csr"), "-CA", f("ca.pem"), "-CAkey", f("ca.key"), "-CAcreateserial", "-out", f("server.pem"), "-days", "2", "-extfile", f("ext.cnf")]);
   return { caCert: f("ca.pem"), serverCert: f("server.pem"), serverKey: f("server.key"), ca: await readFile(f("ca.pem")) };
 }
