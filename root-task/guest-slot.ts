@@ -7,7 +7,7 @@
  */
 import { otherSlot, readBootStateFiles, slotVersion, type BootState, type Slot } from "../update/index.ts";
 import { awaitHealth, markSlotGood, type HealthVerdict, type WatchedWorker } from "./slot-health.ts";
-import { clearTryFailure, readTryFailure, recordTryFailure, slotLines, slotManifestDigest, slotReport, type SlotBoot, type SlotReport } from "./slot.ts";
+import { clearTryFailure, readTryFailure, recordTryFailure, slotLines, slotManifestDigest, slotReport, UNRECORDED_FAILURE, type SlotBoot, type SlotReport } from "./slot.ts";
 
 /** Options of {@link GuestSlot.open}. */
 export interface GuestSlotOptions {
@@ -104,7 +104,8 @@ export class GuestSlot {
    */
   rollbackReason(slot: Slot): string | undefined {
     const r = this.#report.rolledBack;
-    return r?.from === slot ? r.reason : undefined;
+    // With no verdict recorded, /update/status says it in its own short word (tries_ran_out).
+    return r?.from === slot && r.reason !== UNRECORDED_FAILURE ? r.reason : undefined;
   }
 
   /** The `/proc/boot` lines (see `slotLines`). */

@@ -105,7 +105,7 @@ describe("an appliance project from this checkout", () => {
     try {
       const r = await cohesix(["serve", "--listen", "127.0.0.1:0", "--state", join(scratch.dir, "bad"), "--project", project], { env: scratch.env });
       expect(r.exitCode).toBe(1);
-      expect(r.stderr).toBe("invalid: cohesix.config.json: workers[0].colour: unknown field (known: budget, entry, name, restart, role)");
+      expect(r.stderr).toBe("invalid: cohesix.config.json: workers[0].colour: unknown field (known: budget, entry, name, required, restart, role)");
     } finally {
       await writeFile(config, good);
     }

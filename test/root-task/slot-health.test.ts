@@ -11,7 +11,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GuestSlot, Watchdog, awaitHealth, markSlotGood, readTryFailure, type SlotAppliance, type WatchedWorker } from "../../root-task/index.ts";
+import { GuestSlot, Watchdog, awaitHealth, markSlotGood, readTryFailure, UNRECORDED_FAILURE, type SlotAppliance, type WatchedWorker } from "../../root-task/index.ts";
 import { formatBootState, readBootStateFiles, writeBootStateFiles, type BootState } from "../../update/index.ts";
 
 let dir = "";
@@ -156,6 +156,14 @@ describe("GuestSlot.settle", () => {
     expect((await readBootStateFiles(boot)).state).toEqual({ seq: 4, active: "b", try: null, tries: 0, slots: { a: "good", b: "good" } });
     expect(slot.lines()).toContain("slot_state=good");
     expect(app.audits).toContain("slot b confirmed good: version none");
+  });
+
+  it("a rollback with no verdict recorded (a panic, a hang) is said in /proc/boot, and left to /update/status's own word", async () => {
+    const boot = await bootDir(trying);
+    await writeBootStateFiles(boot, { seq: 5, active: "a", try: null, tries: 0, slots: { a: "good", b: "rolled_back" } });
+    const slot = await GuestSlot.open({ boot: { slot: "a", kind: "rollback", triesLeft: 0 }, bootDir: boot, stateDir: join(dir, `state-${++n}`) });
+    expect(slot.lines()).toContain(`rolled_back from=b reason=${UNRECORDED_FAILURE}`);
+    expect(slot.rollbackReason("b")).toBeUndefined();
   });
 
   it("does not confirm a try whose required worker exits: records why, reboots, and leaves the state to U-Boot", async () => {
