@@ -16,7 +16,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { listBoards, packageRoot } from "../boards/index.ts";
 import { InvalidError, NotFoundError } from "../nine-door/index.ts";
-import { BUILTIN_WORKERS } from "../root-task/index.ts";
+import { BUILTIN_WORKERS, type FleetSettings } from "../root-task/index.ts";
 import { readSchema, validate, type SchemaNode } from "./schema.ts";
 
 /** The config file's name in a project folder. */
@@ -90,28 +90,13 @@ export interface ProjectConfig {
   readonly health?: ProjectHealth;
 }
 
-/** The `fleet` block of cohesix.config.json (the root task's `FleetSettings`). */
-export interface ProjectFleet {
-  readonly url: string;
-  readonly id?: string;
-  readonly prefix?: string;
-  readonly username?: string;
-  readonly password?: string;
-  /** Absolute paths. */
-  readonly ca?: string;
-  readonly cert?: string;
-  readonly key?: string;
-  readonly audit?: boolean;
-  readonly maxBytes?: number;
-  readonly maxCommandBytes?: number;
-  readonly commandRate?: number;
-  readonly commandBurst?: number;
-  readonly commandQueue?: number;
-  /** Delay before the outbox writes a new acked watermark, ms. */
-  readonly ackDelayMs?: number;
-  /** Cap on one record the link stores and sends. */
-  readonly maxRecordBytes?: number;
-}
+/**
+ * The `fleet` block of cohesix.config.json: the root task's `FleetSettings`
+ * (one declaration of the fields), less what only a guest's baked files
+ * set (`passwordFile`) and the link's in-flight window. `ca`, `cert`, `key`
+ * are absolute host paths.
+ */
+export type ProjectFleet = Omit<FleetSettings, "passwordFile" | "window">;
 
 let cachedSchema: SchemaNode | undefined;
 

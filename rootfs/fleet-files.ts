@@ -10,6 +10,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { NotFoundError } from "../nine-door/index.ts";
+import type { FleetSettings } from "../root-task/index.ts";
 import type { CpioEntry } from "./cpio-entry.ts";
 
 /** Where a guest finds its fleet files. */
@@ -21,26 +22,8 @@ export const GUEST_FLEET_FILES = {
   password: "/etc/cohesix/fleet/password",
 } as const;
 
-/** A project's fleet block as the build takes it: `ca`, `cert`, `key` are host files. */
-export interface ImageFleet {
-  readonly url: string;
-  readonly id?: string;
-  readonly prefix?: string;
-  readonly username?: string;
-  readonly password?: string;
-  readonly ca?: string;
-  readonly cert?: string;
-  readonly key?: string;
-  readonly audit?: boolean;
-  readonly maxBytes?: number;
-  readonly maxCommandBytes?: number;
-  readonly commandRate?: number;
-  readonly commandBurst?: number;
-  readonly commandQueue?: number;
-  readonly window?: number;
-  readonly ackDelayMs?: number;
-  readonly maxRecordBytes?: number;
-}
+/** A project's fleet block as the build takes it (the root task's `FleetSettings`): `ca`, `cert`, `key` are host files. */
+export type ImageFleet = FleetSettings;
 
 /** The `fleet` section of the guest config: files are guest paths, the password a file. */
 export type GuestFleetConfig = Omit<ImageFleet, "password"> & { readonly passwordFile?: string };
