@@ -5,9 +5,9 @@ import { defineConfig } from "vitest/config";
 /**
  * Suites that boot QEMU or run kill -9 campaigns take minutes each. On a
  * clean clone vitest knows no durations and runs files in path order, which
- * left the longest (test/update/*.e2e) for last, one worker busy and the
- * other idle. They start first here, largest file first, so the two
- * workers of a 2-core machine end together.
+ * left the longest (test/update/*.e2e) for last. They start first here,
+ * longest first: with several workers they end together, and with one (a
+ * 2-core machine: vitest takes cores − 1) a failure there shows early.
  */
 const SLOW = /\.e2e\.test\.ts$|crash|outage|exhaustion-replay/;
 /** The longest of them, longest first (seconds measured on a quiet 2-core machine: 211, 190, 180, 180, 145, 75, 70). */
