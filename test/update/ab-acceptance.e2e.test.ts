@@ -23,7 +23,6 @@
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { E2e } from "../qemu/harness.ts";
 import { AbVm, BOOT_MS, BUILD_MS, deriveBundle, flipByte, payloadStart } from "./ab-vm.ts";
@@ -41,18 +40,6 @@ const bundles = { v2: "", v3: "", v4: "" };
 async function bootPartition(vm: AbVm): Promise<string> {
   const files = [await vm.bootFile("/state.env"), await vm.bootFile("/state.bak")];
   return JSON.stringify({ state: files.map((f) => f.toString("hex")), a: await vm.slotDigests("a"), b: await vm.slotDigests("b") });
-}
-
-/** Waits until `/proc/boot` says the running slot is confirmed (`slot_state=good`); returns it. */
-async function confirmed(vm: AbVm, timeoutMs = BOOT_MS): Promise<Record<string, string>> {
-  const deadline = Date.now() + timeoutMs;
-  let boot: Record<string, string> = {};
-  while (Date.now() < deadline) {
-    boot = await vm.procBoot();
-    if (boot.slot_state === "good") return boot;
-    await sleep(1000);
-  }
-  throw new Error(`the running slot was not confirmed: ${JSON.stringify(boot)}\n${(await vm.console()).slice(-3000)}`);
 }
 
 const boots = (log: string): string[] => [...log.matchAll(/cohesix: booting slot (\w) \((\w+)\)/g)].map((m) => `${m[1]}:${m[2]}`);
@@ -115,7 +102,7 @@ describe("field updates under Debian's U-Boot: one appliance, case after case", 
     expect(up.stdout).toContain("rebooting");
     const log = await vm.waitConsole(/cohesix: booting slot b \(try\)[^]*READY/, { since: mark });
     expect(boots(log)).toEqual(["b:try"]);
-    const v2 = await confirmed(vm);
+    const v2 = await vm.confirmed();
     process.stderr.write(`e2e: cohesix update → v2 confirmed in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
     expect(v2).toMatchObject({ slot: "b", slot_version: "2.0.0", slot_state: "good", manifest_check: "ok" });
     expect(await vm.bootState()).toMatchObject({ active: "b", try: null, slots: { a: "good", b: "good" } });

@@ -39,18 +39,6 @@ afterAll(async () => {
   if (e2e) await e2e.teardown();
 }, 60_000);
 
-/** Waits until `/proc/boot` says the running slot is confirmed (`slot_state=good`); returns it. */
-async function confirmed(vm: AbVm, timeoutMs = BOOT_MS): Promise<Record<string, string>> {
-  const deadline = Date.now() + timeoutMs;
-  let boot: Record<string, string> = {};
-  while (Date.now() < deadline) {
-    boot = await vm.procBoot();
-    if (boot.slot_state === "good") return boot;
-    await sleep(1000);
-  }
-  throw new Error(`the running slot was not confirmed: ${JSON.stringify(boot)}\n${(await vm.console()).slice(-3000)}`);
-}
-
 /** A small seeded generator (mulberry32), so a failing run's cut points can be replayed with COHESIX_CUT_SEED. */
 function random(seed: number): () => number {
   let a = seed >>> 0;
@@ -85,7 +73,7 @@ describe("power cuts: kill -9 of QEMU during the transfer and during the commit'
   async function bootAfterCut(name: string): Promise<Record<string, string>> {
     await vm.boot(name);
     await vm.waitConsole(/READY/);
-    const boot = await confirmed(vm);
+    const boot = await vm.confirmed();
     const state = await vm.bootState();
     expect(state, "a whole boot state copy").not.toBeNull();
     expect(state!.slots[boot.slot as "a" | "b"]).toBe("good");
@@ -165,7 +153,7 @@ describe("power cuts: kill -9 of QEMU during the transfer and during the commit'
       expect(await vm.updateCtl({ reboot: true })).toBe("ok rebooting");
       await vm.waitConsole(/cohesix: booting slot b \(try\)[^]*READY/, { since: mark });
     }
-    expect(await confirmed(vm)).toMatchObject({ slot: "b", slot_version: "2.0.0", slot_state: "good" });
+    expect(await vm.confirmed()).toMatchObject({ slot: "b", slot_version: "2.0.0", slot_state: "good" });
     expect(formatBootState((await vm.bootState())!).length).toBe(512);
   }, 4 * CASE_MS);
 });

@@ -272,6 +272,18 @@ export class AbVm {
     }
   }
 
+  /** Waits until `/proc/boot` says the running slot is confirmed (`slot_state=good`); returns it. */
+  async confirmed(timeoutMs = BOOT_MS): Promise<Record<string, string>> {
+    const deadline = Date.now() + timeoutMs;
+    let boot: Record<string, string> = {};
+    while (Date.now() < deadline) {
+      boot = await this.procBoot();
+      if (boot.slot_state === "good") return boot;
+      await sleep(1000);
+    }
+    throw new Error(`the running slot was not confirmed: ${JSON.stringify(boot)}\n${(await this.console()).slice(-3000)}`);
+  }
+
   /** `/proc/boot` once the boot-time manifest check is done, as key=value. */
   async procBoot(): Promise<Record<string, string>> {
     let text = await this.read("/proc/boot");
